@@ -1,0 +1,472 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Channel, CoreError, CustomerId, EventId, FieldError};
+
+/// Largest `properties` object accepted, serialized as JSON.
+pub const MAX_PROPERTIES_BYTES: usize = 4 * 1024;
+/// Largest free-form short string (message id, category, ...).
+const MAX_SHORT_STRING_BYTES: usize = 256;
+/// How far in the future an event timestamp may lie (clock skew between systems).
+const MAX_FUTURE: Duration = Duration::days(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    SessionStart,
+    AppOpen,
+    PageView,
+    MessageSent,
+    MessageDelivered,
+    MessageOpened,
+    MessageClicked,
+    MessageBounced,
+    Unsubscribed,
+    Converted,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 10] = [
+        EventType::SessionStart,
+        EventType::AppOpen,
+        EventType::PageView,
+        EventType::MessageSent,
+        EventType::MessageDelivered,
+        EventType::MessageOpened,
+        EventType::MessageClicked,
+        EventType::MessageBounced,
+        EventType::Unsubscribed,
+        EventType::Converted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::SessionStart => "session_start",
+            EventType::AppOpen => "app_open",
+            EventType::PageView => "page_view",
+            EventType::MessageSent => "message_sent",
+            EventType::MessageDelivered => "message_delivered",
+            EventType::MessageOpened => "message_opened",
+            EventType::MessageClicked => "message_clicked",
+            EventType::MessageBounced => "message_bounced",
+            EventType::Unsubscribed => "unsubscribed",
+            EventType::Converted => "converted",
+        }
+    }
+
+    /// Initiated by the customer: evidence of when they are around.
+    pub fn is_customer_initiated(self) -> bool {
+        matches!(
+            self,
+            EventType::SessionStart
+                | EventType::AppOpen
+                | EventType::PageView
+                | EventType::MessageOpened
+                | EventType::MessageClicked
+                | EventType::Converted
+        )
+    }
+
+    /// A response to a message on a channel.
+    pub fn is_engagement(self) -> bool {
+        matches!(self, EventType::MessageOpened | EventType::MessageClicked)
+    }
+
+    /// Must name the channel it happened on.
+    pub fn requires_channel(self) -> bool {
+        matches!(
+            self,
+            EventType::MessageSent
+                | EventType::MessageDelivered
+                | EventType::MessageOpened
+                | EventType::MessageClicked
+                | EventType::MessageBounced
+                | EventType::Unsubscribed
+        )
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventType {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                CoreError::invalid(
+                    "type",
+                    format!(
+                        "unknown event type {s:?}: expected one of {}",
+                        all.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Device {
+    Mobile,
+    Desktop,
+    Tablet,
+    Other,
+}
+
+impl FromStr for Device {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mobile" => Ok(Device::Mobile),
+            "desktop" => Ok(Device::Desktop),
+            "tablet" => Ok(Device::Tablet),
+            "other" => Ok(Device::Other),
+            _ => Err(CoreError::invalid(
+                "device",
+                format!("unknown device {s:?}: expected one of mobile, desktop, tablet, other"),
+            )),
+        }
+    }
+}
+
+/// An event as a client sends it, before any rule is checked.
+///
+/// Every field is optional and loosely typed so that validation can name each
+/// broken rule instead of stopping at the first parse error.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    pub event_id: Option<String>,
+    pub customer_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub timestamp: Option<String>,
+    pub channel: Option<String>,
+    pub message_id: Option<String>,
+    pub decision_id: Option<String>,
+    pub experiment: Option<String>,
+    pub variant: Option<String>,
+    pub device: Option<String>,
+    pub automated: Option<bool>,
+    pub category: Option<String>,
+    pub properties: Option<serde_json::Value>,
+}
+
+/// A validated event. Timestamps are UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub event_id: EventId,
+    pub customer_id: CustomerId,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub timestamp: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Event {
+    /// Checks every rule of the event contract against `now` and returns the
+    /// event, or every rule it breaks.
+    pub fn from_raw(raw: RawEvent, now: DateTime<Utc>) -> Result<Event, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut record = |e: CoreError| match e {
+            CoreError::Invalid { field, message } => errors.push(FieldError { field, message }),
+            other => errors.push(FieldError::new("event", other.to_string())),
+        };
+
+        let event_id = required(raw.event_id, "event_id")
+            .and_then(EventId::parse)
+            .map_err(&mut record)
+            .ok();
+        let customer_id = required(raw.customer_id, "customer_id")
+            .and_then(CustomerId::parse)
+            .map_err(&mut record)
+            .ok();
+        let kind = required(raw.kind, "type")
+            .and_then(|s| s.parse::<EventType>())
+            .map_err(&mut record)
+            .ok();
+        let timestamp = required(raw.timestamp, "timestamp")
+            .and_then(|s| parse_timestamp(&s, now))
+            .map_err(&mut record)
+            .ok();
+        let channel_given = raw.channel.is_some();
+        let channel = raw
+            .channel
+            .map(|s| s.parse::<Channel>())
+            .transpose()
+            .map_err(&mut record)
+            .ok()
+            .flatten();
+        if let Some(k) = kind {
+            if k.requires_channel() && !channel_given {
+                record(CoreError::invalid(
+                    "channel",
+                    format!("is required for {k} events"),
+                ));
+            }
+        }
+        let device = raw
+            .device
+            .map(|s| s.parse::<Device>())
+            .transpose()
+            .map_err(&mut record)
+            .ok()
+            .flatten();
+        let mut short = |value: Option<String>, field: &str| match value {
+            Some(v) if v.is_empty() || v.len() > MAX_SHORT_STRING_BYTES => {
+                record(CoreError::invalid(
+                    field,
+                    format!("must be 1-{MAX_SHORT_STRING_BYTES} bytes when present"),
+                ));
+                None
+            }
+            other => other,
+        };
+        let message_id = short(raw.message_id, "message_id");
+        let decision_id = short(raw.decision_id, "decision_id");
+        let experiment = short(raw.experiment, "experiment");
+        let variant = short(raw.variant, "variant");
+        let category = short(raw.category, "category");
+        let properties = match raw.properties {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Object(map)) => {
+                let size = serde_json::to_vec(&map)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
+                if size > MAX_PROPERTIES_BYTES {
+                    record(CoreError::invalid(
+                        "properties",
+                        format!("is {size} bytes; at most {MAX_PROPERTIES_BYTES} are allowed"),
+                    ));
+                    None
+                } else {
+                    Some(map)
+                }
+            }
+            Some(_) => {
+                record(CoreError::invalid("properties", "must be a JSON object"));
+                None
+            }
+        };
+
+        match (event_id, customer_id, kind, timestamp) {
+            (Some(event_id), Some(customer_id), Some(kind), Some(timestamp))
+                if errors.is_empty() =>
+            {
+                Ok(Event {
+                    event_id,
+                    customer_id,
+                    kind,
+                    timestamp,
+                    channel,
+                    message_id,
+                    decision_id,
+                    experiment,
+                    variant,
+                    device,
+                    automated: raw.automated.unwrap_or(false),
+                    category,
+                    properties,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// Evidence of when the customer is around: customer-initiated and not
+    /// produced by a machine or privacy proxy.
+    pub fn is_organic_activity(&self) -> bool {
+        self.kind.is_customer_initiated() && !self.automated
+    }
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, CoreError> {
+    value.ok_or_else(|| CoreError::invalid(field, "is required"))
+}
+
+/// Parses an RFC 3339 timestamp with an explicit offset, at most a day after `now`.
+pub fn parse_timestamp(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CoreError> {
+    let t = DateTime::parse_from_rfc3339(s)
+        .map_err(|e| {
+            CoreError::invalid(
+                "timestamp",
+                format!(
+                    "{s:?} is not an RFC 3339 timestamp with an offset \
+                     (e.g. 2026-03-02T19:30:00+08:00): {e}"
+                ),
+            )
+        })?
+        .with_timezone(&Utc);
+    if t > now + MAX_FUTURE {
+        return Err(CoreError::invalid(
+            "timestamp",
+            format!("{s} is more than a day in the future"),
+        ));
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    fn raw(kind: &str) -> RawEvent {
+        RawEvent {
+            event_id: Some("e1".into()),
+            customer_id: Some("c1".into()),
+            kind: Some(kind.into()),
+            timestamp: Some("2026-11-20T19:30:00+08:00".into()),
+            ..RawEvent::default()
+        }
+    }
+
+    fn fields(r: Result<Event, Vec<FieldError>>) -> Vec<String> {
+        match r {
+            Ok(_) => vec![],
+            Err(errs) => errs.into_iter().map(|e| e.field).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_event_and_stores_utc() {
+        let e = Event::from_raw(raw("session_start"), now()).expect("valid");
+        assert_eq!(e.timestamp.to_rfc3339(), "2026-11-20T11:30:00+00:00");
+        assert!(e.is_organic_activity());
+    }
+
+    #[test]
+    fn checks_each_rule() {
+        let cases: Vec<(RawEvent, Vec<&str>)> = vec![
+            (
+                RawEvent::default(),
+                vec!["event_id", "customer_id", "type", "timestamp"],
+            ),
+            (raw("teleported"), vec!["type"]),
+            (raw("message_opened"), vec!["channel"]),
+            (
+                RawEvent {
+                    channel: Some("fax".into()),
+                    ..raw("message_opened")
+                },
+                vec!["channel"],
+            ),
+            (
+                RawEvent {
+                    timestamp: Some("2026-11-20T19:30:00".into()),
+                    ..raw("app_open")
+                },
+                vec!["timestamp"],
+            ),
+            (
+                RawEvent {
+                    timestamp: Some("2026-11-24T12:00:00Z".into()),
+                    ..raw("app_open")
+                },
+                vec!["timestamp"],
+            ),
+            (
+                RawEvent {
+                    timestamp: Some("2026-11-23T11:00:00Z".into()),
+                    ..raw("app_open")
+                },
+                vec![],
+            ),
+            (
+                RawEvent {
+                    device: Some("watch".into()),
+                    ..raw("app_open")
+                },
+                vec!["device"],
+            ),
+            (
+                RawEvent {
+                    properties: Some(serde_json::json!([1])),
+                    ..raw("app_open")
+                },
+                vec!["properties"],
+            ),
+            (
+                RawEvent {
+                    properties: Some(serde_json::json!({"k": "x".repeat(4100)})),
+                    ..raw("app_open")
+                },
+                vec!["properties"],
+            ),
+            (
+                RawEvent {
+                    properties: Some(serde_json::json!({"k": "x".repeat(4000)})),
+                    ..raw("app_open")
+                },
+                vec![],
+            ),
+            (
+                RawEvent {
+                    customer_id: Some("a\u{0}".into()),
+                    ..raw("app_open")
+                },
+                vec!["customer_id"],
+            ),
+            (
+                RawEvent {
+                    message_id: Some(String::new()),
+                    ..raw("app_open")
+                },
+                vec!["message_id"],
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                fields(Event::from_raw(input.clone(), now())),
+                expected,
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn automated_opens_are_not_activity() {
+        let e = Event::from_raw(
+            RawEvent {
+                channel: Some("email".into()),
+                automated: Some(true),
+                ..raw("message_opened")
+            },
+            now(),
+        )
+        .expect("valid");
+        assert!(!e.is_organic_activity());
+        assert!(e.kind.is_engagement());
+    }
+}

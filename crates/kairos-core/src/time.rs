@@ -1,0 +1,352 @@
+//! Hour of week and local time, always derived from an IANA zone (chrono-tz).
+//!
+//! DST rules, deliberately:
+//! - An instant always has exactly one local time, so `hour_of_week` is total.
+//!   On a spring-forward day one local hour never occurs (New York 2026-03-08
+//!   02:00-02:59); on a fall-back day one local hour occurs twice and both UTC
+//!   hours map to it.
+//! - A local wall-clock time that does not exist (inside the gap) resolves to the
+//!   instant the clock shows that time plus the gap, as if the clock had not yet
+//!   moved forward: 02:30 in New York on 2026-03-08 is 03:30 EDT.
+//! - A local time that occurs twice resolves to its first occurrence.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike, Utc,
+};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+
+pub const HOURS_PER_WEEK: usize = 168;
+pub const QUARTERS_PER_WEEK: usize = HOURS_PER_WEEK * 4;
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// Hour of the week in local time: 0 = Monday 00:00-00:59 ... 167 = Sunday 23:00-23:59.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HourOfWeek(u8);
+
+impl HourOfWeek {
+    pub fn new(how: usize) -> Option<Self> {
+        (how < HOURS_PER_WEEK).then(|| Self(how as u8))
+    }
+
+    /// The local hour of week of `instant` in `tz`.
+    pub fn of(instant: DateTime<Utc>, tz: Tz) -> Self {
+        let local = instant.with_timezone(&tz);
+        Self((local.weekday().num_days_from_monday() * 24 + local.hour()) as u8)
+    }
+
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    pub fn weekday_name(self) -> &'static str {
+        WEEKDAYS[self.index() / 24]
+    }
+
+    pub fn hour_of_day(self) -> usize {
+        self.index() % 24
+    }
+}
+
+/// Local quarter-hour of the week (0..672) of `instant` in `tz`.
+pub fn quarter_of_week(instant: DateTime<Utc>, tz: Tz) -> usize {
+    let local = instant.with_timezone(&tz);
+    let how = (local.weekday().num_days_from_monday() * 24 + local.hour()) as usize;
+    how * 4 + local.minute() as usize / 15
+}
+
+/// "Monday 19:00-21:00" for the hours `start..=end` (inclusive, may wrap the week).
+pub fn window_label(start: HourOfWeek, end: HourOfWeek) -> String {
+    let end_hour = (end.hour_of_day() + 1) % 24;
+    if start.index() / 24 == end.index() / 24 && end.index() >= start.index() {
+        format!(
+            "{} {:02}:00-{:02}:00",
+            start.weekday_name(),
+            start.hour_of_day(),
+            end_hour
+        )
+    } else {
+        let end_day = HourOfWeek(((end.index() + 1) % HOURS_PER_WEEK) as u8);
+        format!(
+            "{} {:02}:00-{} {:02}:00",
+            start.weekday_name(),
+            start.hour_of_day(),
+            end_day.weekday_name(),
+            end_hour
+        )
+    }
+}
+
+/// The UTC instant of a local wall-clock time, DST rules as in the module docs.
+pub fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        LocalResult::None => {
+            // Inside a gap: read the wall time with the offset in force just before it.
+            let before = tz
+                .from_local_datetime(&(naive - Duration::hours(6)))
+                .earliest()
+                .map(|t| t.offset().fix())
+                .unwrap_or_else(|| tz.offset_from_utc_datetime(&naive).fix());
+            (naive - Duration::seconds(i64::from(before.local_minus_utc()))).and_utc()
+        }
+    }
+}
+
+/// Parses an IANA time zone name.
+pub fn parse_tz(name: &str) -> Result<Tz, CoreError> {
+    name.parse::<Tz>()
+        .map_err(|_| CoreError::UnknownTimeZone(name.to_string()))
+}
+
+/// A local time of day, "HH:MM", as used by quiet hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LocalTimeOfDay(NaiveTime);
+
+impl LocalTimeOfDay {
+    pub fn minutes(self) -> u32 {
+        self.0.hour() * 60 + self.0.minute()
+    }
+
+    pub fn from_minutes(m: u32) -> Option<Self> {
+        NaiveTime::from_hms_opt(m / 60, m % 60, 0).map(Self)
+    }
+}
+
+impl FromStr for LocalTimeOfDay {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NaiveTime::parse_from_str(s, "%H:%M")
+            .ok()
+            .filter(|_| s.len() == 5)
+            .map(Self)
+            .ok_or_else(|| {
+                CoreError::invalid("time", format!("{s:?} is not a local time \"HH:MM\""))
+            })
+    }
+}
+
+impl TryFrom<String> for LocalTimeOfDay {
+    type Error = CoreError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<LocalTimeOfDay> for String {
+    fn from(t: LocalTimeOfDay) -> Self {
+        t.to_string()
+    }
+}
+
+impl fmt::Display for LocalTimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%H:%M"))
+    }
+}
+
+/// Minutes since local midnight of `instant` in `tz`.
+pub fn local_minute_of_day(instant: DateTime<Utc>, tz: Tz) -> u32 {
+    let l = instant.with_timezone(&tz);
+    l.hour() * 60 + l.minute()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn naive(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn tz(name: &str) -> Tz {
+        parse_tz(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// (zone, UTC instant, expected local hour of week)
+    #[test]
+    fn hour_of_week_table() {
+        let cases = [
+            // New York spring forward 2026-03-08 (Sunday): 01:59 EST, then 03:00 EDT.
+            ("America/New_York", "2026-03-08T06:59:00Z", 6 * 24 + 1),
+            ("America/New_York", "2026-03-08T07:00:00Z", 6 * 24 + 3),
+            // New York fall back 2026-11-01 (Sunday): 01:xx happens twice.
+            ("America/New_York", "2026-11-01T05:30:00Z", 6 * 24 + 1),
+            ("America/New_York", "2026-11-01T06:30:00Z", 6 * 24 + 1),
+            ("America/New_York", "2026-11-01T07:30:00Z", 6 * 24 + 2),
+            // London: BST from 2026-03-29 01:00Z, back to GMT 2026-10-25 01:00Z.
+            ("Europe/London", "2026-03-29T00:59:00Z", 6 * 24),
+            ("Europe/London", "2026-03-29T01:00:00Z", 6 * 24 + 2),
+            ("Europe/London", "2026-10-25T00:30:00Z", 6 * 24 + 1),
+            ("Europe/London", "2026-10-25T01:30:00Z", 6 * 24 + 1),
+            // Sydney: AEDT ends 2026-04-05 03:00 local -> 02:00; starts 2026-10-04 02:00 -> 03:00.
+            ("Australia/Sydney", "2026-04-04T15:30:00Z", 6 * 24 + 2),
+            ("Australia/Sydney", "2026-04-04T16:30:00Z", 6 * 24 + 2),
+            ("Australia/Sydney", "2026-10-03T15:59:00Z", 6 * 24 + 1),
+            ("Australia/Sydney", "2026-10-03T16:00:00Z", 6 * 24 + 3),
+            // Kolkata, +05:30 all year: the week turns at 18:30Z on Sunday.
+            ("Asia/Kolkata", "2026-11-22T18:29:59Z", 167),
+            ("Asia/Kolkata", "2026-11-22T18:30:00Z", 0),
+            // Kuala Lumpur, +08:00: Monday 2026-11-23 19:30 local.
+            ("Asia/Kuala_Lumpur", "2026-11-23T11:30:00Z", 19),
+        ];
+        for (zone, at, expected) in cases {
+            assert_eq!(
+                HourOfWeek::of(utc(at), tz(zone)).index(),
+                expected,
+                "{zone} {at}"
+            );
+        }
+    }
+
+    /// (zone, local wall time, expected UTC instant)
+    #[test]
+    fn resolve_local_table() {
+        let cases = [
+            // Skipped hour: 02:30 does not exist, read with the pre-gap offset (EST).
+            (
+                "America/New_York",
+                "2026-03-08 02:30",
+                "2026-03-08T07:30:00Z",
+            ),
+            // Repeated hour: the first 01:30 (EDT).
+            (
+                "America/New_York",
+                "2026-11-01 01:30",
+                "2026-11-01T05:30:00Z",
+            ),
+            (
+                "America/New_York",
+                "2026-11-01 03:00",
+                "2026-11-01T08:00:00Z",
+            ),
+            ("Europe/London", "2026-03-29 01:30", "2026-03-29T01:30:00Z"),
+            ("Europe/London", "2026-10-25 01:30", "2026-10-25T00:30:00Z"),
+            (
+                "Australia/Sydney",
+                "2026-10-04 02:30",
+                "2026-10-03T16:30:00Z",
+            ),
+            (
+                "Australia/Sydney",
+                "2026-04-05 02:30",
+                "2026-04-04T15:30:00Z",
+            ),
+            ("Asia/Kolkata", "2026-11-23 00:00", "2026-11-22T18:30:00Z"),
+        ];
+        for (zone, local, expected) in cases {
+            assert_eq!(
+                resolve_local(naive(local), tz(zone)),
+                utc(expected),
+                "{zone} {local}"
+            );
+        }
+    }
+
+    #[test]
+    fn labels_windows() {
+        let h = |i| HourOfWeek::new(i).unwrap_or(HourOfWeek(0));
+        assert_eq!(window_label(h(19), h(20)), "Monday 19:00-21:00");
+        assert_eq!(window_label(h(163), h(164)), "Sunday 19:00-21:00");
+        assert_eq!(window_label(h(23), h(24)), "Monday 23:00-Tuesday 01:00");
+        assert_eq!(window_label(h(167), h(0)), "Sunday 23:00-Monday 01:00");
+        assert_eq!(window_label(h(167), h(167)), "Sunday 23:00-00:00");
+    }
+
+    #[test]
+    fn local_time_of_day_parses_strictly() {
+        assert_eq!(
+            "21:00".parse::<LocalTimeOfDay>().map(|t| t.minutes()),
+            Ok(21 * 60)
+        );
+        assert!("9:00".parse::<LocalTimeOfDay>().is_err());
+        assert!("24:00".parse::<LocalTimeOfDay>().is_err());
+        assert!("21:00:00".parse::<LocalTimeOfDay>().is_err());
+    }
+
+    const ZONES: [&str; 8] = [
+        "America/New_York",
+        "Europe/London",
+        "Australia/Sydney",
+        "Asia/Kolkata",
+        "Asia/Kathmandu",
+        "Australia/Lord_Howe",
+        "America/St_Johns",
+        "Pacific/Chatham",
+    ];
+
+    proptest! {
+        /// The hour of week is the local weekday and hour, and an hour later it
+        /// moves by 0 (repeated hour), 1, or 2 (skipped hour), never otherwise.
+        #[test]
+        fn hour_of_week_follows_the_local_clock(
+            secs in 1_577_836_800i64..1_893_456_000i64, // 2020..2030
+            zone in 0usize..ZONES.len(),
+        ) {
+            let zone = tz(ZONES[zone]);
+            let t = DateTime::from_timestamp(secs, 0).unwrap_or_default();
+            let local = t.with_timezone(&zone);
+            let how = HourOfWeek::of(t, zone).index();
+            prop_assert_eq!(how, local.weekday().num_days_from_monday() as usize * 24 + local.hour() as usize);
+            let next = HourOfWeek::of(t + Duration::hours(1), zone).index();
+            let step = (next + HOURS_PER_WEEK - how) % HOURS_PER_WEEK;
+            prop_assert!(step <= 2, "step {} at {}", step, t);
+            prop_assert_eq!(quarter_of_week(t, zone) / 4, how);
+        }
+
+        /// Resolving an instant's own wall time gives the instant back, except
+        /// in a repeated hour, where it gives the first occurrence (never later).
+        #[test]
+        fn resolve_local_round_trips(
+            secs in 1_577_836_800i64..1_893_456_000i64,
+            zone in 0usize..ZONES.len(),
+        ) {
+            let zone = tz(ZONES[zone]);
+            let t = DateTime::from_timestamp(secs - secs % 60, 0).unwrap_or_default();
+            let back = resolve_local(t.with_timezone(&zone).naive_local(), zone);
+            prop_assert!(back <= t);
+            prop_assert!(t - back <= Duration::hours(1));
+            prop_assert_eq!(back.with_timezone(&zone).naive_local(), t.with_timezone(&zone).naive_local());
+        }
+
+        /// Any wall time, even one in a gap, resolves to an instant whose local
+        /// time is at most the gap later.
+        #[test]
+        fn resolve_local_is_total(
+            day in 0i64..3650,
+            minute in 0u32..1440,
+            zone in 0usize..ZONES.len(),
+        ) {
+            let zone = tz(ZONES[zone]);
+            let date = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default() + Duration::days(day);
+            let wall = date.and_hms_opt(minute / 60, minute % 60, 0).unwrap_or_default();
+            let shown = resolve_local(wall, zone).with_timezone(&zone).naive_local();
+            prop_assert!(shown >= wall && shown - wall <= Duration::hours(1), "{} -> {}", wall, shown);
+        }
+    }
+}

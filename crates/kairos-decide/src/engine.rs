@@ -1,0 +1,497 @@
+//! Scoring every (channel, 15-minute slot) in a window and choosing the best.
+//!
+//! Timing comes from the customer's activity distribution in local time, cut
+//! into 672 quarter hours with prefix sums, so the activity mass in the hours
+//! after any slot costs two lookups. A slot's predicted engagement on channel
+//! `c` is `1 - (1 - rate_c)^lift`, where `rate_c` is the channel's engagement
+//! rate for a send at a typical time and `lift` is the activity mass in the
+//! channel's response window after the slot, relative to an average window of
+//! that length. It equals `rate_c` at an average time, falls to 0 when the
+//! customer is never around, and stays below 1.
+
+use chrono::{DateTime, Duration, DurationRound, FixedOffset, Utc};
+use chrono_tz::Tz;
+use kairos_core::time::{local_minute_of_day, quarter_of_week};
+use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
+use kairos_learn::{ActivityPosterior, Basis, ChannelEstimate, ChannelStats};
+use serde::Serialize;
+
+use crate::{DecideError, QuietHours, Result, ValidDecideParams};
+
+const SLOT: Duration = Duration::minutes(15);
+/// Relative score difference under which two slots count as tied.
+const TIE: f64 = 1e-9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub not_before: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+}
+
+impl Window {
+    /// The window a request asks for, with the defaults filled in and checked.
+    pub fn new(
+        not_before: Option<DateTime<Utc>>,
+        deadline: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        params: &ValidDecideParams,
+    ) -> Result<Self> {
+        let not_before = not_before.unwrap_or(now);
+        let default_len = Duration::seconds((params.default_window_hours * 3600.0) as i64);
+        let deadline = deadline.unwrap_or(not_before + default_len);
+        if not_before > deadline {
+            return Err(DecideError::InvalidWindow(format!(
+                "not_before ({}) is after deadline ({})",
+                not_before.to_rfc3339(),
+                deadline.to_rfc3339()
+            )));
+        }
+        let max = Duration::seconds((params.max_window_days * 86_400.0) as i64);
+        if deadline - not_before > max {
+            return Err(DecideError::InvalidWindow(format!(
+                "the window from not_before to deadline is longer than {} days",
+                params.max_window_days
+            )));
+        }
+        Ok(Self {
+            not_before,
+            deadline,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelStatus {
+    Allowed,
+    Unreachable,
+    NoConsent,
+    Unsubscribed,
+    NotDeclared,
+}
+
+impl ChannelStatus {
+    fn why_not(self, channel: Channel) -> String {
+        match self {
+            ChannelStatus::Allowed => String::new(),
+            ChannelStatus::Unreachable => format!("the customer cannot be reached on {channel}"),
+            ChannelStatus::NoConsent => format!("the customer has not consented to {channel}"),
+            ChannelStatus::Unsubscribed => format!("the customer unsubscribed from {channel}"),
+            ChannelStatus::NotDeclared => {
+                format!("{channel} is not declared reachable and consented for the customer")
+            }
+        }
+    }
+}
+
+/// Whether a channel may be used. A channel the request names is usable
+/// unless the customer's attributes or history rule it out; without a list,
+/// only channels declared both reachable and consented are.
+pub fn channel_status(
+    prefs: Option<&ChannelPrefs>,
+    stats: &ChannelStats,
+    requested: bool,
+) -> ChannelStatus {
+    let prefs = prefs.cloned().unwrap_or_default();
+    if prefs.reachable == Some(false) {
+        return ChannelStatus::Unreachable;
+    }
+    if prefs.consent == Some(false) {
+        return ChannelStatus::NoConsent;
+    }
+    if let Some(unsub) = stats.unsubscribed_at {
+        if prefs.consent_updated_at.is_none_or(|c| c < unsub) {
+            return ChannelStatus::Unsubscribed;
+        }
+    }
+    if !requested && !(prefs.reachable == Some(true) && prefs.consent == Some(true)) {
+        return ChannelStatus::NotDeclared;
+    }
+    ChannelStatus::Allowed
+}
+
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub channel: Channel,
+    pub status: ChannelStatus,
+    pub estimate: ChannelEstimate,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionInput<'a> {
+    pub now: DateTime<Utc>,
+    pub tz: Tz,
+    /// The customer's own zone was missing or invalid and `tz` is the default.
+    pub tz_assumed: bool,
+    pub window: Window,
+    /// In preference order: ties go to the earlier one.
+    pub candidates: Vec<Candidate>,
+    pub activity: &'a ActivityPosterior,
+    /// No trained population prior exists (the "global" prior is flat).
+    pub prior_untrained: bool,
+    pub quiet_hours: Option<QuietHours>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Send,
+    Suppress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionBasis {
+    Personal,
+    Segment,
+    Global,
+    Default,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionReason {
+    NoReachableChannel,
+    DeadlinePassed,
+    QuietHours,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suppression {
+    pub reason: SuppressionReason,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alternative {
+    pub channel: Channel,
+    pub send_at: Option<DateTime<Utc>>,
+    pub score: Option<f64>,
+    pub why_not: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub action: Action,
+    pub channel: Option<Channel>,
+    pub send_at: Option<DateTime<Utc>>,
+    pub send_at_local: Option<DateTime<FixedOffset>>,
+    pub score: f64,
+    pub basis: DecisionBasis,
+    pub alternatives: Vec<Alternative>,
+    pub cancel_if_active_after: Option<DateTime<Utc>>,
+    pub reasons: Vec<String>,
+    pub suppression: Option<Suppression>,
+}
+
+/// Cumulative activity over the local week in quarter hours, twice round so
+/// that windows crossing Sunday midnight need no special case.
+struct QuarterMass {
+    prefix: Vec<f64>,
+}
+
+impl QuarterMass {
+    fn new(hour_of_week: &[f64]) -> Self {
+        let mut prefix = Vec::with_capacity(2 * QUARTERS_PER_WEEK + 1);
+        prefix.push(0.0);
+        let mut acc = 0.0;
+        for _round in 0..2 {
+            for p in hour_of_week {
+                for _ in 0..4 {
+                    acc += p / 4.0;
+                    prefix.push(acc);
+                }
+            }
+        }
+        Self { prefix }
+    }
+
+    /// Mass of the `len` quarter hours starting at local quarter `start`.
+    fn mass(&self, start: usize, len: usize) -> f64 {
+        let len = len.min(QUARTERS_PER_WEEK);
+        self.prefix[start + len] - self.prefix[start]
+    }
+}
+
+/// The distribution used when nothing is known about anyone: all mass at the
+/// default local time each day.
+fn default_time_distribution(minute_of_day: u32) -> Vec<f64> {
+    let hour = (minute_of_day / 60) as usize;
+    let mut p = vec![1e-9; 168];
+    for day in 0..7 {
+        p[day * 24 + hour] = 1.0;
+    }
+    let total: f64 = p.iter().sum();
+    p.iter_mut().for_each(|v| *v /= total);
+    p
+}
+
+fn predicted(rate: f64, mass: f64, len: usize) -> f64 {
+    let lift = mass / (len as f64 / QUARTERS_PER_WEEK as f64);
+    1.0 - (1.0 - rate).powf(lift)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Best {
+    at: DateTime<Utc>,
+    score: f64,
+}
+
+/// Decides for one customer. Never breaks a rule to send: when nothing fits,
+/// the answer is `suppress` with the reason.
+pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision {
+    let basis = match input.activity.basis {
+        Basis::Personal => DecisionBasis::Personal,
+        Basis::Segment => DecisionBasis::Segment,
+        Basis::Global if input.prior_untrained => DecisionBasis::Default,
+        Basis::Global => DecisionBasis::Global,
+    };
+    let mut reasons = Vec::new();
+    if input.tz_assumed {
+        reasons.push(format!(
+            "Time zone unknown: local times assume {} (configured default).",
+            input.tz.name()
+        ));
+    }
+
+    let suppress = |reason, detail: String, alternatives, mut reasons: Vec<String>| {
+        reasons.push(detail.clone());
+        Decision {
+            action: Action::Suppress,
+            channel: None,
+            send_at: None,
+            send_at_local: None,
+            score: 0.0,
+            basis,
+            alternatives,
+            cancel_if_active_after: None,
+            reasons,
+            suppression: Some(Suppression { reason, detail }),
+        }
+    };
+
+    let start = input.window.not_before.max(input.now);
+    if input.window.deadline < start {
+        return suppress(
+            SuppressionReason::DeadlinePassed,
+            format!(
+                "The deadline {} has passed.",
+                input.window.deadline.to_rfc3339()
+            ),
+            Vec::new(),
+            reasons,
+        );
+    }
+
+    let (distribution, timing_len) = if basis == DecisionBasis::Default {
+        (
+            default_time_distribution(params.default_send_time.minutes()),
+            Some(1),
+        )
+    } else {
+        (input.activity.hour_of_week.clone(), None)
+    };
+    let mass = QuarterMass::new(&distribution);
+
+    // Best slot per allowed candidate.
+    let mut best: Vec<Option<Best>> = vec![None; input.candidates.len()];
+    let mut any_outside_quiet = false;
+    let first_aligned = start
+        .duration_trunc(SLOT)
+        .map(|t| if t < start { t + SLOT } else { t })
+        .unwrap_or(start);
+    // The window's own start, then every quarter hour after it.
+    let slots = (first_aligned != start)
+        .then_some(start)
+        .into_iter()
+        .chain((0..).map(|i| first_aligned + SLOT * i))
+        .take_while(|t| *t <= input.window.deadline);
+    for t in slots {
+        if let Some(q) = input.quiet_hours {
+            if q.contains(local_minute_of_day(t, input.tz)) {
+                continue;
+            }
+        }
+        any_outside_quiet = true;
+        let quarter = quarter_of_week(t, input.tz);
+        for (cand, slot_best) in input.candidates.iter().zip(best.iter_mut()) {
+            if cand.status != ChannelStatus::Allowed {
+                continue;
+            }
+            let len = timing_len.unwrap_or(params.response_quarters[cand.channel.index()]);
+            let score = predicted(cand.estimate.rate, mass.mass(quarter, len), len);
+            if slot_best.is_none_or(|b| score > b.score * (1.0 + TIE)) {
+                *slot_best = Some(Best { at: t, score });
+            }
+        }
+    }
+
+    let chosen = best
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.map(|b| (i, b)))
+        .fold(None::<(usize, Best)>, |acc, (i, b)| match acc {
+            Some((_, a)) if b.score <= a.score * (1.0 + TIE) => acc,
+            _ => Some((i, b)),
+        });
+
+    let alternatives = |chosen_idx: Option<usize>, chosen_score: f64| -> Vec<Alternative> {
+        input
+            .candidates
+            .iter()
+            .zip(&best)
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != chosen_idx)
+            .map(|(_, (cand, b))| match (cand.status, b) {
+                (ChannelStatus::Allowed, Some(b)) => Alternative {
+                    channel: cand.channel,
+                    send_at: Some(b.at),
+                    score: Some(b.score),
+                    why_not: format!(
+                        "lower predicted engagement ({:.3} vs {:.3})",
+                        b.score, chosen_score
+                    ),
+                },
+                (ChannelStatus::Allowed, None) => Alternative {
+                    channel: cand.channel,
+                    send_at: None,
+                    score: None,
+                    why_not: "no slot outside quiet hours before the deadline".into(),
+                },
+                (status, _) => Alternative {
+                    channel: cand.channel,
+                    send_at: None,
+                    score: None,
+                    why_not: status.why_not(cand.channel),
+                },
+            })
+            .collect()
+    };
+
+    let Some((idx, b)) = chosen else {
+        let allowed = input
+            .candidates
+            .iter()
+            .any(|c| c.status == ChannelStatus::Allowed);
+        return if allowed && !any_outside_quiet {
+            let q = input
+                .quiet_hours
+                .map(|q| format!("{}-{}", q.start, q.end))
+                .unwrap_or_default();
+            suppress(
+                SuppressionReason::QuietHours,
+                format!(
+                    "No time between not_before and the deadline lies outside quiet hours {q} ({}).",
+                    input.tz.name()
+                ),
+                alternatives(None, 0.0),
+                reasons,
+            )
+        } else {
+            suppress(
+                SuppressionReason::NoReachableChannel,
+                "No candidate channel is reachable and allowed for this customer.".into(),
+                alternatives(None, 0.0),
+                reasons,
+            )
+        };
+    };
+
+    let cand = &input.candidates[idx];
+    reasons.push(timing_reason(input, basis, params));
+    reasons.push(channel_reason(input, idx));
+    let local = b.at.with_timezone(&input.tz).fixed_offset();
+    reasons.push(format!(
+        "Best time in the window: {} {} local, predicted engagement {:.3}.",
+        local.format("%A"),
+        local.format("%H:%M"),
+        b.score
+    ));
+    if let Some(q) = input.quiet_hours {
+        reasons.push(format!(
+            "Quiet hours {}-{} local are respected.",
+            q.start, q.end
+        ));
+    }
+    let cancel_if_active_after =
+        matches!(cand.channel, Channel::Push | Channel::InApp).then_some(input.now);
+    Decision {
+        action: Action::Send,
+        channel: Some(cand.channel),
+        send_at: Some(b.at),
+        send_at_local: Some(local),
+        score: b.score,
+        basis,
+        alternatives: alternatives(Some(idx), b.score),
+        cancel_if_active_after,
+        reasons,
+        suppression: None,
+    }
+}
+
+fn timing_reason(
+    input: &DecisionInput<'_>,
+    basis: DecisionBasis,
+    params: &ValidDecideParams,
+) -> String {
+    let zone = input.tz.name();
+    match basis {
+        DecisionBasis::Personal => {
+            let peaks: Vec<String> = input
+                .activity
+                .peak_windows(3)
+                .into_iter()
+                .map(|w| w.label)
+                .collect();
+            if peaks.is_empty() {
+                format!("Active at many times of the week ({zone}); timing from their own history.")
+            } else {
+                format!("Usually active {} ({zone}).", peaks.join(", "))
+            }
+        }
+        DecisionBasis::Segment => format!(
+            "Little personal history ({:.1} recent events): timing follows customers like them ({zone}).",
+            input.activity.evidence
+        ),
+        DecisionBasis::Global => format!(
+            "Little personal history ({:.1} recent events): timing follows when customers in general are active ({zone}).",
+            input.activity.evidence
+        ),
+        DecisionBasis::Default => format!(
+            "No activity history yet: sending at the default local time {} ({zone}).",
+            params.default_send_time
+        ),
+    }
+}
+
+fn channel_reason(input: &DecisionInput<'_>, chosen: usize) -> String {
+    let describe = |c: &Candidate| {
+        format!(
+            "{} engaged {} of {} times",
+            c.channel, c.estimate.engagements_total, c.estimate.sends_total
+        )
+    };
+    let chosen = &input.candidates[chosen];
+    let others: Vec<String> = input
+        .candidates
+        .iter()
+        .filter(|c| c.channel != chosen.channel && c.status == ChannelStatus::Allowed)
+        .map(describe)
+        .collect();
+    let mut s = format!(
+        "{} (estimated rate {:.0}%, 95% interval {:.0}-{:.0}%)",
+        describe(chosen),
+        chosen.estimate.rate * 100.0,
+        chosen.estimate.rate_ci[0] * 100.0,
+        chosen.estimate.rate_ci[1] * 100.0
+    );
+    if !others.is_empty() {
+        s.push_str(" vs ");
+        s.push_str(&others.join(", "));
+    }
+    s.push('.');
+    s
+}
+
+#[cfg(test)]
+mod tests;

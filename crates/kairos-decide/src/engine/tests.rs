@@ -1,0 +1,425 @@
+use chrono::{Datelike, Timelike};
+use kairos_core::{HourOfWeek, LocalTimeOfDay};
+use kairos_learn::{Population, ProfileState, ValidLearnParams};
+use proptest::prelude::*;
+
+use super::*;
+use crate::DecideParams;
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn params() -> ValidDecideParams {
+    DecideParams::default()
+        .check()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn quiet(start: &str, end: &str) -> Option<QuietHours> {
+    let t = |s: &str| {
+        s.parse::<LocalTimeOfDay>()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    Some(QuietHours {
+        start: t(start),
+        end: t(end),
+    })
+}
+
+/// A posterior with `count` events in each of the given local hours of week.
+fn activity(hours: &[usize], count: f32, trained: bool) -> (ActivityPosterior, bool) {
+    let mut p = ProfileState::default();
+    for &h in hours {
+        p.activity[h] = count;
+    }
+    p.reference = Some(utc("2026-11-22T00:00:00Z"));
+    let post = ActivityPosterior::new(
+        &p,
+        &Population::uniform(),
+        &ValidLearnParams::default(),
+        utc("2026-11-22T00:00:00Z"),
+    );
+    (post, !trained)
+}
+
+fn candidate(channel: Channel, status: ChannelStatus, sends: f32, engagements: f32) -> Candidate {
+    let stats = ChannelStats {
+        sends,
+        engagements,
+        ..ChannelStats::default()
+    };
+    Candidate {
+        channel,
+        status,
+        estimate: ChannelEstimate::new(&stats, 1.0, &ValidLearnParams::default()),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    zone: &'static str,
+    now: &'static str,
+    not_before: Option<&'static str>,
+    deadline: Option<&'static str>,
+    hours: Vec<usize>,
+    count: f32,
+    trained: bool,
+    candidates: Vec<Candidate>,
+    quiet: Option<QuietHours>,
+    /// Expected (channel, local weekday 0=Mon, local "HH:MM") or the suppression reason.
+    expect: Result<(Channel, u32, &'static str), SuppressionReason>,
+    basis: DecisionBasis,
+}
+
+fn run(case: &Case) -> Decision {
+    let tz: Tz = case.zone.parse().unwrap_or_else(|e| panic!("{e}"));
+    let p = params();
+    let now = utc(case.now);
+    let window = Window::new(case.not_before.map(utc), case.deadline.map(utc), now, &p)
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let (post, untrained) = activity(&case.hours, case.count, case.trained);
+    let input = DecisionInput {
+        now,
+        tz,
+        tz_assumed: false,
+        window,
+        candidates: case.candidates.clone(),
+        activity: &post,
+        prior_untrained: untrained,
+        quiet_hours: case.quiet,
+    };
+    decide(&input, &p)
+}
+
+fn check(case: Case) {
+    let d = run(&case);
+    assert_eq!(d.basis, case.basis, "{}: {:?}", case.name, d.reasons);
+    match case.expect {
+        Ok((channel, weekday, hhmm)) => {
+            assert_eq!(d.action, Action::Send, "{}: {:?}", case.name, d.suppression);
+            assert_eq!(d.channel, Some(channel), "{}", case.name);
+            let local = d
+                .send_at_local
+                .unwrap_or_else(|| panic!("{}: no send_at_local", case.name));
+            assert_eq!(
+                (
+                    local.weekday().num_days_from_monday(),
+                    local.format("%H:%M").to_string()
+                ),
+                (weekday, hhmm.to_string()),
+                "{}: {local}",
+                case.name
+            );
+        }
+        Err(reason) => {
+            assert_eq!(d.action, Action::Suppress, "{}", case.name);
+            assert_eq!(
+                d.suppression.map(|s| s.reason),
+                Some(reason),
+                "{}",
+                case.name
+            );
+        }
+    }
+}
+
+const MON_19_20: [usize; 2] = [19, 20];
+
+#[test]
+fn engine_table() {
+    use Channel::*;
+    use ChannelStatus::*;
+    let cases = vec![
+        Case {
+            name: "Monday evening app user, push, no quiet hours",
+            zone: "Asia/Kuala_Lumpur",
+            now: "2026-11-22T00:00:00Z",
+            not_before: None,
+            deadline: Some("2026-11-29T00:00:00Z"),
+            hours: MON_19_20.to_vec(),
+            count: 12.0,
+            trained: true,
+            candidates: vec![candidate(Push, Allowed, 0.0, 0.0)],
+            quiet: None,
+            expect: Ok((Push, 0, "19:00")),
+            basis: DecisionBasis::Personal,
+        },
+        Case {
+            name: "late-night user: best slot outside quiet hours 21-08",
+            zone: "Asia/Kuala_Lumpur",
+            now: "2026-11-22T00:00:00Z",
+            not_before: None,
+            deadline: Some("2026-11-29T00:00:00Z"),
+            hours: vec![22, 23],
+            count: 30.0,
+            trained: true,
+            candidates: vec![candidate(Push, Allowed, 0.0, 0.0)],
+            quiet: quiet("21:00", "08:00"),
+            expect: Ok((Push, 0, "20:45")),
+            basis: DecisionBasis::Personal,
+        },
+        Case {
+            name: "quiet hours across midnight cover the whole window",
+            zone: "Europe/London",
+            now: "2026-11-22T12:00:00Z",
+            not_before: Some("2026-11-22T22:00:00Z"),
+            deadline: Some("2026-11-23T06:00:00Z"),
+            hours: MON_19_20.to_vec(),
+            count: 12.0,
+            trained: true,
+            candidates: vec![candidate(Push, Allowed, 0.0, 0.0)],
+            quiet: quiet("21:00", "08:00"),
+            expect: Err(SuppressionReason::QuietHours),
+            basis: DecisionBasis::Personal,
+        },
+        Case {
+            name: "deadline in the past",
+            zone: "UTC",
+            now: "2026-11-22T12:00:00Z",
+            not_before: Some("2026-11-20T00:00:00Z"),
+            deadline: Some("2026-11-21T00:00:00Z"),
+            hours: vec![],
+            count: 0.0,
+            trained: true,
+            candidates: vec![candidate(Email, Allowed, 0.0, 0.0)],
+            quiet: None,
+            expect: Err(SuppressionReason::DeadlinePassed),
+            basis: DecisionBasis::Global,
+        },
+        Case {
+            name: "unreachable best channel: the next one",
+            zone: "UTC",
+            now: "2026-11-22T12:00:00Z",
+            not_before: None,
+            deadline: Some("2026-11-29T12:00:00Z"),
+            hours: MON_19_20.to_vec(),
+            count: 12.0,
+            trained: true,
+            candidates: vec![
+                candidate(Push, Unreachable, 9.0, 6.0),
+                candidate(Email, Allowed, 12.0, 1.0),
+            ],
+            quiet: None,
+            expect: Ok((Email, 0, "18:00")),
+            basis: DecisionBasis::Personal,
+        },
+        Case {
+            name: "no channel allowed",
+            zone: "UTC",
+            now: "2026-11-22T12:00:00Z",
+            not_before: None,
+            deadline: None,
+            hours: vec![],
+            count: 0.0,
+            trained: true,
+            candidates: vec![
+                candidate(Push, NoConsent, 0.0, 0.0),
+                candidate(Sms, Unsubscribed, 0.0, 0.0),
+            ],
+            quiet: None,
+            expect: Err(SuppressionReason::NoReachableChannel),
+            basis: DecisionBasis::Global,
+        },
+        Case {
+            name: "nothing known about anyone: default local time 17:00",
+            zone: "America/New_York",
+            now: "2026-11-22T12:00:00Z",
+            not_before: None,
+            deadline: None,
+            hours: vec![],
+            count: 0.0,
+            trained: false,
+            candidates: vec![candidate(Email, Allowed, 0.0, 0.0)],
+            quiet: quiet("21:00", "08:00"),
+            expect: Ok((Email, 6, "17:00")),
+            basis: DecisionBasis::Default,
+        },
+        Case {
+            name: "New York spring-forward day: 19:00 EDT on Sunday 2026-03-08",
+            zone: "America/New_York",
+            now: "2026-03-07T12:00:00Z",
+            not_before: None,
+            deadline: Some("2026-03-09T03:00:00Z"),
+            hours: vec![6 * 24 + 19],
+            count: 20.0,
+            trained: true,
+            candidates: vec![candidate(Push, Allowed, 0.0, 0.0)],
+            quiet: None,
+            expect: Ok((Push, 6, "19:00")),
+            basis: DecisionBasis::Personal,
+        },
+        Case {
+            name: "window crossing the week boundary (Sunday to Monday) in Kolkata",
+            zone: "Asia/Kolkata",
+            now: "2026-11-22T12:00:00Z",
+            not_before: None,
+            deadline: Some("2026-11-23T12:00:00Z"),
+            hours: vec![9],
+            count: 20.0,
+            trained: true,
+            candidates: vec![candidate(Push, Allowed, 0.0, 0.0)],
+            quiet: None,
+            expect: Ok((Push, 0, "09:00")),
+            basis: DecisionBasis::Personal,
+        },
+    ];
+    for case in cases {
+        check(case);
+    }
+}
+
+#[test]
+fn window_rules() {
+    let p = params();
+    let now = utc("2026-11-22T12:00:00Z");
+    assert!(matches!(
+        Window::new(
+            Some(utc("2026-11-23T00:00:00Z")),
+            Some(utc("2026-11-22T23:00:00Z")),
+            now,
+            &p
+        ),
+        Err(DecideError::InvalidWindow(_))
+    ));
+    assert!(Window::new(None, Some(utc("2027-02-01T00:00:00Z")), now, &p).is_err());
+    let w = Window::new(None, None, now, &p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.deadline - w.not_before, Duration::hours(24));
+}
+
+#[test]
+fn explains_in_words_a_marketer_reads() {
+    let d = run(&Case {
+        name: "explain",
+        zone: "Asia/Kuala_Lumpur",
+        now: "2026-11-22T00:00:00Z",
+        not_before: None,
+        deadline: Some("2026-11-29T00:00:00Z"),
+        hours: MON_19_20.to_vec(),
+        count: 12.0,
+        trained: true,
+        candidates: vec![
+            candidate(Channel::Push, ChannelStatus::Allowed, 9.0, 6.0),
+            candidate(Channel::Email, ChannelStatus::Allowed, 12.0, 1.0),
+        ],
+        quiet: None,
+        expect: Err(SuppressionReason::QuietHours),
+        basis: DecisionBasis::Personal,
+    });
+    let text = d.reasons.join(" ");
+    assert!(
+        text.contains("Usually active Monday 19:00-21:00 (Asia/Kuala_Lumpur)"),
+        "{text}"
+    );
+    assert_eq!(d.channel, Some(Channel::Push));
+    assert_eq!(d.alternatives.len(), 1);
+    assert_eq!(d.alternatives[0].channel, Channel::Email);
+    assert!(d.alternatives[0]
+        .why_not
+        .contains("lower predicted engagement"));
+    assert_eq!(d.cancel_if_active_after, Some(utc("2026-11-22T00:00:00Z")));
+}
+
+#[test]
+fn channel_status_rules() {
+    let prefs = |reachable, consent| ChannelPrefs {
+        reachable,
+        consent,
+        consent_updated_at: None,
+    };
+    let none = ChannelStats::default();
+    assert_eq!(channel_status(None, &none, true), ChannelStatus::Allowed);
+    assert_eq!(
+        channel_status(None, &none, false),
+        ChannelStatus::NotDeclared
+    );
+    assert_eq!(
+        channel_status(Some(&prefs(Some(true), Some(true))), &none, false),
+        ChannelStatus::Allowed
+    );
+    assert_eq!(
+        channel_status(Some(&prefs(Some(false), None)), &none, true),
+        ChannelStatus::Unreachable
+    );
+    assert_eq!(
+        channel_status(Some(&prefs(Some(true), Some(false))), &none, true),
+        ChannelStatus::NoConsent
+    );
+    let unsub = ChannelStats {
+        unsubscribed_at: Some(utc("2026-01-01T00:00:00Z")),
+        ..ChannelStats::default()
+    };
+    assert_eq!(
+        channel_status(Some(&prefs(Some(true), Some(true))), &unsub, true),
+        ChannelStatus::Unsubscribed
+    );
+    let renewed = ChannelPrefs {
+        consent_updated_at: Some(utc("2026-02-01T00:00:00Z")),
+        ..prefs(Some(true), Some(true))
+    };
+    assert_eq!(
+        channel_status(Some(&renewed), &unsub, true),
+        ChannelStatus::Allowed
+    );
+}
+
+const ZONES: [&str; 6] = [
+    "America/New_York",
+    "Europe/London",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Asia/Kuala_Lumpur",
+];
+
+proptest! {
+    /// Whatever the zone, DST, window and habits: a send lies in the window
+    /// and outside quiet hours; otherwise the answer is a suppression.
+    #[test]
+    fn send_at_respects_window_and_quiet_hours(
+        zone in 0usize..ZONES.len(),
+        now_secs in 1_767_225_600i64..1_798_761_600i64, // 2026
+        start_offset_min in 0i64..3000,
+        len_min in 0i64..5000,
+        hours in proptest::collection::vec(0usize..168, 0..6),
+        q_start in 0u32..96,
+        q_len in 1u32..95,
+        has_quiet in any::<bool>(),
+    ) {
+        let tz: Tz = ZONES[zone].parse().unwrap_or(Tz::UTC);
+        let p = params();
+        let now = DateTime::from_timestamp(now_secs, 0).unwrap_or_default();
+        let not_before = now + Duration::minutes(start_offset_min) - Duration::minutes(600);
+        let deadline = not_before + Duration::minutes(len_min);
+        let window = Window::new(Some(not_before), Some(deadline), now, &p).unwrap_or_else(|e| panic!("{e}"));
+        let quiet = has_quiet.then(|| QuietHours {
+            start: LocalTimeOfDay::from_minutes(q_start * 15).unwrap_or_else(|| unreachable!()),
+            end: LocalTimeOfDay::from_minutes(((q_start + q_len) % 96) * 15).unwrap_or_else(|| unreachable!()),
+        });
+        let (post, untrained) = activity(&hours, 10.0, true);
+        let input = DecisionInput {
+            now, tz, tz_assumed: false, window,
+            candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
+            activity: &post, prior_untrained: untrained, quiet_hours: quiet,
+        };
+        let d = decide(&input, &p);
+        match d.action {
+            Action::Send => {
+                let at = d.send_at.unwrap_or_else(|| panic!("send without send_at"));
+                prop_assert!(at >= not_before.max(now) && at <= deadline, "{} not in [{}, {}]", at, not_before, deadline);
+                if let Some(q) = quiet {
+                    let local = at.with_timezone(&tz);
+                    prop_assert!(!q.contains(local.hour() * 60 + local.minute()), "{} in quiet hours", local);
+                }
+                prop_assert!(d.score > 0.0 && d.score < 1.0);
+                let _ = HourOfWeek::of(at, tz);
+            }
+            Action::Suppress => {
+                prop_assert!(d.suppression.is_some());
+                prop_assert!(d.send_at.is_none());
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Kairos decision engine: for one customer, the best channel and send time
+//! in a window, the rules it respects, and the reasons for the choice.
+//!
+//! No IO and no clock: `now` is part of the input.
+
+mod engine;
+mod error;
+mod params;
+
+pub use engine::{
+    channel_status, decide, Action, Alternative, Candidate, ChannelStatus, Decision, DecisionBasis,
+    DecisionInput, Suppression, SuppressionReason, Window,
+};
+pub use error::{DecideError, Result};
+pub use params::{DecideParams, QuietHours, ValidDecideParams};

@@ -1,0 +1,179 @@
+use std::collections::BTreeMap;
+
+use kairos_core::{Channel, LocalTimeOfDay};
+use serde::{Deserialize, Serialize};
+
+use crate::{DecideError, Result};
+
+/// Local hours during which nothing is sent. `start > end` wraps midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub start: LocalTimeOfDay,
+    pub end: LocalTimeOfDay,
+}
+
+impl QuietHours {
+    pub fn check(self) -> Result<Self> {
+        if self.start == self.end {
+            return Err(DecideError::InvalidParam {
+                name: "quiet_hours",
+                reason: format!(
+                    "start and end are both {}: give an interval, or null for none",
+                    self.start
+                ),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Whether a local minute of the day falls inside the quiet hours.
+    pub fn contains(&self, minute_of_day: u32) -> bool {
+        let (s, e) = (self.start.minutes(), self.end.minutes());
+        if s < e {
+            (s..e).contains(&minute_of_day)
+        } else {
+            minute_of_day >= s || minute_of_day < e
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideParams {
+    /// Quiet hours when a request does not say (`null` in a request means none).
+    pub quiet_hours: Option<QuietHours>,
+    /// Default window length after `not_before`, in hours.
+    pub default_window_hours: f64,
+    /// Longest window a request may ask for, in days.
+    pub max_window_days: f64,
+    /// Local time used when nothing at all is known about anyone.
+    pub default_send_time: LocalTimeOfDay,
+    /// Zone assumed for customers without a valid one.
+    pub default_timezone: String,
+    /// How long after a send the customer typically responds, per channel, in hours.
+    pub response_window_hours: BTreeMap<Channel, f64>,
+}
+
+impl Default for DecideParams {
+    fn default() -> Self {
+        let hours = |c| match c {
+            Channel::Email => 4.0,
+            Channel::Push | Channel::Sms => 1.0,
+            Channel::InApp | Channel::Web => 24.0,
+        };
+        Self {
+            quiet_hours: Some(QuietHours {
+                start: "21:00".parse().unwrap_or_else(|_| unreachable!()),
+                end: "08:00".parse().unwrap_or_else(|_| unreachable!()),
+            }),
+            default_window_hours: 24.0,
+            max_window_days: 31.0,
+            default_send_time: "17:00".parse().unwrap_or_else(|_| unreachable!()),
+            default_timezone: "UTC".into(),
+            response_window_hours: Channel::ALL.iter().map(|&c| (c, hours(c))).collect(),
+        }
+    }
+}
+
+/// Parameters that passed [`DecideParams::check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidDecideParams {
+    pub params: DecideParams,
+    pub default_tz: chrono_tz::Tz,
+    /// Response window per channel in quarter hours, by [`Channel::index`].
+    pub response_quarters: [usize; 5],
+}
+
+impl std::ops::Deref for ValidDecideParams {
+    type Target = DecideParams;
+    fn deref(&self) -> &DecideParams {
+        &self.params
+    }
+}
+
+impl DecideParams {
+    pub fn check(self) -> Result<ValidDecideParams> {
+        if let Some(q) = self.quiet_hours {
+            q.check()?;
+        }
+        let range = |name, v: f64, max: f64| {
+            if v.is_finite() && v > 0.0 && v <= max {
+                Ok(())
+            } else {
+                Err(DecideError::InvalidParam {
+                    name,
+                    reason: format!("must be in (0, {max}], got {v}"),
+                })
+            }
+        };
+        range(
+            "default_window_hours",
+            self.default_window_hours,
+            24.0 * 366.0,
+        )?;
+        range("max_window_days", self.max_window_days, 366.0)?;
+        let default_tz = kairos_core::time::parse_tz(&self.default_timezone).map_err(|e| {
+            DecideError::InvalidParam {
+                name: "default_timezone",
+                reason: e.to_string(),
+            }
+        })?;
+        let mut response_quarters = [4usize; 5];
+        for c in Channel::ALL {
+            let h = self.response_window_hours.get(&c).copied().ok_or_else(|| {
+                DecideError::InvalidParam {
+                    name: "response_window_hours",
+                    reason: format!("no value for channel {c}"),
+                }
+            })?;
+            range("response_window_hours", h, 24.0 * 7.0)?;
+            response_quarters[c.index()] = ((h * 4.0).round() as usize).max(1);
+        }
+        Ok(ValidDecideParams {
+            params: self,
+            default_tz,
+            response_quarters,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_hours_wrap_midnight() {
+        let q = QuietHours {
+            start: "21:00".parse().unwrap_or_else(|_| unreachable!()),
+            end: "08:00".parse().unwrap_or_else(|_| unreachable!()),
+        };
+        for (minute, quiet) in [
+            (20 * 60 + 59, false),
+            (21 * 60, true),
+            (0, true),
+            (7 * 60 + 59, true),
+            (8 * 60, false),
+        ] {
+            assert_eq!(q.contains(minute), quiet, "{minute}");
+        }
+        let day = QuietHours {
+            start: q.end,
+            end: q.start,
+        };
+        assert!(day.contains(12 * 60) && !day.contains(22 * 60));
+        assert!(QuietHours {
+            start: q.start,
+            end: q.start
+        }
+        .check()
+        .is_err());
+        assert!(DecideParams::default().check().is_ok());
+        assert!(DecideParams {
+            default_timezone: "Nowhere".into(),
+            ..DecideParams::default()
+        }
+        .check()
+        .is_err());
+    }
+}
