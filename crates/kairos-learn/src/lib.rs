@@ -14,4 +14,4 @@ pub use error::{LearnError, Result};
 pub use params::{LearnParams, ValidLearnParams};
 pub use population::{Population, PopulationFit};
 pub use posterior::{ActivityPosterior, Basis, ChannelEstimate, PeakWindow};
-pub use profile::{ChannelStats, ProfileState};
+pub use profile::{first_response as profile_first_response, ChannelStats, ProfileState};

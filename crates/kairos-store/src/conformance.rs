@@ -1,0 +1,401 @@
+//! The behaviour every [`Store`] backend must have. A backend's tests call
+//! [`run_all`] on a fresh store; each check uses its own customer ids, so the
+//! checks can share one store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use kairos_core::{Channel, CustomerId, CustomerPatch, Event, RawEvent};
+
+use crate::Store;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> CustomerId {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    CustomerId::parse(format!("{prefix}-{pid}-{n}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+        .map(|t| t.to_utc())
+        .unwrap_or_default()
+}
+
+/// Monday 2026-11-16 11:30 UTC = 19:30 in Asia/Kuala_Lumpur.
+fn monday_evening_kl(week: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-16T11:30:00Z")
+        .map(|t| t.to_utc())
+        .unwrap_or_default()
+        - Duration::weeks(week)
+}
+
+pub fn event(customer: &CustomerId, id: &str, kind: &str, at: DateTime<Utc>) -> Event {
+    event_on(customer, id, kind, at, None, None)
+}
+
+pub fn event_on(
+    customer: &CustomerId,
+    id: &str,
+    kind: &str,
+    at: DateTime<Utc>,
+    channel: Option<Channel>,
+    message_id: Option<&str>,
+) -> Event {
+    Event::from_raw(
+        RawEvent {
+            event_id: Some(id.into()),
+            customer_id: Some(customer.to_string()),
+            kind: Some(kind.into()),
+            timestamp: Some(at.to_rfc3339()),
+            channel: channel.map(|c| c.to_string()),
+            message_id: message_id.map(Into::into),
+            ..RawEvent::default()
+        },
+        now(),
+    )
+    .unwrap_or_else(|e| panic!("test event invalid: {e:?}"))
+}
+
+fn patch(json: serde_json::Value) -> CustomerPatch {
+    serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs every check against `store`.
+pub async fn run_all(store: Arc<dyn Store>) {
+    ping(&*store).await;
+    idempotent_ingest(&*store).await;
+    profile_in_local_time(&*store).await;
+    time_zone_change_recomputes(&*store).await;
+    customer_attributes_merge(&*store).await;
+    one_response_per_message(&*store).await;
+    delete_erases_everything(&*store).await;
+    export_has_everything(&*store).await;
+    models_round_trip(&*store).await;
+    visits_profiles(&*store).await;
+    concurrent_ingest_counts_once(store).await;
+}
+
+pub async fn ping(store: &dyn Store) {
+    store.ping().await.unwrap_or_else(|e| panic!("ping: {e}"));
+}
+
+pub async fn idempotent_ingest(store: &dyn Store) {
+    let c = unique("idem");
+    let batch: Vec<Event> = (0..5)
+        .map(|i| event(&c, &format!("e{i}"), "app_open", monday_evening_kl(i)))
+        .collect();
+    let first = store
+        .ingest(batch.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((first.accepted, first.duplicates), (5, 0));
+    let profile_before = store.customer(&c).await.ok().flatten().map(|r| r.profile);
+    let again = store
+        .ingest(batch.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((again.accepted, again.duplicates), (0, 5));
+    let profile_after = store.customer(&c).await.ok().flatten().map(|r| r.profile);
+    assert_eq!(
+        profile_before, profile_after,
+        "duplicates must not change the profile"
+    );
+    // A repeat inside one batch counts once.
+    let dup = vec![
+        batch[0].clone(),
+        event(&c, "e9", "app_open", monday_evening_kl(0)),
+        event(&c, "e9", "app_open", monday_evening_kl(0)),
+    ];
+    let mixed = store.ingest(dup).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((mixed.accepted, mixed.duplicates), (1, 2));
+    // The same event id for another customer is another event.
+    let other = unique("idem-other");
+    let o = store
+        .ingest(vec![event(&other, "e0", "app_open", monday_evening_kl(0))])
+        .await;
+    assert_eq!(o.map(|o| o.accepted).ok(), Some(1));
+}
+
+pub async fn profile_in_local_time(store: &dyn Store) {
+    let c = unique("local");
+    store
+        .put_customer(
+            &c,
+            patch(serde_json::json!({"timezone": "Asia/Kuala_Lumpur"})),
+            now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let events: Vec<Event> = (0..8)
+        .map(|w| event(&c, &format!("s{w}"), "session_start", monday_evening_kl(w)))
+        .collect();
+    store.ingest(events).await.unwrap_or_else(|e| panic!("{e}"));
+    let rec = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no customer"));
+    assert_eq!(rec.profile.activity_events, 8);
+    assert_eq!(rec.profile.events, 8);
+    let peak = rec
+        .profile
+        .activity
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i);
+    assert_eq!(peak, Some(19), "Monday 19:00 local in Kuala Lumpur");
+    assert_eq!(rec.profile.last_active_at, Some(monday_evening_kl(0)));
+}
+
+pub async fn time_zone_change_recomputes(store: &dyn Store) {
+    let c = unique("tzchange");
+    // Events arrive before the zone is known: counted in the default zone (UTC here).
+    store
+        .ingest(vec![event(&c, "a", "app_open", monday_evening_kl(0))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.profile.activity[11]);
+    assert_eq!(before, Some(1.0), "Monday 11:30 UTC");
+    store
+        .put_customer(
+            &c,
+            patch(serde_json::json!({"timezone": "Asia/Kuala_Lumpur"})),
+            now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let after = store.customer(&c).await.ok().flatten().map(|r| r.profile);
+    let after = after.unwrap_or_default();
+    assert_eq!((after.activity[11], after.activity[19]), (0.0, 1.0));
+}
+
+pub async fn customer_attributes_merge(store: &dyn Store) {
+    let c = unique("attrs");
+    assert!(store.customer(&c).await.ok().flatten().is_none());
+    store
+        .put_customer(
+            &c,
+            patch(serde_json::json!({"timezone": "Europe/London", "traits": {"plan": "gold"}})),
+            now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let updated = store
+        .put_customer(
+            &c,
+            patch(serde_json::json!({"channels": {"email": {"reachable": true, "consent": true}}})),
+            now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(updated.timezone.as_deref(), Some("Europe/London"));
+    assert_eq!(updated.traits.get("plan"), Some(&serde_json::json!("gold")));
+    let rec = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("missing"));
+    assert_eq!(rec.attributes, Some(updated));
+    assert_eq!(rec.profile.events, 0);
+}
+
+pub async fn one_response_per_message(store: &dyn Store) {
+    let c = unique("resp");
+    let t = monday_evening_kl(1);
+    let email = Some(Channel::Email);
+    store
+        .ingest(vec![
+            event_on(&c, "s1", "message_sent", t, email, Some("m1")),
+            event_on(
+                &c,
+                "o1",
+                "message_opened",
+                t + Duration::minutes(5),
+                email,
+                Some("m1"),
+            ),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The click arrives in a later batch: still the same message.
+    store
+        .ingest(vec![event_on(
+            &c,
+            "k1",
+            "message_clicked",
+            t + Duration::minutes(6),
+            email,
+            Some("m1"),
+        )])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.profile)
+        .unwrap_or_default();
+    let stats = &p.channels[Channel::Email.index()];
+    assert_eq!((stats.sends_total, stats.engagements_total), (1, 1));
+}
+
+pub async fn delete_erases_everything(store: &dyn Store) {
+    let c = unique("delete");
+    let keep = unique("keep");
+    let e = event_on(
+        &c,
+        "x",
+        "message_opened",
+        monday_evening_kl(0),
+        Some(Channel::Push),
+        Some("m"),
+    );
+    store
+        .put_customer(&c, patch(serde_json::json!({"timezone": "UTC"})), now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .ingest(vec![
+            e.clone(),
+            event(&keep, "x", "app_open", monday_evening_kl(0)),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.delete_customer(&c).await.ok(), Some(true));
+    assert!(store.customer(&c).await.ok().flatten().is_none());
+    assert!(store.export_customer(&c).await.ok().flatten().is_none());
+    assert_eq!(store.delete_customer(&c).await.ok(), Some(false));
+    // Nothing remains: not even the idempotency record or the response record.
+    let again = store
+        .ingest(vec![e])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.accepted, 1);
+    let p = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.profile)
+        .unwrap_or_default();
+    assert_eq!(p.channels[Channel::Push.index()].engagements_total, 1);
+    // Other customers are untouched.
+    assert!(store.customer(&keep).await.ok().flatten().is_some());
+}
+
+pub async fn export_has_everything(store: &dyn Store) {
+    let c = unique("export");
+    store
+        .put_customer(
+            &c,
+            patch(serde_json::json!({"timezone": "Asia/Kolkata"})),
+            now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let events = vec![
+        event(&c, "late", "page_view", monday_evening_kl(0)),
+        event_on(
+            &c,
+            "early",
+            "message_clicked",
+            monday_evening_kl(2),
+            Some(Channel::Web),
+            Some("w1"),
+        ),
+    ];
+    store.ingest(events).await.unwrap_or_else(|e| panic!("{e}"));
+    let x = store
+        .export_customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("missing"));
+    let ids: Vec<&str> = x.events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, vec!["early", "late"], "oldest first");
+    assert_eq!(x.responded_messages, vec!["web:w1".to_string()]);
+    assert_eq!(
+        x.attributes.and_then(|a| a.timezone).as_deref(),
+        Some("Asia/Kolkata")
+    );
+    assert_eq!(x.profile.events, 2);
+}
+
+pub async fn models_round_trip(store: &dyn Store) {
+    let name = format!("model-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    assert_eq!(store.model(&name).await.ok(), Some(None));
+    store
+        .put_model(&name, b"v1".to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .put_model(&name, b"v2".to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.model(&name).await.ok(), Some(Some(b"v2".to_vec())));
+}
+
+pub async fn visits_profiles(store: &dyn Store) {
+    let c = unique("visit");
+    store
+        .ingest(vec![event(&c, "v", "app_open", monday_evening_kl(0))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let n = store
+        .visit_profiles(Box::new(move |id, p| {
+            if let Ok(mut v) = sink.lock() {
+                v.push((id.clone(), p.events));
+            }
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+    assert_eq!(n as usize, seen.len());
+    assert!(seen.contains(&(c, 1)));
+}
+
+pub async fn concurrent_ingest_counts_once(store: Arc<dyn Store>) {
+    let c = unique("concurrent");
+    let batch: Vec<Event> = (0..20)
+        .map(|i| event(&c, &format!("e{i}"), "app_open", monday_evening_kl(i % 8)))
+        .collect();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let s = Arc::clone(&store);
+            let b = batch.clone();
+            tokio::spawn(async move { s.ingest(b).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        let o = t
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.accepted + o.duplicates, 20);
+        accepted += o.accepted;
+    }
+    assert_eq!(accepted, 20);
+    let p = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.profile)
+        .unwrap_or_default();
+    assert_eq!(p.events, 20);
+}

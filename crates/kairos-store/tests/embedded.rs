@@ -1,0 +1,42 @@
+//! The embedded backend passes the conformance suite and survives reopening.
+
+use std::sync::Arc;
+
+use kairos_learn::ValidLearnParams;
+use kairos_store::{conformance, EmbeddedStore, Store, StoreContext};
+
+fn ctx() -> StoreContext {
+    StoreContext {
+        learn: ValidLearnParams::default(),
+        default_tz: chrono_tz::Tz::UTC,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_passes_conformance() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = EmbeddedStore::open(dir.path(), ctx()).unwrap_or_else(|e| panic!("{e}"));
+    conformance::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let c = kairos_core::CustomerId::parse("reopen").unwrap_or_else(|e| panic!("{e}"));
+    {
+        let store = EmbeddedStore::open(dir.path(), ctx()).unwrap_or_else(|e| panic!("{e}"));
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+        store
+            .ingest(vec![conformance::event(&c, "e1", "app_open", at)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let store = EmbeddedStore::open(dir.path(), ctx()).unwrap_or_else(|e| panic!("{e}"));
+    let x = store
+        .export_customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("lost"));
+    assert_eq!(x.events.len(), 1);
+}
