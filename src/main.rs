@@ -1,1 +1,77 @@
-fn main() {}
+//! The `kairos` command: argument parsing and wiring only.
+
+mod ingest;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kairos_server::config::LogFormat;
+use kairos_server::{AppState, Config, ValidConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kairos",
+    version,
+    about = "Personalization and contact-timing engine"
+)]
+struct Cli {
+    /// Configuration file, applied over the compiled-in defaults (also KAIROS_CONFIG).
+    #[arg(long, global = true, env = "KAIROS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve,
+    /// Load events from NDJSON or CSV files (optionally .gz) into a running
+    /// server, or straight into a data directory.
+    Ingest(ingest::IngestArgs),
+    /// Refit the population models from the history in the data directory
+    /// (while no server is using it; a running server trains with POST /v1/admin/train).
+    Train,
+}
+
+fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<ValidConfig> {
+    Ok(Config::load(file, std::env::vars())?)
+}
+
+fn init_tracing(format: &LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = load_config(cli.config.as_deref())?;
+    init_tracing(&config.raw.log.format);
+    match cli.command {
+        Command::Serve => actix_web::rt::System::new()
+            .block_on(kairos_server::serve(config))
+            .context("kairos serve"),
+        Command::Ingest(args) => ingest::run(args, config),
+        Command::Train => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let state = AppState::open(config).await.context(
+                    "opening the data directory (is a server running on it? use POST /v1/admin/train)",
+                )?;
+                let summary = kairos_server::retrain(&state).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+                Ok(())
+            })
+        }
+    }
+}

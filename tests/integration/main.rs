@@ -1,1 +1,11 @@
+//! Kairos integration tests: one binary, a module per area. HTTP tests go
+//! through `kairos_server::create_app`, as `kairos serve` does.
 
+mod support;
+
+mod config_files;
+mod core_loop;
+mod customers;
+mod decisions;
+mod durability;
+mod events;

@@ -161,6 +161,68 @@ pub struct RawEvent {
     pub properties: Option<serde_json::Value>,
 }
 
+impl RawEvent {
+    /// Reads one JSON value as a raw event, naming every field of the wrong
+    /// JSON type. Unknown fields are ignored (clients may send more).
+    pub fn from_json(value: serde_json::Value) -> Result<RawEvent, Vec<FieldError>> {
+        use serde_json::Value;
+        let serde_json::Value::Object(mut map) = value else {
+            return Err(vec![FieldError::new("event", "must be a JSON object")]);
+        };
+        let mut errors = Vec::new();
+        let mut string = |name: &str| match map.remove(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    name,
+                    format!("must be a string, got {}", json_type(&other)),
+                ));
+                None
+            }
+        };
+        let mut raw = RawEvent {
+            event_id: string("event_id"),
+            customer_id: string("customer_id"),
+            kind: string("type"),
+            timestamp: string("timestamp"),
+            channel: string("channel"),
+            message_id: string("message_id"),
+            decision_id: string("decision_id"),
+            experiment: string("experiment"),
+            variant: string("variant"),
+            device: string("device"),
+            category: string("category"),
+            ..RawEvent::default()
+        };
+        match map.remove("automated") {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) => raw.automated = Some(b),
+            Some(other) => errors.push(FieldError::new(
+                "automated",
+                format!("must be true or false, got {}", json_type(&other)),
+            )),
+        }
+        raw.properties = map.remove("properties");
+        if errors.is_empty() {
+            Ok(raw)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 /// A validated event. Timestamps are UTC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -453,6 +515,20 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_types_are_named() {
+        let errs = RawEvent::from_json(
+            serde_json::json!({"customer_id": 5, "automated": "yes", "extra": 1}),
+        )
+        .err()
+        .unwrap_or_default();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["customer_id", "automated"]);
+        assert!(RawEvent::from_json(serde_json::json!([1])).is_err());
+        let ok = RawEvent::from_json(serde_json::json!({"event_id": "e", "automated": true}));
+        assert_eq!(ok.ok().and_then(|r| r.automated), Some(true));
     }
 
     #[test]

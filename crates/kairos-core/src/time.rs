@@ -41,7 +41,12 @@ pub struct HourOfWeek(u8);
 
 impl HourOfWeek {
     pub fn new(how: usize) -> Option<Self> {
-        (how < HOURS_PER_WEEK).then(|| Self(how as u8))
+        (how < HOURS_PER_WEEK).then_some(Self(how as u8))
+    }
+
+    /// The hour `how` mod 168.
+    pub fn wrapping(how: usize) -> Self {
+        Self((how % HOURS_PER_WEEK) as u8)
     }
 
     /// The local hour of week of `instant` in `tz`.
@@ -107,6 +112,18 @@ pub fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
             (naive - Duration::seconds(i64::from(before.local_minus_utc()))).and_utc()
         }
     }
+}
+
+/// Parses an RFC 3339 instant with an explicit offset, naming `field` on error.
+pub fn parse_instant(field: &str, s: &str) -> Result<DateTime<Utc>, CoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            CoreError::invalid(
+                field,
+                format!("{s:?} is not an RFC 3339 timestamp with an offset (e.g. 2026-03-02T19:30:00+08:00): {e}"),
+            )
+        })
 }
 
 /// Parses an IANA time zone name.

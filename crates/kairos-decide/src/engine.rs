@@ -3,11 +3,12 @@
 //! Timing comes from the customer's activity distribution in local time, cut
 //! into 672 quarter hours with prefix sums, so the activity mass in the hours
 //! after any slot costs two lookups. A slot's predicted engagement on channel
-//! `c` is `1 - (1 - rate_c)^lift`, where `rate_c` is the channel's engagement
-//! rate for a send at a typical time and `lift` is the activity mass in the
-//! channel's response window after the slot, relative to an average window of
-//! that length. It equals `rate_c` at an average time, falls to 0 when the
-//! customer is never around, and stays below 1.
+//! `c` is `rate_c · 2·lift / (1 + lift)`, where `rate_c` is the channel's
+//! engagement rate for a send at a typical time and `lift` is the activity
+//! mass in the channel's response window after the slot, relative to an
+//! average window of that length. It equals `rate_c` at an average time,
+//! falls to 0 when the customer is never around, and timing alone at most
+//! doubles a channel's rate.
 
 use chrono::{DateTime, Duration, DurationRound, FixedOffset, Utc};
 use chrono_tz::Tz;
@@ -19,6 +20,8 @@ use serde::Serialize;
 use crate::{DecideError, QuietHours, Result, ValidDecideParams};
 
 const SLOT: Duration = Duration::minutes(15);
+/// Decayed events below which a customer's history says nothing.
+const MIN_EVIDENCE: f64 = 0.5;
 /// Relative score difference under which two slots count as tied.
 const TIE: f64 = 1e-9;
 
@@ -104,7 +107,8 @@ pub fn channel_status(
             return ChannelStatus::Unsubscribed;
         }
     }
-    if !requested && !(prefs.reachable == Some(true) && prefs.consent == Some(true)) {
+    let declared = prefs.reachable == Some(true) && prefs.consent == Some(true);
+    if !requested && !declared {
         return ChannelStatus::NotDeclared;
     }
     ChannelStatus::Allowed
@@ -228,7 +232,7 @@ fn default_time_distribution(minute_of_day: u32) -> Vec<f64> {
 
 fn predicted(rate: f64, mass: f64, len: usize) -> f64 {
     let lift = mass / (len as f64 / QUARTERS_PER_WEEK as f64);
-    1.0 - (1.0 - rate).powf(lift)
+    (rate * 2.0 * lift / (1.0 + lift)).min(1.0)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -240,9 +244,14 @@ struct Best {
 /// Decides for one customer. Never breaks a rule to send: when nothing fits,
 /// the answer is `suppress` with the reason.
 pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision {
+    // With no trained prior, whatever timing information exists is the
+    // customer's own; with none at all, the configured default time.
     let basis = match input.activity.basis {
         Basis::Personal => DecisionBasis::Personal,
         Basis::Segment => DecisionBasis::Segment,
+        Basis::Global if input.prior_untrained && input.activity.evidence >= MIN_EVIDENCE => {
+            DecisionBasis::Personal
+        }
         Basis::Global if input.prior_untrained => DecisionBasis::Default,
         Basis::Global => DecisionBasis::Global,
     };

@@ -38,10 +38,35 @@ impl QuietHours {
     }
 }
 
+fn quiet_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<QuietHours>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Maybe {
+        start: Option<LocalTimeOfDay>,
+        end: Option<LocalTimeOfDay>,
+    }
+    match Option::<Maybe>::deserialize(d)? {
+        None
+        | Some(Maybe {
+            start: None,
+            end: None,
+        }) => Ok(None),
+        Some(Maybe {
+            start: Some(start),
+            end: Some(end),
+        }) => Ok(Some(QuietHours { start, end })),
+        Some(_) => Err(serde::de::Error::custom(
+            "quiet_hours needs both start and end, or neither",
+        )),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecideParams {
     /// Quiet hours when a request does not say (`null` in a request means none).
+    /// In configuration, an empty table `{}` means none.
+    #[serde(default, deserialize_with = "quiet_or_empty")]
     pub quiet_hours: Option<QuietHours>,
     /// Default window length after `not_before`, in hours.
     pub default_window_hours: f64,

@@ -31,20 +31,15 @@ impl Default for LearnParams {
     }
 }
 
-/// Parameters that passed [`LearnParams::check`].
-#[derive(Debug, Clone, PartialEq)]
+/// Parameters that passed [`LearnParams::check`]. The default is the
+/// default [`LearnParams`], which passes.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ValidLearnParams(LearnParams);
 
 impl std::ops::Deref for ValidLearnParams {
     type Target = LearnParams;
     fn deref(&self) -> &LearnParams {
         &self.0
-    }
-}
-
-impl Default for ValidLearnParams {
-    fn default() -> Self {
-        Self(LearnParams::default())
     }
 }
 

@@ -111,7 +111,7 @@ impl ActivityPosterior {
     pub fn peak_windows(&self, max: usize) -> Vec<PeakWindow> {
         let p = &self.hour_of_week;
         let top = p.iter().copied().fold(0.0, f64::max);
-        let threshold = (0.5 * top).max(1.5 / HOURS_PER_WEEK as f64);
+        let threshold = (0.6 * top).max(1.5 / HOURS_PER_WEEK as f64);
         let above: Vec<bool> = p.iter().map(|&v| v >= threshold).collect();
         if above.iter().all(|&a| a) || !above.iter().any(|&a| a) {
             return Vec::new();
@@ -140,7 +140,7 @@ impl ActivityPosterior {
             .take(max)
             .map(|(s, len, mass)| {
                 let last = (s + len - 1) % HOURS_PER_WEEK;
-                let how = |i: usize| HourOfWeek::new(i).unwrap_or_else(|| unreachable_how());
+                let how = HourOfWeek::wrapping;
                 PeakWindow {
                     start_how: s,
                     end_how: (last + 1) % HOURS_PER_WEEK,
@@ -150,11 +150,6 @@ impl ActivityPosterior {
             })
             .collect()
     }
-}
-
-fn unreachable_how() -> HourOfWeek {
-    // Indices above are reduced mod 168, so this is never reached.
-    HourOfWeek::new(0).unwrap_or_else(|| unreachable!())
 }
 
 /// A channel's engagement rate: the Beta posterior of engagements per send.

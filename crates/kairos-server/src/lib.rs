@@ -1,1 +1,170 @@
-pub fn _x() {}
+//! Kairos HTTP server: the only crate that knows actix-web and HTTP statuses.
+//!
+//! [`create_app`] builds the whole application; `kairos serve` and every HTTP
+//! test use it. Handlers parse, call one domain function, and map the result.
+
+mod auth;
+mod body;
+pub mod config;
+mod error;
+mod routes;
+pub mod state;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use tracing::Instrument;
+
+pub use config::{Config, ConfigError, ValidConfig};
+pub use error::ApiError;
+pub use routes::admin::{retrain, TrainSummary};
+pub use state::{AppState, Clock, StartError};
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+const REQUEST_ID: &str = "x-request-id";
+
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            format!(
+                "{:x}-{:x}",
+                std::process::id(),
+                REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)
+            )
+        })
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("not_found", "no such endpoint"))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    ))
+}
+
+/// The whole Kairos application over `state`.
+pub fn create_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    use routes::{admin, customers, decisions, events};
+    App::new()
+        .app_data(state)
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|e, _| ApiError::bad_request("invalid_path", e.to_string()).into()),
+        )
+        .wrap_fn(|req, srv| {
+            use actix_web::dev::Service;
+            let id = request_id(&req);
+            let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+            let span = tracing::info_span!(
+                "http_request",
+                method = %req.method(),
+                route = %route,
+                request_id = %id,
+            );
+            let started = Instant::now();
+            let fut = {
+                let _entered = span.enter();
+                srv.call(req)
+            };
+            async move {
+                let mut res = fut.await?;
+                let status = res.status().as_u16();
+                tracing::info!(
+                    status,
+                    micros = started.elapsed().as_micros() as u64,
+                    "request finished"
+                );
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static(REQUEST_ID), v);
+                }
+                Ok(res)
+            }
+            .instrument(span)
+        })
+        .route("/healthz", web::get().to(admin::healthz))
+        .route("/readyz", web::get().to(admin::readyz))
+        .service(
+            web::scope("/v1")
+                .service(
+                    web::resource("/events")
+                        .route(web::post().to(events::post_events))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/customers/{id}")
+                        .route(web::put().to(customers::put_customer))
+                        .route(web::get().to(customers::get_customer))
+                        .route(web::delete().to(customers::delete_customer))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/customers/{id}/export")
+                        .route(web::get().to(customers::export_customer))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/decisions")
+                        .route(web::post().to(decisions::post_decision))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/admin/train")
+                        .route(web::post().to(admin::train))
+                        .default_service(web::to(method_not_allowed)),
+                ),
+        )
+        .default_service(web::to(not_found))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server stopped with an error: {0}")]
+    Run(std::io::Error),
+}
+
+/// Runs the server until it is stopped (SIGINT/SIGTERM drain in-flight requests).
+pub async fn serve(config: ValidConfig) -> Result<(), ServeError> {
+    let bind = config.bind;
+    let workers = config.server().workers;
+    let state = web::Data::new(AppState::open(config).await?);
+    let mut server = HttpServer::new(move || create_app(state.clone())).shutdown_timeout(30);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    let server = server
+        .bind(bind)
+        .map_err(|source| ServeError::Bind { bind, source })?;
+    tracing::info!(%bind, "kairos listening");
+    server.run().await.map_err(ServeError::Run)
+}

@@ -1,0 +1,222 @@
+//! `/v1/customers/{id}`: attributes in, attributes and learned profile out.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use kairos_core::{Channel, ChannelPrefs, CustomerId, CustomerPatch};
+use kairos_learn::{ActivityPosterior, ChannelEstimate, PeakWindow};
+use kairos_store::{customer_tz, CustomerRecord};
+use serde::Serialize;
+
+use crate::body::json_body;
+use crate::config::Scope;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn customer_id(raw: String) -> Result<CustomerId, ApiError> {
+    Ok(CustomerId::parse(raw)?)
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActivityView {
+    pub hour_of_week: Vec<f64>,
+    pub basis: &'static str,
+    pub peak_windows: Vec<PeakWindow>,
+    /// Weight of the customer's own history in `hour_of_week` (0-1).
+    pub personal_weight: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChannelView {
+    pub sends: f64,
+    pub engagements: f64,
+    pub sends_total: u32,
+    pub engagements_total: u32,
+    pub rate: f64,
+    pub rate_ci: [f64; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hour_of_week: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LearnedTraits {
+    pub has_app: bool,
+    pub email_open_mobile_share: Option<f64>,
+    pub category_affinity: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProfileView {
+    pub events: u64,
+    pub activity_events: u64,
+    pub last_active_at: Option<DateTime<Utc>>,
+    pub activity: ActivityView,
+    pub channels: BTreeMap<Channel, ChannelView>,
+    pub segment: Option<serde_json::Value>,
+    pub learned_traits: LearnedTraits,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CustomerView {
+    pub customer_id: CustomerId,
+    pub timezone: Option<String>,
+    /// The zone local times are computed in (the default when `timezone` is unset).
+    pub effective_timezone: String,
+    pub locale: Option<String>,
+    pub channels: BTreeMap<Channel, ChannelPrefs>,
+    pub traits: serde_json::Map<String, serde_json::Value>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub profile: ProfileView,
+}
+
+pub fn view(record: CustomerRecord, state: &AppState) -> CustomerView {
+    let now = state.now();
+    let params = &state.config.learn;
+    let population = state.population();
+    let tz = customer_tz(record.attributes.as_ref(), state.config.decide.default_tz);
+    let p = &record.profile;
+    let posterior = ActivityPosterior::new(p, &population, params, now);
+    let decay = p.decay_to(now, params);
+    let channels = Channel::ALL
+        .iter()
+        .filter_map(|&c| {
+            let stats = &p.channels[c.index()];
+            if stats.sends_total == 0
+                && stats.engagements_total == 0
+                && stats.unsubscribed_at.is_none()
+            {
+                return None;
+            }
+            let e = ChannelEstimate::new(stats, decay, params);
+            let hour_of_week = (!stats.engagement_how.is_empty()).then(|| {
+                let total: f32 = stats.engagement_how.iter().sum();
+                stats
+                    .engagement_how
+                    .iter()
+                    .map(|v| f64::from(v / total.max(f32::MIN_POSITIVE)))
+                    .collect()
+            });
+            Some((
+                c,
+                ChannelView {
+                    sends: e.sends,
+                    engagements: e.engagements,
+                    sends_total: e.sends_total,
+                    engagements_total: e.engagements_total,
+                    rate: e.rate,
+                    rate_ci: e.rate_ci,
+                    hour_of_week,
+                    unsubscribed_at: stats.unsubscribed_at,
+                },
+            ))
+        })
+        .collect();
+    let attrs = record.attributes;
+    CustomerView {
+        customer_id: record.customer_id,
+        timezone: attrs.as_ref().and_then(|a| a.timezone.clone()),
+        effective_timezone: tz.name().to_string(),
+        locale: attrs.as_ref().and_then(|a| a.locale.clone()),
+        channels: attrs
+            .as_ref()
+            .map(|a| a.channels.clone())
+            .unwrap_or_default(),
+        traits: attrs.as_ref().map(|a| a.traits.clone()).unwrap_or_default(),
+        created_at: attrs.as_ref().map(|a| a.created_at),
+        updated_at: attrs.as_ref().map(|a| a.updated_at),
+        profile: ProfileView {
+            events: p.events,
+            activity_events: p.activity_events,
+            last_active_at: p.last_active_at,
+            activity: ActivityView {
+                basis: posterior.basis.as_str(),
+                peak_windows: posterior.peak_windows(3),
+                personal_weight: posterior.personal_weight,
+                hour_of_week: posterior.hour_of_week,
+            },
+            channels,
+            segment: None,
+            learned_traits: LearnedTraits {
+                has_app: p.has_app(),
+                email_open_mobile_share: p.email_open_mobile_share(),
+                category_affinity: p.category_affinity(),
+            },
+        },
+    }
+}
+
+fn unknown(id: &CustomerId) -> ApiError {
+    ApiError::not_found(
+        "customer_not_found",
+        format!("no customer {:?} is stored", id.as_str()),
+    )
+}
+
+pub async fn put_customer(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Ingest)?;
+    let id = customer_id(path.into_inner())?;
+    let patch: CustomerPatch =
+        json_body(&req, payload, state.config.server().max_body_bytes).await?;
+    patch.validate()?;
+    state.store.put_customer(&id, patch, state.now()).await?;
+    let record = state
+        .store
+        .customer(&id)
+        .await?
+        .ok_or_else(|| unknown(&id))?;
+    Ok(HttpResponse::Ok().json(view(record, &state)))
+}
+
+pub async fn get_customer(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Read)?;
+    let id = customer_id(path.into_inner())?;
+    let record = state
+        .store
+        .customer(&id)
+        .await?
+        .ok_or_else(|| unknown(&id))?;
+    Ok(HttpResponse::Ok().json(view(record, &state)))
+}
+
+pub async fn delete_customer(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Admin)?;
+    let id = customer_id(path.into_inner())?;
+    if state.store.delete_customer(&id).await? {
+        tracing::info!(customer_id = %id, "customer erased");
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(unknown(&id))
+    }
+}
+
+pub async fn export_customer(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Admin)?;
+    let id = customer_id(path.into_inner())?;
+    let export = state
+        .store
+        .export_customer(&id)
+        .await?
+        .ok_or_else(|| unknown(&id))?;
+    Ok(HttpResponse::Ok().json(export))
+}

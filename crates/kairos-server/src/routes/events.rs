@@ -1,0 +1,104 @@
+//! `POST /v1/events`: all-or-nothing, durable before the answer.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use kairos_core::{Event, FieldError, RawEvent};
+use serde_json::{json, Value};
+
+use crate::body::{content_kind, read_body, BodyKind};
+use crate::config::Scope;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Splits a request body into one JSON value per event.
+fn event_values(kind: BodyKind, bytes: &[u8]) -> Result<Vec<Result<Value, String>>, ApiError> {
+    match kind {
+        BodyKind::Json => {
+            let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_json",
+                    format!("the request body is not valid JSON: {e}"),
+                )
+            })?;
+            match body {
+                Value::Object(mut map) => match map.remove("events") {
+                    Some(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
+                    _ => Err(ApiError::bad_request(
+                        "invalid_body",
+                        "the body must be {\"events\": [...]}",
+                    )),
+                },
+                _ => Err(ApiError::bad_request(
+                    "invalid_body",
+                    "the body must be {\"events\": [...]}",
+                )),
+            }
+        }
+        BodyKind::Ndjson => {
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                ApiError::bad_request("invalid_body", "the NDJSON body is not UTF-8")
+            })?;
+            Ok(text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    serde_json::from_str::<Value>(l).map_err(|e| format!("not valid JSON: {e}"))
+                })
+                .collect())
+        }
+    }
+}
+
+pub async fn post_events(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Ingest)?;
+    let kind = content_kind(&req, true)?;
+    let server = state.config.server();
+    let bytes = read_body(&req, payload, server.max_body_bytes).await?;
+    let values = event_values(kind, &bytes)?;
+    if values.len() > server.max_events_per_request {
+        return Err(ApiError::bad_request(
+            "too_many_events",
+            format!(
+                "{} events in one request; at most {} are accepted",
+                values.len(),
+                server.max_events_per_request
+            ),
+        ));
+    }
+    let now = state.now();
+    let mut events = Vec::with_capacity(values.len());
+    let mut invalid: Vec<(usize, Vec<FieldError>)> = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        let checked = value
+            .map_err(|m| vec![FieldError::new("event", m)])
+            .and_then(RawEvent::from_json)
+            .and_then(|raw| Event::from_raw(raw, now));
+        match checked {
+            Ok(e) => events.push(e),
+            Err(errs) => invalid.push((index, errs)),
+        }
+    }
+    if !invalid.is_empty() {
+        let n = invalid.len();
+        return Err(ApiError::invalid_items(
+            "invalid_events",
+            format!("{n} event(s) are invalid; nothing was stored"),
+            invalid,
+        ));
+    }
+    let n = events.len();
+    let outcome = state.store.ingest(events).await?;
+    tracing::info!(
+        events = n,
+        accepted = outcome.accepted,
+        duplicates = outcome.duplicates,
+        "events ingested"
+    );
+    Ok(HttpResponse::Ok().json(json!({
+        "accepted": outcome.accepted,
+        "duplicates": outcome.duplicates,
+    })))
+}

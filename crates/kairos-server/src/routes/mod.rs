@@ -1,0 +1,4 @@
+pub mod admin;
+pub mod customers;
+pub mod decisions;
+pub mod events;

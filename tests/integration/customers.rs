@@ -1,0 +1,146 @@
+//! Customer attributes, profile, erasure and export.
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[actix_web::test]
+async fn attributes_merge_and_bad_ones_are_refused() {
+    let t = app().await;
+    let (s, c) = call(
+        &t.app,
+        put(
+            "/v1/customers/m-1",
+            &json!({
+                "timezone": "Europe/London", "locale": "en-GB",
+                "channels": {"email": {"reachable": true, "consent": true}},
+                "traits": {"plan": "gold"}
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+    let (_, c) = call(
+        &t.app,
+        put("/v1/customers/m-1", &json!({"traits": {"city": "Leeds"}})),
+    )
+    .await;
+    assert_eq!(c["timezone"], "Europe/London");
+    assert_eq!(c["traits"], json!({"plan": "gold", "city": "Leeds"}));
+    assert_eq!(c["channels"]["email"]["consent"], true);
+    assert_eq!(c["profile"]["events"], 0);
+    assert_eq!(c["profile"]["activity"]["basis"], "global");
+
+    for (body, code) in [
+        (json!({"timezone": "Mars/Olympus"}), "unknown_timezone"),
+        (json!({"timezone": 5}), "invalid_body"),
+        (
+            json!({"channels": {"fax": {"reachable": true}}}),
+            "invalid_body",
+        ),
+        (json!({"colour": "blue"}), "invalid_body"),
+    ] {
+        let (s, e) = call(&t.app, put("/v1/customers/m-1", &body)).await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body} -> {e}"
+        );
+    }
+    let (_, c) = call(&t.app, get("/v1/customers/m-1")).await;
+    assert_eq!(
+        c["timezone"], "Europe/London",
+        "a refused update changes nothing"
+    );
+    let long = "x".repeat(257);
+    let (s, e) = call(&t.app, get(&format!("/v1/customers/{long}"))).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid_field"))
+    );
+}
+
+#[actix_web::test]
+async fn delete_erases_and_export_returns_everything() {
+    let t = app().await;
+    call(
+        &t.app,
+        put("/v1/customers/gone", &json!({"timezone": "Asia/Kolkata"})),
+    )
+    .await;
+    call(
+        &t.app,
+        post(
+            "/v1/events",
+            &json!({"events": monday_evening_sessions("gone")}),
+        ),
+    )
+    .await;
+    let (s, x) = call(&t.app, get("/v1/customers/gone/export")).await;
+    assert_eq!(s, 200);
+    assert_eq!(x["events"].as_array().map(Vec::len), Some(24));
+    assert_eq!(x["attributes"]["timezone"], "Asia/Kolkata");
+
+    let (s, _) = call(
+        &t.app,
+        actix_web::test::TestRequest::delete().uri("/v1/customers/gone"),
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert_eq!(call(&t.app, get("/v1/customers/gone")).await.0, 404);
+    assert_eq!(call(&t.app, get("/v1/customers/gone/export")).await.0, 404);
+    let (s, _) = call(
+        &t.app,
+        actix_web::test::TestRequest::delete().uri("/v1/customers/gone"),
+    )
+    .await;
+    assert_eq!(s, 404);
+}
+
+#[actix_web::test]
+async fn learned_traits_and_channel_rates() {
+    let t = app().await;
+    let e = |id: &str, kind: &str, ch: &str, msg: &str, device: &str| {
+        json!({
+            "event_id": id, "customer_id": "reader", "type": kind, "channel": ch,
+            "message_id": msg, "device": device, "timestamp": "2026-11-20T09:00:00Z"
+        })
+    };
+    let batch = json!({"events": [
+        e("s1", "message_sent", "email", "m1", "mobile"),
+        e("o1", "message_opened", "email", "m1", "mobile"),
+        e("k1", "message_clicked", "email", "m1", "mobile"),
+        e("s2", "message_sent", "email", "m2", "mobile"),
+        e("o2", "message_opened", "email", "m2", "desktop"),
+        e("s3", "message_sent", "email", "m3", "mobile"),
+        {"event_id": "robot", "customer_id": "reader", "type": "message_opened", "channel": "email",
+         "message_id": "m3", "automated": true, "timestamp": "2026-11-20T09:00:00Z"},
+        {"event_id": "pv", "customer_id": "reader", "type": "page_view", "category": "shoes",
+         "timestamp": "2026-11-20T09:00:00Z"},
+    ]});
+    let (s, _) = call(&t.app, post("/v1/events", &batch)).await;
+    assert_eq!(s, 200);
+    let (_, c) = call(&t.app, get("/v1/customers/reader")).await;
+    let email = &c["profile"]["channels"]["email"];
+    assert_eq!(
+        (
+            email["sends_total"].as_u64(),
+            email["engagements_total"].as_u64()
+        ),
+        (Some(3), Some(2)),
+        "{email}"
+    );
+    let ci = email["rate_ci"].as_array().cloned().unwrap_or_default();
+    let rate = email["rate"].as_f64().unwrap_or(-1.0);
+    assert!(
+        ci.len() == 2 && ci[0].as_f64() < Some(rate) && Some(rate) < ci[1].as_f64(),
+        "{email}"
+    );
+    let traits = &c["profile"]["learned_traits"];
+    assert_eq!(traits["has_app"], false);
+    assert_eq!(traits["email_open_mobile_share"], 0.5);
+    assert_eq!(traits["category_affinity"], json!({"shoes": 1.0}));
+    // The automated open is stored but is not activity: 2 opens, 1 click, 1 page view.
+    assert_eq!(c["profile"]["activity_events"], 4);
+    assert_eq!(c["profile"]["events"], 8);
+}
