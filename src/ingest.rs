@@ -34,7 +34,12 @@ pub struct IngestArgs {
 enum Format {
     Ndjson,
     Csv,
+    /// Foursquare trails (`trail_id;user_id;venue_id;timestamp;...`): one
+    /// `session_start` per trail, at its first check-in.
+    Trails,
 }
+
+const TRAILS_HEADER: &str = "trail_id;user_id;venue_id;timestamp";
 
 fn format_of(path: &Path) -> anyhow::Result<Format> {
     let name = path
@@ -46,7 +51,13 @@ fn format_of(path: &Path) -> anyhow::Result<Format> {
     if name.ends_with(".ndjson") || name.ends_with(".jsonl") || name.ends_with(".json") {
         Ok(Format::Ndjson)
     } else if name.ends_with(".csv") {
-        Ok(Format::Csv)
+        let mut first = String::new();
+        BufReader::new(open(path)?).read_line(&mut first)?;
+        if first.starts_with(TRAILS_HEADER) {
+            Ok(Format::Trails)
+        } else {
+            Ok(Format::Csv)
+        }
     } else {
         bail!(
             "{}: unknown format; name the file .ndjson, .jsonl or .csv (optionally .gz)",
@@ -65,9 +76,9 @@ fn open(path: &Path) -> anyhow::Result<Box<dyn Read>> {
 }
 
 /// One event as JSON, with where it came from.
-type Item = (String, Value);
+pub type Item = (String, Value);
 
-fn read_items(path: &Path) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Item>>>> {
+pub fn read_items(path: &Path) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Item>>>> {
     let shown = path.display().to_string();
     match format_of(path)? {
         Format::Ndjson => {
@@ -84,6 +95,42 @@ fn read_items(path: &Path) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Res
                     ),
                 }
             })))
+        }
+        Format::Trails => {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(b';')
+                .from_reader(open(path)?);
+            // trail -> (user, earliest check-in as written, its instant)
+            let mut first: std::collections::BTreeMap<
+                String,
+                (String, String, chrono::DateTime<chrono::Utc>),
+            > = std::collections::BTreeMap::new();
+            for (i, rec) in reader.records().enumerate() {
+                let rec = rec.with_context(|| format!("{shown}:{}", i + 2))?;
+                let (trail, user, ts) = (&rec[0], &rec[1], &rec[3]);
+                let at = chrono::DateTime::parse_from_rfc3339(ts)
+                    .with_context(|| format!("{shown}:{}: timestamp {ts:?}", i + 2))?
+                    .to_utc();
+                let entry = first
+                    .entry(trail.to_string())
+                    .or_insert_with(|| (user.to_string(), ts.to_string(), at));
+                if at < entry.2 {
+                    *entry = (user.to_string(), ts.to_string(), at);
+                }
+            }
+            Ok(Box::new(first.into_iter().map(
+                move |(trail, (user, ts, _))| {
+                    Ok((
+                        format!("{shown}: trail {trail}"),
+                        serde_json::json!({
+                            "event_id": format!("trail-{trail}"),
+                            "customer_id": user,
+                            "type": "session_start",
+                            "timestamp": ts,
+                        }),
+                    ))
+                },
+            )))
         }
         Format::Csv => {
             let mut reader = csv::Reader::from_reader(open(path)?);

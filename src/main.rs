@@ -1,5 +1,6 @@
 //! The `kairos` command: argument parsing and wiring only.
 
+mod evaluate;
 mod ingest;
 
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ enum Command {
     /// Load events from NDJSON or CSV files (optionally .gz) into a running
     /// server, or straight into a data directory.
     Ingest(ingest::IngestArgs),
+    /// Leave-last-out evaluation of the activity model against baselines.
+    Evaluate(evaluate::EvaluateArgs),
     /// Refit the population models from the history in the data directory
     /// (while no server is using it; a running server trains with POST /v1/admin/train).
     Train,
@@ -60,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             .block_on(kairos_server::serve(config))
             .context("kairos serve"),
         Command::Ingest(args) => ingest::run(args, config),
+        Command::Evaluate(args) => evaluate::run(args, config),
         Command::Train => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -3,7 +3,10 @@
 //!
 //! No IO and no clock: every function that depends on time takes `now`.
 
+pub mod activity;
 mod error;
+pub mod eval;
+pub mod fit;
 mod params;
 mod population;
 mod posterior;

@@ -48,6 +48,8 @@ pub struct ActivityPosterior {
     pub evidence: f64,
     /// Weight of the personal part, `evidence / (evidence + prior_strength)`.
     pub personal_weight: f64,
+    /// The segment most responsible for the prior, when there are segments.
+    pub segment: Option<crate::activity::SegmentMatch>,
 }
 
 /// Circular Gaussian smoothing over neighbouring hours (the week wraps).
@@ -103,6 +105,7 @@ impl ActivityPosterior {
             basis,
             evidence,
             personal_weight,
+            segment: None,
         }
     }
 

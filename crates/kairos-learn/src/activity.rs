@@ -1,0 +1,438 @@
+//! The activity model: where in the local week a customer is likely to be
+//! active next.
+//!
+//! For a customer with decayed counts `c` over the 168 local hours of the
+//! week (total `n`), the posterior predictive distribution is
+//!
+//! ```text
+//! p = ( K ⊛ ((1-β)·c + β·spread(c)) + α·π ) / (n + α)
+//! ```
+//!
+//! - `K ⊛` is a circular Gaussian kernel over neighbouring hours (bandwidth σ);
+//! - `spread(c)` shares each hour of the day across the seven days in the
+//!   population's proportions for that hour (weight β), so a habit seen on
+//!   Mondays lends some weight to the same hour on other days;
+//! - `π` is the customer's prior: a mixture of segment distributions `π_k`
+//!   with responsibilities `r_k ∝ ρ_k · exp(τ · Σ_h c_h ln π_k(h))`, i.e. the
+//!   segments that explain the customer's own history best weigh most (τ = 0:
+//!   every customer gets the population's mixture);
+//! - `α` is the prior strength in events.
+//!
+//! σ, β, α, τ and the decay half-life are fitted by [`crate::fit`] to maximize
+//! the held-out likelihood of each customer's most recent activity.
+
+use kairos_core::HOURS_PER_WEEK;
+use serde::{Deserialize, Serialize};
+
+use crate::posterior::{ActivityPosterior, Basis};
+use crate::{LearnError, Result};
+
+const H: usize = HOURS_PER_WEEK;
+
+/// Fitted (or configured) parameters of the activity model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityParams {
+    /// Half-life of the weight of past activity, in days.
+    pub half_life_days: f64,
+    /// Standard deviation of the hour kernel, in hours.
+    pub bandwidth_hours: f64,
+    /// Share of each observation spread to the same hour on other days (0-1).
+    pub day_share: f64,
+    /// Weight of the prior, in events.
+    pub prior_strength: f64,
+    /// How strongly a customer's own history picks their segment (0 = not at all).
+    pub segment_temperature: f64,
+}
+
+impl Default for ActivityParams {
+    fn default() -> Self {
+        Self {
+            half_life_days: 60.0,
+            bandwidth_hours: 1.0,
+            day_share: 0.0,
+            prior_strength: 10.0,
+            segment_temperature: 0.0,
+        }
+    }
+}
+
+impl ActivityParams {
+    pub fn check(self) -> Result<Self> {
+        let bad = |name: &'static str, v: f64| LearnError::InvalidParam {
+            name,
+            reason: format!("{v} is out of range"),
+        };
+        let pos = |v: f64| v.is_finite() && v > 0.0;
+        if !pos(self.half_life_days) || self.half_life_days > 1e6 {
+            return Err(bad("half_life_days", self.half_life_days));
+        }
+        if !pos(self.bandwidth_hours) || self.bandwidth_hours > 24.0 {
+            return Err(bad("bandwidth_hours", self.bandwidth_hours));
+        }
+        if !(0.0..=1.0).contains(&self.day_share) {
+            return Err(bad("day_share", self.day_share));
+        }
+        if !pos(self.prior_strength) || self.prior_strength > 1e6 {
+            return Err(bad("prior_strength", self.prior_strength));
+        }
+        if !(0.0..=10.0).contains(&self.segment_temperature) {
+            return Err(bad("segment_temperature", self.segment_temperature));
+        }
+        Ok(self)
+    }
+}
+
+/// A group of customers with a similar week, and its distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub id: String,
+    /// "weekday evenings", "weekend afternoons", ...
+    pub label: String,
+    /// Share of the customers it was fitted on.
+    pub weight: f64,
+    pub customers: u64,
+    /// 168 probabilities summing to 1.
+    pub hour_of_week: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityModel {
+    pub params: ActivityParams,
+    /// Where customers in general are active: 168 probabilities summing to 1.
+    pub population: Vec<f64>,
+    /// Customers the population was fitted on (0: not fitted, uniform).
+    pub customers: u64,
+    /// P(day | hour of day) in the population, indexed like the week (168).
+    pub day_given_hour: Vec<f64>,
+    pub segments: Vec<Segment>,
+}
+
+/// How a customer relates to the segments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentMatch {
+    pub index: usize,
+    pub probability: f64,
+}
+
+impl ActivityModel {
+    /// The model before any training: a flat population, no segments.
+    pub fn untrained(params: ActivityParams) -> Self {
+        let population = vec![1.0 / H as f64; H];
+        Self {
+            params,
+            day_given_hour: day_given_hour(&population),
+            population,
+            customers: 0,
+            segments: Vec::new(),
+        }
+    }
+
+    pub fn is_trained(&self) -> bool {
+        self.customers > 0
+    }
+
+    /// Checks a loaded model.
+    pub fn validate(self) -> Result<Self> {
+        self.params.check()?;
+        let proper = |v: &[f64]| {
+            v.len() == H
+                && v.iter().all(|p| p.is_finite() && *p > 0.0)
+                && (v.iter().sum::<f64>() - 1.0).abs() < 1e-6
+        };
+        if !proper(&self.population) || self.day_given_hour.len() != H {
+            return Err(LearnError::InvalidModel(
+                "population must be 168 positive probabilities summing to 1".into(),
+            ));
+        }
+        for s in &self.segments {
+            if !proper(&s.hour_of_week) {
+                return Err(LearnError::InvalidModel(format!(
+                    "segment {} must be 168 positive probabilities summing to 1",
+                    s.id
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Responsibilities of the segments for counts `c` (sum to 1), or empty
+    /// without segments.
+    pub fn responsibilities(&self, c: &[f64]) -> Vec<f64> {
+        if self.segments.is_empty() {
+            return Vec::new();
+        }
+        let tau = self.params.segment_temperature;
+        let logs: Vec<f64> = self
+            .segments
+            .iter()
+            .map(|s| {
+                let ll: f64 = if tau > 0.0 {
+                    c.iter()
+                        .zip(&s.hour_of_week)
+                        .filter(|(c, _)| **c > 0.0)
+                        .map(|(c, p)| c * p.ln())
+                        .sum()
+                } else {
+                    0.0
+                };
+                s.weight.max(1e-12).ln() + tau * ll
+            })
+            .collect();
+        let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
+        let total: f64 = w.iter().sum();
+        w.into_iter().map(|x| x / total).collect()
+    }
+
+    /// The prior for counts `c`: the responsibility-weighted segment mixture,
+    /// or the population without segments.
+    pub fn prior(&self, c: &[f64]) -> (Vec<f64>, Option<SegmentMatch>) {
+        let r = self.responsibilities(c);
+        if r.is_empty() {
+            return (self.population.clone(), None);
+        }
+        let mut prior = vec![0.0; H];
+        for (s, w) in self.segments.iter().zip(&r) {
+            for (p, q) in prior.iter_mut().zip(&s.hour_of_week) {
+                *p += w * q;
+            }
+        }
+        let best = r
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(index, &probability)| SegmentMatch { index, probability });
+        (prior, best)
+    }
+
+    /// The personal part: smoothed counts with day sharing (sums to `n`).
+    pub fn personal(&self, c: &[f64]) -> Vec<f64> {
+        let beta = self.params.day_share;
+        let mixed: Vec<f64> = if beta > 0.0 {
+            let mut by_hour = [0.0f64; 24];
+            for (i, v) in c.iter().enumerate() {
+                by_hour[i % 24] += v;
+            }
+            c.iter()
+                .enumerate()
+                .map(|(i, v)| (1.0 - beta) * v + beta * by_hour[i % 24] * self.day_given_hour[i])
+                .collect()
+        } else {
+            c.to_vec()
+        };
+        smooth64(&mixed, self.params.bandwidth_hours)
+    }
+
+    /// The posterior predictive distribution for decayed counts `counts`.
+    pub fn posterior(&self, counts: &[f32]) -> ActivityPosterior {
+        let c: Vec<f64> = counts.iter().map(|&v| f64::from(v)).collect();
+        self.posterior64(&c)
+    }
+
+    pub fn posterior64(&self, c: &[f64]) -> ActivityPosterior {
+        let n: f64 = c.iter().sum();
+        let alpha = self.params.prior_strength;
+        let (prior, segment) = self.prior(c);
+        let personal = if n > 0.0 {
+            self.personal(c)
+        } else {
+            vec![0.0; H]
+        };
+        let mut p: Vec<f64> = personal
+            .iter()
+            .zip(&prior)
+            .map(|(m, q)| m + alpha * q)
+            .collect();
+        let total: f64 = p.iter().sum();
+        p.iter_mut().for_each(|v| *v /= total);
+        let personal_weight = n / (n + alpha);
+        let basis = if personal_weight > 0.5 {
+            Basis::Personal
+        } else if segment.as_ref().is_some_and(|s| s.probability > 0.5) && n > 0.0 {
+            Basis::Segment
+        } else {
+            Basis::Global
+        };
+        ActivityPosterior {
+            hour_of_week: p,
+            basis,
+            evidence: n,
+            personal_weight,
+            segment,
+        }
+    }
+}
+
+/// P(day | hour of day) from a week distribution.
+pub fn day_given_hour(week: &[f64]) -> Vec<f64> {
+    let mut by_hour = [0.0f64; 24];
+    for (i, v) in week.iter().enumerate() {
+        by_hour[i % 24] += v;
+    }
+    week.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if by_hour[i % 24] > 0.0 {
+                v / by_hour[i % 24]
+            } else {
+                1.0 / 7.0
+            }
+        })
+        .collect()
+}
+
+/// Circular Gaussian smoothing (the week wraps); preserves the total.
+pub fn smooth64(counts: &[f64], bandwidth_hours: f64) -> Vec<f64> {
+    let n = counts.len();
+    let reach = (3.0 * bandwidth_hours).ceil() as i64;
+    let kernel: Vec<f64> = (-reach..=reach)
+        .map(|d| (-(d as f64).powi(2) / (2.0 * bandwidth_hours.powi(2))).exp())
+        .collect();
+    let norm: f64 = kernel.iter().sum();
+    let mut out = vec![0.0; n];
+    for (i, &c) in counts.iter().enumerate() {
+        if c == 0.0 {
+            continue;
+        }
+        for (k, w) in kernel.iter().enumerate() {
+            let j = (i as i64 + k as i64 - reach).rem_euclid(n as i64) as usize;
+            out[j] += c * w / norm;
+        }
+    }
+    out
+}
+
+/// A human label for a week distribution: "weekday evenings", "weekend mornings", ...
+pub fn describe(week: &[f64]) -> String {
+    let weekday: f64 = week[..5 * 24].iter().sum::<f64>() / 5.0;
+    let weekend: f64 = week[5 * 24..].iter().sum::<f64>() / 2.0;
+    let days = if weekday > 1.3 * weekend {
+        "weekday"
+    } else if weekend > 1.3 * weekday {
+        "weekend"
+    } else {
+        "all-week"
+    };
+    const PARTS: [(&str, std::ops::Range<usize>); 5] = [
+        ("nights", 0..6),
+        ("mornings", 6..12),
+        ("afternoons", 12..17),
+        ("evenings", 17..22),
+        ("late evenings", 22..24),
+    ];
+    let mass = |r: &std::ops::Range<usize>| -> f64 {
+        (0..7)
+            .flat_map(|d| r.clone().map(move |h| d * 24 + h))
+            .map(|i| week[i])
+            .sum::<f64>()
+            / r.len() as f64
+    };
+    let part = PARTS
+        .iter()
+        .max_by(|a, b| mass(&a.1).total_cmp(&mass(&b.1)))
+        .map_or("hours", |p| p.0);
+    format!("{days} {part}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trained() -> ActivityModel {
+        let mut m = ActivityModel::untrained(ActivityParams::default());
+        m.customers = 100;
+        m
+    }
+
+    #[test]
+    fn labels_weeks() {
+        let mut w = vec![0.001; H];
+        for d in 0..5 {
+            w[d * 24 + 19] = 1.0;
+            w[d * 24 + 20] = 1.0;
+        }
+        assert_eq!(describe(&w), "weekday evenings");
+        let mut w = vec![0.001; H];
+        for d in 5..7 {
+            w[d * 24 + 9] = 1.0;
+        }
+        assert_eq!(describe(&w), "weekend mornings");
+    }
+
+    #[test]
+    fn weight_moves_from_prior_to_person() {
+        let m = trained();
+        let mut c = vec![0.0; H];
+        let zero = m.posterior64(&c);
+        assert_eq!(zero.basis, Basis::Global);
+        assert!(zero
+            .hour_of_week
+            .iter()
+            .all(|p| (p - 1.0 / 168.0).abs() < 1e-12));
+        c[19] = 3.0;
+        let few = m.posterior64(&c);
+        assert!(few.personal_weight < 0.3 && few.basis == Basis::Global);
+        c[19] = 300.0;
+        let many = m.posterior64(&c);
+        assert!(many.personal_weight > 0.95 && many.basis == Basis::Personal);
+    }
+
+    #[test]
+    fn day_sharing_lends_weight_to_the_same_hour_on_other_days() {
+        let mut m = trained();
+        let mut c = vec![0.0; H];
+        c[19] = 10.0; // Monday 19:00
+        let without = m.posterior64(&c);
+        m.params.day_share = 0.5;
+        let with = m.posterior64(&c);
+        assert!(with.hour_of_week[24 + 19] > 2.0 * without.hour_of_week[24 + 19]);
+        assert!(with.hour_of_week[19] < without.hour_of_week[19]);
+    }
+
+    #[test]
+    fn segments_that_explain_the_history_weigh_most() {
+        let mut m = trained();
+        let mut evening = vec![0.2 / 160.0; H];
+        let mut morning = vec![0.2 / 160.0; H];
+        for d in 0..4 {
+            evening[d * 24 + 20] = 0.2;
+            morning[d * 24 + 8] = 0.2;
+        }
+        let norm = |v: &mut Vec<f64>| {
+            let t: f64 = v.iter().sum();
+            v.iter_mut().for_each(|x| *x /= t);
+        };
+        norm(&mut evening);
+        norm(&mut morning);
+        m.segments = vec![
+            Segment {
+                id: "0".into(),
+                label: "e".into(),
+                weight: 0.5,
+                customers: 1,
+                hour_of_week: evening,
+            },
+            Segment {
+                id: "1".into(),
+                label: "m".into(),
+                weight: 0.5,
+                customers: 1,
+                hour_of_week: morning,
+            },
+        ];
+        m.params.segment_temperature = 1.0;
+        let mut c = vec![0.0; H];
+        c[2 * 24 + 20] = 2.0;
+        let post = m.posterior64(&c);
+        let seg = post.segment.unwrap_or(SegmentMatch {
+            index: 9,
+            probability: 0.0,
+        });
+        assert_eq!(seg.index, 0);
+        assert!(seg.probability > 0.9);
+        assert_eq!(post.basis, Basis::Segment);
+        // Even the Thursday evening, never seen, is lifted by the segment.
+        assert!(post.hour_of_week[3 * 24 + 20] > 5.0 / 168.0);
+    }
+}

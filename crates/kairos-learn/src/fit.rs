@@ -1,0 +1,396 @@
+//! Training the activity model from customers' histories.
+//!
+//! Hyper-parameters are not set by hand: each customer's most recent activity
+//! is held out, and the parameters (decay half-life, kernel bandwidth, day
+//! sharing, prior strength, segment temperature, number of segments) are
+//! chosen by coordinate ascent to maximize its likelihood under the model
+//! built from everything before it. The population and the segments are then
+//! refitted on the whole history.
+
+use kairos_core::HOURS_PER_WEEK;
+use linfa::traits::{Fit, Predict};
+use linfa::DatasetBase;
+use linfa_clustering::KMeans;
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::activity::{day_given_hour, describe, smooth64, ActivityModel, ActivityParams, Segment};
+use crate::profile::decay_factor;
+use crate::{LearnError, Result};
+
+const H: usize = HOURS_PER_WEEK;
+
+/// One organic activity: when (Unix seconds) and the local hour of week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Observation {
+    pub at: i64,
+    pub how: u8,
+}
+
+/// A customer's organic activity, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActivityHistory {
+    pub observations: Vec<Observation>,
+}
+
+impl ActivityHistory {
+    pub fn new(mut observations: Vec<Observation>) -> Self {
+        observations.sort();
+        Self { observations }
+    }
+
+    /// Decayed counts per hour of week at the latest observation.
+    pub fn counts(&self, half_life_days: f64) -> Vec<f64> {
+        let mut c = vec![0.0; H];
+        if let Some(last) = self.observations.last() {
+            for o in &self.observations {
+                c[o.how as usize] += decay_factor((last.at - o.at) as f64, half_life_days);
+            }
+        }
+        c
+    }
+
+    /// Everything but the last observation, and the last one.
+    pub fn split_last(&self) -> Option<(ActivityHistory, Observation)> {
+        let (last, rest) = self.observations.split_last()?;
+        Some((
+            ActivityHistory {
+                observations: rest.to_vec(),
+            },
+            *last,
+        ))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitOptions {
+    /// Customers need this many observations to shape a segment.
+    pub min_segment_events: usize,
+    /// Candidate numbers of segments (0 = none).
+    pub segment_counts: Vec<usize>,
+    /// Share of the population mixed into each segment distribution.
+    pub segment_floor: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            min_segment_events: 8,
+            segment_counts: vec![0, 4, 8, 12],
+            segment_floor: 0.2,
+        }
+    }
+}
+
+/// What training found, for the manifest and the logs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FitReport {
+    pub customers: usize,
+    pub observations: usize,
+    pub validation_customers: usize,
+    /// Mean negative log-likelihood of the held-out activity under the chosen parameters.
+    pub validation_nll: f64,
+    pub segments: usize,
+    pub params: ActivityParams,
+}
+
+const HALF_LIVES: [f64; 8] = [7.0, 14.0, 30.0, 60.0, 120.0, 240.0, 480.0, 1e5];
+const BANDWIDTHS: [f64; 7] = [0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0];
+const DAY_SHARES: [f64; 9] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9];
+const STRENGTHS: [f64; 12] = [
+    0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 18.0, 30.0, 50.0,
+];
+const TEMPERATURES: [f64; 8] = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0];
+
+/// The population distribution: every customer with activity counts once.
+pub fn fit_population(histories: &[ActivityHistory]) -> (Vec<f64>, u64) {
+    let mut sum = vec![0.0; H];
+    let mut customers = 0u64;
+    for h in histories {
+        let n = h.observations.len();
+        if n == 0 {
+            continue;
+        }
+        for o in &h.observations {
+            sum[o.how as usize] += 1.0 / n as f64;
+        }
+        customers += 1;
+    }
+    let smoothed = smooth64(&sum, 1.0);
+    let uniform = 1.0 / H as f64;
+    let pop: Vec<f64> = smoothed
+        .iter()
+        .map(|s| (s + uniform) / (customers as f64 + 1.0))
+        .collect();
+    (pop, customers)
+}
+
+fn normalized_smoothed(h: &ActivityHistory, bandwidth: f64) -> Vec<f64> {
+    let c = h.counts(1e5);
+    let s = smooth64(&c, bandwidth);
+    let t: f64 = s.iter().sum();
+    s.into_iter()
+        .map(|v| v / t.max(f64::MIN_POSITIVE))
+        .collect()
+}
+
+/// k-means (linfa) over customers' normalized weeks, in Hellinger geometry.
+pub fn fit_segments(
+    histories: &[ActivityHistory],
+    population: &[f64],
+    k: usize,
+    opts: &FitOptions,
+) -> Result<Vec<Segment>> {
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let eligible: Vec<Vec<f64>> = histories
+        .iter()
+        .filter(|h| h.observations.len() >= opts.min_segment_events)
+        .map(|h| normalized_smoothed(h, 1.5))
+        .collect();
+    if eligible.len() < 5 * k {
+        return Ok(Vec::new());
+    }
+    let flat: Vec<f64> = eligible
+        .iter()
+        .flat_map(|v| v.iter().map(|x| x.sqrt()))
+        .collect();
+    let data = Array2::from_shape_vec((eligible.len(), H), flat)
+        .map_err(|e| LearnError::InvalidModel(e.to_string()))?;
+    let dataset = DatasetBase::from(data.clone());
+    let model = KMeans::params(k)
+        .n_runs(3)
+        .max_n_iterations(100)
+        .tolerance(1e-5)
+        .fit(&dataset)
+        .map_err(|e| LearnError::InvalidModel(format!("k-means: {e}")))?;
+    let labels = model.predict(&data);
+    let mut sums = vec![vec![0.0; H]; k];
+    let mut sizes = vec![0u64; k];
+    for (v, &l) in eligible.iter().zip(labels.iter()) {
+        sizes[l] += 1;
+        for (s, x) in sums[l].iter_mut().zip(v) {
+            *s += x;
+        }
+    }
+    let total = eligible.len() as f64;
+    let mut segments: Vec<Segment> = sums
+        .into_iter()
+        .zip(sizes)
+        .filter(|(_, n)| *n > 0)
+        .map(|(sum, n)| {
+            let week: Vec<f64> = sum
+                .iter()
+                .zip(population)
+                .map(|(s, p)| (1.0 - opts.segment_floor) * s / n as f64 + opts.segment_floor * p)
+                .collect();
+            Segment {
+                id: String::new(),
+                label: describe(&week),
+                weight: n as f64 / total,
+                customers: n,
+                hour_of_week: week,
+            }
+        })
+        .collect();
+    segments.sort_by_key(|s| std::cmp::Reverse(s.customers));
+    label_uniquely(&mut segments);
+    Ok(segments)
+}
+
+fn label_uniquely(segments: &mut [Segment]) {
+    for i in 0..segments.len() {
+        segments[i].id = format!("s{i}");
+        let same = segments[..i]
+            .iter()
+            .filter(|s| s.label.starts_with(&segments[i].label))
+            .count();
+        if same > 0 {
+            let peak = segments[i]
+                .hour_of_week
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(h, _)| h);
+            let how = kairos_core::HourOfWeek::wrapping(peak);
+            segments[i].label = format!(
+                "{} (peak {} {:02}:00)",
+                segments[i].label,
+                &how.weekday_name()[..3],
+                how.hour_of_day()
+            );
+        }
+    }
+}
+
+/// A held-out split: the histories without each customer's last activity,
+/// and (customer index, held-out observation) pairs.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub train: Vec<ActivityHistory>,
+    pub held_out: Vec<(usize, Observation)>,
+}
+
+impl Split {
+    /// Holds out the last activity of customers with at least `min_events`.
+    pub fn leave_last_out(histories: &[ActivityHistory], min_events: usize) -> Self {
+        let mut train = Vec::with_capacity(histories.len());
+        let mut held_out = Vec::new();
+        for (i, h) in histories.iter().enumerate() {
+            match h.split_last() {
+                Some((rest, last)) if h.observations.len() >= min_events.max(2) => {
+                    train.push(rest);
+                    held_out.push((i, last));
+                }
+                _ => train.push(h.clone()),
+            }
+        }
+        Self { train, held_out }
+    }
+}
+
+struct Objective<'a> {
+    split: &'a Split,
+    /// Counts per half-life candidate, for the held-out customers.
+    counts: Vec<Vec<Vec<f64>>>,
+}
+
+impl<'a> Objective<'a> {
+    fn new(split: &'a Split) -> Self {
+        let counts = HALF_LIVES
+            .iter()
+            .map(|&hl| {
+                split
+                    .held_out
+                    .iter()
+                    .map(|(i, _)| split.train[*i].counts(hl))
+                    .collect()
+            })
+            .collect();
+        Self { split, counts }
+    }
+
+    /// Mean held-out negative log-likelihood.
+    fn nll(&self, model: &ActivityModel, half_life_index: usize) -> f64 {
+        let mut total = 0.0;
+        for (c, (_, obs)) in self.counts[half_life_index]
+            .iter()
+            .zip(&self.split.held_out)
+        {
+            let p = model.posterior64(c).hour_of_week;
+            total -= p[obs.how as usize].ln();
+        }
+        total / self.split.held_out.len().max(1) as f64
+    }
+}
+
+type Field = fn(&mut ActivityParams) -> &mut f64;
+
+fn bandwidth(p: &mut ActivityParams) -> &mut f64 {
+    &mut p.bandwidth_hours
+}
+fn day_share(p: &mut ActivityParams) -> &mut f64 {
+    &mut p.day_share
+}
+fn prior_strength(p: &mut ActivityParams) -> &mut f64 {
+    &mut p.prior_strength
+}
+fn temperature(p: &mut ActivityParams) -> &mut f64 {
+    &mut p.segment_temperature
+}
+
+/// Fits the activity model to `histories`; see the module docs.
+pub fn fit_activity(
+    histories: &[ActivityHistory],
+    opts: &FitOptions,
+) -> Result<(ActivityModel, FitReport)> {
+    let split = Split::leave_last_out(histories, 2);
+    let (population, customers) = fit_population(&split.train);
+    let objective = Objective::new(&split);
+
+    let mut best: Option<(f64, usize, ActivityParams, usize)> = None; // (nll, hl index, params, k)
+    for &k in &opts.segment_counts {
+        let segments = fit_segments(&split.train, &population, k, opts)?;
+        if k > 0 && segments.is_empty() {
+            continue;
+        }
+        let mut model = ActivityModel {
+            params: ActivityParams {
+                segment_temperature: if k > 0 { 0.5 } else { 0.0 },
+                ..ActivityParams::default()
+            },
+            day_given_hour: day_given_hour(&population),
+            population: population.clone(),
+            customers,
+            segments,
+        };
+        let mut hl = HALF_LIVES.iter().position(|&h| h == 60.0).unwrap_or(0);
+        let mut current = objective.nll(&model, hl);
+        for _round in 0..3 {
+            let before = current;
+            // Each coordinate in turn: keep the candidate with the lowest held-out NLL.
+            for (i, _) in HALF_LIVES.iter().enumerate() {
+                let v = objective.nll(&model, i);
+                if v < current {
+                    current = v;
+                    hl = i;
+                }
+            }
+            model.params.half_life_days = HALF_LIVES[hl];
+            let mut coords: Vec<(&[f64], Field)> = vec![
+                (&BANDWIDTHS, bandwidth),
+                (&DAY_SHARES, day_share),
+                (&STRENGTHS, prior_strength),
+            ];
+            if k > 0 {
+                coords.push((&TEMPERATURES, temperature));
+            }
+            for (grid, field) in coords {
+                let mut best_v = *field(&mut model.params);
+                for &v in grid {
+                    let mut trial = model.clone();
+                    *field(&mut trial.params) = v;
+                    let score = objective.nll(&trial, hl);
+                    if score < current {
+                        current = score;
+                        best_v = v;
+                    }
+                }
+                *field(&mut model.params) = best_v;
+            }
+            if before - current < 1e-5 {
+                break;
+            }
+        }
+        if best.as_ref().is_none_or(|b| current < b.0) {
+            best = Some((current, hl, model.params, k));
+        }
+    }
+    let (validation_nll, _, params, k) =
+        best.ok_or_else(|| LearnError::InvalidModel("no activity to train on".into()))?;
+
+    // Refit the population and the segments on everything.
+    let (population, customers) = fit_population(histories);
+    let segments = fit_segments(histories, &population, k, opts)?;
+    let model = ActivityModel {
+        params: params.check()?,
+        day_given_hour: day_given_hour(&population),
+        population,
+        customers,
+        segments,
+    }
+    .validate()?;
+    let report = FitReport {
+        customers: histories
+            .iter()
+            .filter(|h| !h.observations.is_empty())
+            .count(),
+        observations: histories.iter().map(|h| h.observations.len()).sum(),
+        validation_customers: split.held_out.len(),
+        validation_nll,
+        segments: model.segments.len(),
+        params: model.params,
+    };
+    Ok((model, report))
+}
