@@ -28,13 +28,10 @@ pub struct EvaluateArgs {
     json: bool,
 }
 
-/// Organic activity per customer, in local hours of `tz`.
-pub fn histories_from_files(
-    files: &[PathBuf],
-    tz: chrono_tz::Tz,
-) -> anyhow::Result<BTreeMap<String, ActivityHistory>> {
+/// Every valid event of the files, per customer.
+pub fn events_by_customer(files: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Vec<Event>>> {
     let now = chrono::Utc::now();
-    let mut by_customer: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
+    let mut by_customer: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     for file in files {
         for item in crate::ingest::read_items(file)? {
             let (at, value) = item?;
@@ -49,20 +46,33 @@ pub fn histories_from_files(
                             .join("; ")
                     )
                 })?;
-            if event.is_organic_activity() {
-                by_customer
-                    .entry(event.customer_id.to_string())
-                    .or_default()
-                    .push(Observation {
-                        at: event.timestamp.timestamp(),
-                        how: HourOfWeek::of(event.timestamp, tz).index() as u8,
-                    });
-            }
+            by_customer
+                .entry(event.customer_id.to_string())
+                .or_default()
+                .push(event);
         }
     }
-    Ok(by_customer
+    Ok(by_customer)
+}
+
+/// Organic activity per customer, in local hours of `tz`.
+pub fn histories_from_files(
+    files: &[PathBuf],
+    tz: chrono_tz::Tz,
+) -> anyhow::Result<BTreeMap<String, ActivityHistory>> {
+    Ok(events_by_customer(files)?
         .into_iter()
-        .map(|(k, v)| (k, ActivityHistory::new(v)))
+        .map(|(k, events)| {
+            let obs = events
+                .iter()
+                .filter(|e| e.is_organic_activity())
+                .map(|e| Observation {
+                    at: e.timestamp.timestamp(),
+                    how: HourOfWeek::of(e.timestamp, tz).index() as u8,
+                })
+                .collect();
+            (k, ActivityHistory::new(obs))
+        })
         .collect())
 }
 

@@ -2,13 +2,14 @@
 
 mod evaluate;
 mod ingest;
+mod train;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kairos_server::config::LogFormat;
-use kairos_server::{AppState, Config, ValidConfig};
+use kairos_server::{Config, ValidConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,9 +34,10 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Leave-last-out evaluation of the activity model against baselines.
     Evaluate(evaluate::EvaluateArgs),
-    /// Refit the population models from the history in the data directory
-    /// (while no server is using it; a running server trains with POST /v1/admin/train).
-    Train,
+    /// Fit the models to the history in the data directory (while no server
+    /// is using it; a running server trains with POST /v1/admin/train), or to
+    /// event files, and write a versioned artifact.
+    Train(train::TrainArgs),
 }
 
 fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<ValidConfig> {
@@ -64,18 +66,6 @@ fn main() -> anyhow::Result<()> {
             .context("kairos serve"),
         Command::Ingest(args) => ingest::run(args, config),
         Command::Evaluate(args) => evaluate::run(args, config),
-        Command::Train => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let state = AppState::open(config).await.context(
-                    "opening the data directory (is a server running on it? use POST /v1/admin/train)",
-                )?;
-                let summary = kairos_server::retrain(&state).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-                Ok(())
-            })
-        }
+        Command::Train(args) => train::run(args, config),
     }
 }

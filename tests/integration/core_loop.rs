@@ -89,7 +89,7 @@ async fn the_same_events_again_are_duplicates_and_change_nothing() {
 
 #[actix_web::test]
 async fn training_replaces_the_flat_prior() {
-    let t = app().await;
+    let t = app_with(&[("KAIROS__MODELS__BUILTIN", "false")]).await;
     // Before any training there is no population prior: default send time.
     let ask = json!({"customer_id": "newcomer", "channels": ["email"], "quiet_hours": null});
     let (_, d) = call(&t.app, post("/v1/decisions", &ask)).await;
@@ -111,7 +111,13 @@ async fn training_replaces_the_flat_prior() {
     }
     let (s, summary) = call(&t.app, post("/v1/admin/train", &json!({}))).await;
     assert_eq!(s, 200, "{summary}");
-    assert_eq!(summary["models"]["population"]["customers"], 3);
+    assert_eq!(summary["data"]["customers"], 3);
+    assert!(
+        summary["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1-")),
+        "{summary}"
+    );
 
     let (_, d) = call(
         &t.app,

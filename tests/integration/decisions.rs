@@ -82,7 +82,7 @@ async fn unknown_customers_are_never_dropped() {
     .await;
     assert_eq!(s, 200);
     assert_eq!(d["action"], "send", "{d}");
-    assert_eq!(d["basis"], "default");
+    assert_eq!(d["basis"], "global", "the built-in population prior: {d}");
     assert!(
         d["reasons"].to_string().contains("Time zone unknown"),
         "{d}"
@@ -137,27 +137,45 @@ async fn default_quiet_hours_apply_unless_the_request_says_otherwise() {
         })
     };
     let (_, d) = call(&t.app, post("/v1/decisions", &ask(json!(null)))).await;
-    assert!(
-        d["send_at_local"].as_str().unwrap_or("").contains("T23:"),
-        "{d}"
-    );
+    // With no quiet hours the night owl is messaged at night (between 21:00 and 08:00).
+    let local = chrono::DateTime::parse_from_rfc3339(d["send_at_local"].as_str().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {d}"));
+    assert!(!(8..21).contains(&chrono::Timelike::hour(&local)), "{d}");
+    let hour_of = |d: &serde_json::Value| {
+        let local = chrono::DateTime::parse_from_rfc3339(d["send_at_local"].as_str().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{e}: {d}"));
+        chrono::Timelike::hour(&local)
+    };
+    // Without the field, the configured 21:00-08:00 applies.
     let mut default = ask(json!(null));
     default.as_object_mut().map(|o| o.remove("quiet_hours"));
     let (_, d) = call(&t.app, post("/v1/decisions", &default)).await;
+    assert_eq!(d["action"], "send", "{d}");
     assert!(
-        d["send_at_local"].as_str().unwrap_or("").contains("T20:45"),
+        (8..21).contains(&hour_of(&d)),
         "configured 21:00-08:00: {d}"
     );
+    assert!(
+        d["reasons"].to_string().contains("Quiet hours 21:00-08:00"),
+        "{d}"
+    );
+    // A request's own quiet hours replace the configured ones.
     let (_, d) = call(
         &t.app,
         post(
             "/v1/decisions",
-            &ask(json!({"start": "22:00", "end": "07:00"})),
+            &ask(json!({"start": "23:00", "end": "21:00"})),
         ),
     )
     .await;
     assert!(
-        d["send_at_local"].as_str().unwrap_or("").contains("T21:45"),
-        "{d}"
+        (21..23).contains(&hour_of(&d)),
+        "only 21:00-23:00 is open: {d}"
     );
+    // Quiet hours covering the whole window: suppressed, never broken.
+    let (_, d) = call(&t.app, post("/v1/decisions", &json!({
+        "customer_id": "owl", "channels": ["push"], "quiet_hours": {"start": "11:00", "end": "12:00"},
+        "not_before": "2026-11-23T11:05:00Z", "deadline": "2026-11-23T11:55:00Z"
+    }))).await;
+    assert_eq!(d["suppression"]["reason"], "quiet_hours", "{d}");
 }

@@ -133,6 +133,8 @@ pub struct DecisionInput<'a> {
     pub activity: &'a ActivityPosterior,
     /// No trained population prior exists (the "global" prior is flat).
     pub prior_untrained: bool,
+    /// Label of the customer's segment, when the timing comes from it.
+    pub segment_label: Option<String>,
     pub quiet_hours: Option<QuietHours>,
 }
 
@@ -459,8 +461,9 @@ fn timing_reason(
             }
         }
         DecisionBasis::Segment => format!(
-            "Little personal history ({:.1} recent events): timing follows customers like them ({zone}).",
-            input.activity.evidence
+            "Little personal history ({:.1} recent events): timing follows similar customers ({}, {zone}).",
+            input.activity.evidence,
+            input.segment_label.as_deref().unwrap_or("their segment")
         ),
         DecisionBasis::Global => format!(
             "Little personal history ({:.1} recent events): timing follows when customers in general are active ({zone}).",

@@ -5,20 +5,23 @@
 //! week (total `n`), the posterior predictive distribution is
 //!
 //! ```text
-//! p = ( K ⊛ ((1-β)·c + β·spread(c)) + α·π ) / (n + α)
+//! m = n · (c + γ·u) / (n + γ)
+//! p = ( K ⊛ m + α·π ) / (n + α)
 //! ```
 //!
+//! - `u` is the customer's own hour-of-day profile spread over the seven days
+//!   in the population's proportions for each hour (sums to 1), so a habit seen
+//!   on Mondays lends weight to the same hour on other days; `γ` (in events)
+//!   says how much: a newcomer's few events are mostly shared across days,
+//!   while a long, day-specific history keeps its own days;
 //! - `K ⊛` is a circular Gaussian kernel over neighbouring hours (bandwidth σ);
-//! - `spread(c)` shares each hour of the day across the seven days in the
-//!   population's proportions for that hour (weight β), so a habit seen on
-//!   Mondays lends some weight to the same hour on other days;
 //! - `π` is the customer's prior: a mixture of segment distributions `π_k`
 //!   with responsibilities `r_k ∝ ρ_k · exp(τ · Σ_h c_h ln π_k(h))`, i.e. the
 //!   segments that explain the customer's own history best weigh most (τ = 0:
 //!   every customer gets the population's mixture);
 //! - `α` is the prior strength in events.
 //!
-//! σ, β, α, τ and the decay half-life are fitted by [`crate::fit`] to maximize
+//! σ, γ, α, τ and the decay half-life are fitted by [`crate::fit`] to maximize
 //! the held-out likelihood of each customer's most recent activity.
 
 use kairos_core::HOURS_PER_WEEK;
@@ -37,8 +40,9 @@ pub struct ActivityParams {
     pub half_life_days: f64,
     /// Standard deviation of the hour kernel, in hours.
     pub bandwidth_hours: f64,
-    /// Share of each observation spread to the same hour on other days (0-1).
-    pub day_share: f64,
+    /// Weight, in events, of the customer's hour-of-day profile spread over
+    /// all days (0: no sharing between days).
+    pub day_strength: f64,
     /// Weight of the prior, in events.
     pub prior_strength: f64,
     /// How strongly a customer's own history picks their segment (0 = not at all).
@@ -50,7 +54,7 @@ impl Default for ActivityParams {
         Self {
             half_life_days: 60.0,
             bandwidth_hours: 1.0,
-            day_share: 0.0,
+            day_strength: 0.0,
             prior_strength: 10.0,
             segment_temperature: 0.0,
         }
@@ -70,8 +74,8 @@ impl ActivityParams {
         if !pos(self.bandwidth_hours) || self.bandwidth_hours > 24.0 {
             return Err(bad("bandwidth_hours", self.bandwidth_hours));
         }
-        if !(0.0..=1.0).contains(&self.day_share) {
-            return Err(bad("day_share", self.day_share));
+        if !(self.day_strength.is_finite() && (0.0..=1e6).contains(&self.day_strength)) {
+            return Err(bad("day_strength", self.day_strength));
         }
         if !pos(self.prior_strength) || self.prior_strength > 1e6 {
             return Err(bad("prior_strength", self.prior_strength));
@@ -206,17 +210,21 @@ impl ActivityModel {
         (prior, best)
     }
 
-    /// The personal part: smoothed counts with day sharing (sums to `n`).
+    /// The personal part: counts with day sharing, smoothed (sums to `n`).
     pub fn personal(&self, c: &[f64]) -> Vec<f64> {
-        let beta = self.params.day_share;
-        let mixed: Vec<f64> = if beta > 0.0 {
+        let gamma = self.params.day_strength;
+        let n: f64 = c.iter().sum();
+        let mixed: Vec<f64> = if gamma > 0.0 && n > 0.0 {
             let mut by_hour = [0.0f64; 24];
             for (i, v) in c.iter().enumerate() {
                 by_hour[i % 24] += v;
             }
             c.iter()
                 .enumerate()
-                .map(|(i, v)| (1.0 - beta) * v + beta * by_hour[i % 24] * self.day_given_hour[i])
+                .map(|(i, v)| {
+                    let u = by_hour[i % 24] * self.day_given_hour[i] / n;
+                    n * (v + gamma * u) / (n + gamma)
+                })
                 .collect()
         } else {
             c.to_vec()
@@ -384,10 +392,14 @@ mod tests {
         let mut c = vec![0.0; H];
         c[19] = 10.0; // Monday 19:00
         let without = m.posterior64(&c);
-        m.params.day_share = 0.5;
+        m.params.day_strength = 10.0;
         let with = m.posterior64(&c);
         assert!(with.hour_of_week[24 + 19] > 2.0 * without.hour_of_week[24 + 19]);
         assert!(with.hour_of_week[19] < without.hour_of_week[19]);
+        // A long Monday-only history keeps Monday far ahead of Tuesday.
+        c[19] = 500.0;
+        let long = m.posterior64(&c);
+        assert!(long.hour_of_week[19] > 10.0 * long.hour_of_week[24 + 19]);
     }
 
     #[test]

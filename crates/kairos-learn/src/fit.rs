@@ -12,7 +12,7 @@ use linfa::traits::{Fit, Predict};
 use linfa::DatasetBase;
 use linfa_clustering::KMeans;
 use ndarray::Array2;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::activity::{day_given_hour, describe, smooth64, ActivityModel, ActivityParams, Segment};
 use crate::profile::decay_factor;
@@ -83,7 +83,7 @@ impl Default for FitOptions {
 }
 
 /// What training found, for the manifest and the logs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
     pub customers: usize,
     pub observations: usize,
@@ -96,7 +96,7 @@ pub struct FitReport {
 
 const HALF_LIVES: [f64; 8] = [7.0, 14.0, 30.0, 60.0, 120.0, 240.0, 480.0, 1e5];
 const BANDWIDTHS: [f64; 7] = [0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0];
-const DAY_SHARES: [f64; 9] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9];
+const DAY_STRENGTHS: [f64; 10] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 const STRENGTHS: [f64; 12] = [
     0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 18.0, 30.0, 50.0,
 ];
@@ -290,8 +290,8 @@ type Field = fn(&mut ActivityParams) -> &mut f64;
 fn bandwidth(p: &mut ActivityParams) -> &mut f64 {
     &mut p.bandwidth_hours
 }
-fn day_share(p: &mut ActivityParams) -> &mut f64 {
-    &mut p.day_share
+fn day_strength(p: &mut ActivityParams) -> &mut f64 {
+    &mut p.day_strength
 }
 fn prior_strength(p: &mut ActivityParams) -> &mut f64 {
     &mut p.prior_strength
@@ -340,7 +340,7 @@ pub fn fit_activity(
             model.params.half_life_days = HALF_LIVES[hl];
             let mut coords: Vec<(&[f64], Field)> = vec![
                 (&BANDWIDTHS, bandwidth),
-                (&DAY_SHARES, day_share),
+                (&DAY_STRENGTHS, day_strength),
                 (&STRENGTHS, prior_strength),
             ];
             if k > 0 {

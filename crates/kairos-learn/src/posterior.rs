@@ -1,13 +1,12 @@
 //! From a profile's counts to a proper distribution over the 168 local hours
 //! of the week, and to per-channel engagement estimates.
 
-use chrono::{DateTime, Utc};
 use kairos_core::time::window_label;
 use kairos_core::{HourOfWeek, HOURS_PER_WEEK};
 use serde::{Deserialize, Serialize};
 
+use crate::channel::BetaPrior;
 use crate::profile::ChannelStats;
-use crate::{Population, ProfileState, ValidLearnParams};
 
 /// Where a distribution's weight mostly comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,63 +51,7 @@ pub struct ActivityPosterior {
     pub segment: Option<crate::activity::SegmentMatch>,
 }
 
-/// Circular Gaussian smoothing over neighbouring hours (the week wraps).
-pub fn smooth(counts: &[f32], bandwidth_hours: f64) -> Vec<f64> {
-    let n = counts.len();
-    let reach = (3.0 * bandwidth_hours).ceil() as i64;
-    let kernel: Vec<f64> = (-reach..=reach)
-        .map(|d| (-(d as f64).powi(2) / (2.0 * bandwidth_hours.powi(2))).exp())
-        .collect();
-    let norm: f64 = kernel.iter().sum();
-    let mut out = vec![0.0; n];
-    for (i, &c) in counts.iter().enumerate() {
-        if c == 0.0 {
-            continue;
-        }
-        for (k, w) in kernel.iter().enumerate() {
-            let j = (i as i64 + k as i64 - reach).rem_euclid(n as i64) as usize;
-            out[j] += f64::from(c) * w / norm;
-        }
-    }
-    out
-}
-
 impl ActivityPosterior {
-    /// The posterior predictive distribution of the customer's next activity:
-    /// smoothed personal counts shrunk toward the prior,
-    /// `p = (smooth(c) + α·prior) / (n + α)`.
-    pub fn new(
-        profile: &ProfileState,
-        prior: &Population,
-        params: &ValidLearnParams,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let decay = profile.decay_to(now, params);
-        let smoothed = smooth(&profile.activity, params.bandwidth_hours);
-        let evidence: f64 = smoothed.iter().sum::<f64>() * decay;
-        let alpha = params.prior_strength;
-        let mut probs: Vec<f64> = smoothed
-            .iter()
-            .zip(&prior.hour_of_week)
-            .map(|(s, q)| s * decay + alpha * q)
-            .collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        let personal_weight = evidence / (evidence + alpha);
-        let basis = if personal_weight > 0.5 {
-            Basis::Personal
-        } else {
-            prior.basis
-        };
-        Self {
-            hour_of_week: probs,
-            basis,
-            evidence,
-            personal_weight,
-            segment: None,
-        }
-    }
-
     /// Up to `max` windows of consecutive hours clearly above the typical
     /// hour, heaviest first.
     pub fn peak_windows(&self, max: usize) -> Vec<PeakWindow> {
@@ -169,13 +112,14 @@ pub struct ChannelEstimate {
 }
 
 impl ChannelEstimate {
-    pub fn new(stats: &ChannelStats, decay: f64, params: &ValidLearnParams) -> Self {
-        let engagements = f64::from(stats.engagements) * decay;
-        // Engagements whose send was never reported still imply a send.
-        let sends = (f64::from(stats.sends) * decay).max(engagements);
-        let a = params.channel_prior_rate * params.channel_prior_strength + engagements;
-        let b =
-            (1.0 - params.channel_prior_rate) * params.channel_prior_strength + sends - engagements;
+    /// The posterior of a channel's rate under `prior`, from the customer's
+    /// decayed sends and attributed engagements.
+    pub fn new(stats: &ChannelStats, prior: BetaPrior) -> Self {
+        let engagements = f64::from(stats.engagements);
+        // Guard against rounding: never more engagements than sends.
+        let sends = f64::from(stats.sends).max(engagements);
+        let a = prior.alpha + engagements;
+        let b = prior.beta + sends - engagements;
         Self {
             sends,
             engagements,
@@ -193,67 +137,34 @@ impl ChannelEstimate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use crate::activity::{ActivityModel, ActivityParams};
 
-    fn profile_with(counts: &[(usize, f32)]) -> ProfileState {
-        let mut p = ProfileState::default();
-        for &(h, c) in counts {
-            p.activity[h] = c;
+    fn model() -> ActivityModel {
+        let mut m = ActivityModel::untrained(ActivityParams::default());
+        m.customers = 10;
+        m
+    }
+
+    fn counts(hours: &[(usize, f64)]) -> Vec<f64> {
+        let mut c = vec![0.0; HOURS_PER_WEEK];
+        for &(h, v) in hours {
+            c[h] = v;
         }
-        p.reference = DateTime::from_timestamp(1_800_000_000, 0);
-        p
-    }
-
-    fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+        c
     }
 
     #[test]
-    fn no_events_is_the_prior() {
-        let pop = Population::uniform();
-        let post = ActivityPosterior::new(
-            &ProfileState::default(),
-            &pop,
-            &ValidLearnParams::default(),
-            now(),
-        );
-        assert_eq!(post.basis, Basis::Global);
-        assert!(post
-            .hour_of_week
-            .iter()
-            .all(|p| (p - 1.0 / 168.0).abs() < 1e-12));
-        assert!(post.peak_windows(3).is_empty());
-    }
-
-    #[test]
-    fn few_events_mostly_prior_many_mostly_personal() {
-        let pop = Population::uniform();
-        let params = ValidLearnParams::default();
-        let few = ActivityPosterior::new(&profile_with(&[(19, 3.0)]), &pop, &params, now());
-        assert_eq!(few.basis, Basis::Global);
-        assert!(few.personal_weight < 0.3);
-        let many = ActivityPosterior::new(
-            &profile_with(&[(19, 150.0), (20, 150.0)]),
-            &pop,
-            &params,
-            now(),
-        );
-        assert_eq!(many.basis, Basis::Personal);
-        assert!(many.personal_weight > 0.95);
-        let peaks = many.peak_windows(3);
-        assert_eq!(peaks[0].start_how, 19);
-        assert_eq!(peaks[0].end_how, 21);
+    fn peak_windows_are_labelled() {
+        let post = model().posterior64(&counts(&[(19, 150.0), (20, 150.0)]));
+        let peaks = post.peak_windows(3);
+        assert_eq!((peaks[0].start_how, peaks[0].end_how), (19, 21));
         assert_eq!(peaks[0].label, "Monday 19:00-21:00");
+        assert!(model().posterior64(&counts(&[])).peak_windows(3).is_empty());
     }
 
     #[test]
     fn peak_windows_wrap_the_week() {
-        let post = ActivityPosterior::new(
-            &profile_with(&[(167, 200.0), (0, 200.0)]),
-            &Population::uniform(),
-            &ValidLearnParams::default(),
-            now(),
-        );
+        let post = model().posterior64(&counts(&[(167, 200.0), (0, 200.0)]));
         let peaks = post.peak_windows(3);
         assert_eq!(
             (peaks[0].start_how, peaks[0].end_how),
@@ -265,39 +176,41 @@ mod tests {
 
     #[test]
     fn channel_rate_is_a_beta_posterior() {
-        let params = ValidLearnParams::default();
+        let prior = BetaPrior {
+            alpha: 0.6,
+            beta: 3.4,
+        };
         let stats = ChannelStats {
             sends: 9.0,
             engagements: 6.0,
             ..ChannelStats::default()
         };
-        let e = ChannelEstimate::new(&stats, 1.0, &params);
-        // (0.6 + 6) / (4 + 9)
+        let e = ChannelEstimate::new(&stats, prior);
         assert!((e.rate - 6.6 / 13.0).abs() < 1e-12);
         assert!(e.rate_ci[0] < e.rate && e.rate < e.rate_ci[1]);
-        let none = ChannelEstimate::new(&ChannelStats::default(), 1.0, &params);
+        let none = ChannelEstimate::new(&ChannelStats::default(), prior);
         assert!((none.rate - 0.15).abs() < 1e-12);
         assert!(none.rate_ci[1] - none.rate_ci[0] > e.rate_ci[1] - e.rate_ci[0]);
     }
 
-    proptest! {
+    proptest::proptest! {
+        /// Whatever the counts and parameters, the posterior is a proper distribution.
         #[test]
         fn posterior_is_a_proper_distribution(
-            counts in proptest::collection::vec(0f32..50.0, 168),
-            sparse in any::<bool>(),
-            age_days in 0i64..1000,
+            c in proptest::collection::vec(0f64..50.0, 168),
+            sparse in proptest::prelude::any::<bool>(),
+            bandwidth in 0.3f64..4.0,
+            day_strength in 0.0f64..100.0,
+            strength in 0.1f64..100.0,
         ) {
-            let mut p = ProfileState::default();
-            for (i, c) in counts.iter().enumerate() {
-                p.activity[i] = if sparse && i % 7 != 0 { 0.0 } else { *c };
-            }
-            p.reference = DateTime::from_timestamp(1_700_000_000, 0);
-            let at = p.reference.unwrap_or_default() + chrono::Duration::days(age_days);
-            let post = ActivityPosterior::new(&p, &Population::uniform(), &ValidLearnParams::default(), at);
+            let mut m = model();
+            m.params = ActivityParams { bandwidth_hours: bandwidth, day_strength, prior_strength: strength, ..m.params };
+            let c: Vec<f64> = c.iter().enumerate().map(|(i, v)| if sparse && i % 7 != 0 { 0.0 } else { *v }).collect();
+            let post = m.posterior64(&c);
             let sum: f64 = post.hour_of_week.iter().sum();
-            prop_assert_eq!(post.hour_of_week.len(), 168);
-            prop_assert!((sum - 1.0).abs() < 1e-9);
-            prop_assert!(post.hour_of_week.iter().all(|v| *v > 0.0 && v.is_finite()));
+            proptest::prop_assert_eq!(post.hour_of_week.len(), 168);
+            proptest::prop_assert!((sum - 1.0).abs() < 1e-9);
+            proptest::prop_assert!(post.hour_of_week.iter().all(|v| *v > 0.0 && v.is_finite()));
         }
     }
 }

@@ -4,24 +4,53 @@
 //! reference instant `R` (the latest event seen). Adding an event older than
 //! `R` adds its decayed weight; a newer one first moves `R` forward. The sum is
 //! therefore the same whatever order events arrive in.
+//!
+//! Channel engagement is attributed to sends: an open or click counts when it
+//! names a `message_id` whose send on the same channel is known and it comes
+//! within the channel's attribution window after that send, once per message
+//! (an open then a click is one engagement). Whichever of the send and the
+//! response arrives first, the engagement is counted when both are known, so
+//! arrival order does not matter here either. Responses without a
+//! `message_id` cannot be attributed and are activity only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use kairos_core::{Channel, Device, Event, EventType, HourOfWeek, HOURS_PER_WEEK};
 use serde::{Deserialize, Serialize};
 
-use crate::ValidLearnParams;
-
 /// Most categories kept per customer for affinity; the lightest are dropped.
 const MAX_CATEGORIES: usize = 32;
+
+/// What the online update needs: the decay and the attribution windows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProfileConfig {
+    pub half_life_days: f64,
+    /// Attribution window per channel, in hours, by [`Channel::index`].
+    pub attribution_hours: [f64; 5],
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        Self {
+            half_life_days: 60.0,
+            attribution_hours: [72.0, 24.0, 24.0, 72.0, 72.0],
+        }
+    }
+}
+
+impl ProfileConfig {
+    pub fn window(&self, channel: Channel) -> Duration {
+        Duration::seconds((self.attribution_hours[channel.index()] * 3600.0) as i64)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChannelStats {
     /// Decayed number of sends.
     pub sends: f32,
-    /// Decayed number of messages engaged with (first open or click of each message).
+    /// Decayed number of attributed engagements.
     pub engagements: f32,
     /// Decayed engagements per local hour of week (empty until the first one).
     pub engagement_how: Vec<f32>,
@@ -30,6 +59,90 @@ pub struct ChannelStats {
     pub bounces_total: u32,
     pub last_sent_at: Option<DateTime<Utc>>,
     pub unsubscribed_at: Option<DateTime<Utc>>,
+    /// The latest sends (at most 32), oldest first, for caps and fatigue.
+    #[serde(default)]
+    pub recent_sends: Vec<DateTime<Utc>>,
+}
+
+/// Sends and responses kept per message (a message is normally sent once).
+const MAX_PER_MESSAGE: usize = 8;
+
+/// What is known of one message to one customer, for attribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageState {
+    /// Send times, oldest first.
+    pub sends: Vec<DateTime<Utc>>,
+    /// Open and click times, oldest first.
+    pub responses: Vec<DateTime<Utc>>,
+    /// The response the engagement is attributed to, once there is one.
+    pub counted_at: Option<DateTime<Utc>>,
+}
+
+/// What a new event changes in a message's engagement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribution {
+    None,
+    /// A new engagement, at this response time.
+    Count(DateTime<Utc>),
+    /// The engagement is now attributed to an earlier response.
+    Move {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
+
+/// The key of a message in a customer's message states: "channel:message_id".
+pub fn message_key(event: &Event) -> Option<String> {
+    match (&event.message_id, event.channel) {
+        (Some(m), Some(c)) => Some(format!("{c}:{m}")),
+        _ => None,
+    }
+}
+
+/// Whether `event` concerns attribution (a send, or a non-automated open or click).
+pub fn concerns_attribution(event: &Event) -> bool {
+    event.kind == EventType::MessageSent || (event.kind.is_engagement() && !event.automated)
+}
+
+fn insert_sorted(v: &mut Vec<DateTime<Utc>>, t: DateTime<Utc>) {
+    if let Err(pos) = v.binary_search(&t) {
+        if pos < MAX_PER_MESSAGE {
+            v.insert(pos, t);
+            v.truncate(MAX_PER_MESSAGE);
+        }
+    }
+}
+
+impl MessageState {
+    /// The earliest response within `window` after some send: the message's
+    /// engagement, a function of the sets of sends and responses only.
+    pub fn engagement(&self, window: Duration) -> Option<DateTime<Utc>> {
+        self.responses
+            .iter()
+            .copied()
+            .find(|r| self.sends.iter().any(|s| s <= r && *r - *s <= window))
+    }
+
+    /// Adds `event` to the message's state and says how the engagement changes.
+    pub fn link(&mut self, event: &Event, window: Duration) -> Attribution {
+        match event.kind {
+            EventType::MessageSent => insert_sorted(&mut self.sends, event.timestamp),
+            k if k.is_engagement() && !event.automated => {
+                insert_sorted(&mut self.responses, event.timestamp)
+            }
+            _ => return Attribution::None,
+        }
+        let now = self.engagement(window);
+        let change = match (self.counted_at, now) {
+            (None, Some(to)) => Attribution::Count(to),
+            (Some(from), Some(to)) if from != to => Attribution::Move { from, to },
+            _ => Attribution::None,
+        };
+        if now.is_some() {
+            self.counted_at = now;
+        }
+        change
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,21 +186,21 @@ pub(crate) fn decay_factor(age_seconds: f64, half_life_days: f64) -> f64 {
     (-(age_seconds / (half_life_days * 86_400.0)) * std::f64::consts::LN_2).exp()
 }
 
+/// Sends kept per channel for fatigue and caps.
+const RECENT_SENDS: usize = 32;
+
 impl ProfileState {
-    /// Adds one event, its local hour taken in `tz`.
-    ///
-    /// `first_response` says whether an open or click is the first response to
-    /// its message (the caller keeps that set); only first responses count as
-    /// channel engagements, so an open followed by a click counts once.
+    /// Adds one event, its local hour taken in `tz`; `attribution` is what
+    /// the event changes in its message's engagement (see [`MessageState::link`]).
     pub fn observe(
         &mut self,
         event: &Event,
         tz: Tz,
-        params: &ValidLearnParams,
-        first_response: bool,
+        cfg: &ProfileConfig,
+        attribution: Attribution,
     ) {
         let t = event.timestamp;
-        let w = self.weight_at(t, params) as f32;
+        let w = self.weight_at(t, cfg.half_life_days) as f32;
         self.events += 1;
         let how = HourOfWeek::of(t, tz).index();
 
@@ -107,32 +220,38 @@ impl ProfileState {
         }
 
         let Some(channel) = event.channel else { return };
+        match attribution {
+            Attribution::None => {}
+            Attribution::Count(r) => {
+                self.add_engagement(channel, r, tz, cfg, 1.0);
+                self.channels[channel.index()].engagements_total += 1;
+            }
+            Attribution::Move { from, to } => {
+                self.add_engagement(channel, from, tz, cfg, -1.0);
+                self.add_engagement(channel, to, tz, cfg, 1.0);
+            }
+        }
         let stats = &mut self.channels[channel.index()];
         match event.kind {
             EventType::MessageSent => {
                 stats.sends += w;
                 stats.sends_total += 1;
                 stats.last_sent_at = Some(stats.last_sent_at.map_or(t, |l| l.max(t)));
+                let pos = stats.recent_sends.partition_point(|s| *s < t);
+                stats.recent_sends.insert(pos, t);
+                if stats.recent_sends.len() > RECENT_SENDS {
+                    stats.recent_sends.remove(0);
+                }
             }
             EventType::MessageBounced => stats.bounces_total += 1,
             EventType::Unsubscribed => {
                 stats.unsubscribed_at = Some(stats.unsubscribed_at.map_or(t, |l| l.max(t)));
             }
-            EventType::MessageOpened | EventType::MessageClicked if !event.automated => {
-                if first_response {
-                    stats.engagements += w;
-                    stats.engagements_total += 1;
-                    if stats.engagement_how.is_empty() {
-                        stats.engagement_how = vec![0.0; HOURS_PER_WEEK];
-                    }
-                    stats.engagement_how[how] += w;
-                }
-                if channel == Channel::Email && event.kind == EventType::MessageOpened {
-                    if let Some(device) = event.device {
-                        self.email_opens_known_device += w;
-                        if device == Device::Mobile || device == Device::Tablet {
-                            self.email_opens_mobile += w;
-                        }
+            EventType::MessageOpened if channel == Channel::Email && !event.automated => {
+                if let Some(device) = event.device {
+                    self.email_opens_known_device += w;
+                    if device == Device::Mobile || device == Device::Tablet {
+                        self.email_opens_mobile += w;
                     }
                 }
             }
@@ -140,19 +259,33 @@ impl ProfileState {
         }
     }
 
+    fn add_engagement(
+        &mut self,
+        channel: Channel,
+        at: DateTime<Utc>,
+        tz: Tz,
+        cfg: &ProfileConfig,
+        sign: f32,
+    ) {
+        let w = sign * self.weight_at(at, cfg.half_life_days) as f32;
+        let stats = &mut self.channels[channel.index()];
+        stats.engagements = (stats.engagements + w).max(0.0);
+        if stats.engagement_how.is_empty() {
+            stats.engagement_how = vec![0.0; HOURS_PER_WEEK];
+        }
+        let slot = &mut stats.engagement_how[HourOfWeek::of(at, tz).index()];
+        *slot = (*slot + w).max(0.0);
+    }
+
     /// The weight of an event at `t` relative to the reference, moving the
     /// reference (and decaying every sum) when `t` is newer.
-    fn weight_at(&mut self, t: DateTime<Utc>, params: &ValidLearnParams) -> f64 {
+    fn weight_at(&mut self, t: DateTime<Utc>, half_life_days: f64) -> f64 {
         match self.reference {
-            Some(r) if t <= r => decay_factor(
-                (r - t).num_milliseconds() as f64 / 1000.0,
-                params.half_life_days,
-            ),
+            Some(r) if t <= r => {
+                decay_factor((r - t).num_milliseconds() as f64 / 1000.0, half_life_days)
+            }
             Some(r) => {
-                let f = decay_factor(
-                    (t - r).num_milliseconds() as f64 / 1000.0,
-                    params.half_life_days,
-                );
+                let f = decay_factor((t - r).num_milliseconds() as f64 / 1000.0, half_life_days);
                 self.scale(f as f32);
                 self.reference = Some(t);
                 1.0
@@ -190,30 +323,25 @@ impl ProfileState {
         }
     }
 
-    /// Factor that brings the sums from the reference instant to `now`.
-    pub fn decay_to(&self, now: DateTime<Utc>, params: &ValidLearnParams) -> f64 {
-        match self.reference {
-            Some(r) if now > r => decay_factor(
-                (now - r).num_milliseconds() as f64 / 1000.0,
-                params.half_life_days,
-            ),
-            _ => 1.0,
-        }
-    }
-
-    /// Builds a profile from a customer's whole history (e.g. after a time-zone change).
+    /// Builds a profile from a customer's whole history, and the message
+    /// states it implies (e.g. after a time-zone or half-life change).
     pub fn from_events<'a>(
         events: impl IntoIterator<Item = &'a Event>,
         tz: Tz,
-        params: &ValidLearnParams,
-    ) -> Self {
+        cfg: &ProfileConfig,
+    ) -> (Self, HashMap<String, MessageState>) {
         let mut p = Self::default();
-        let mut responded = std::collections::HashSet::new();
+        let mut messages: HashMap<String, MessageState> = HashMap::new();
         for e in events {
-            let first = first_response(e, |key| responded.insert(key.to_owned()));
-            p.observe(e, tz, params, first);
+            let attribution = match (message_key(e), e.channel) {
+                (Some(key), Some(ch)) if concerns_attribution(e) => {
+                    messages.entry(key).or_default().link(e, cfg.window(ch))
+                }
+                _ => Attribution::None,
+            };
+            p.observe(e, tz, cfg, attribution);
         }
-        p
+        (p, messages)
     }
 
     pub fn has_app(&self) -> bool {
@@ -237,19 +365,6 @@ impl ProfileState {
             .iter()
             .map(|(k, v)| (k.clone(), f64::from(v / total)))
             .collect()
-    }
-}
-
-/// Whether `event` is the first response to its message, asking `insert`
-/// (which returns true when the key was new) about the message's key. Opens
-/// and clicks with no `message_id` each count.
-pub fn first_response(event: &Event, insert: impl FnOnce(&str) -> bool) -> bool {
-    if !event.kind.is_engagement() || event.automated {
-        return false;
-    }
-    match (&event.message_id, event.channel) {
-        (Some(m), Some(c)) => insert(&format!("{c}:{m}")),
-        _ => true,
     }
 }
 
@@ -280,11 +395,11 @@ mod tests {
 
     #[test]
     fn counts_local_hours_and_decays_by_half_life() {
-        let params = ValidLearnParams::default();
+        let cfg = ProfileConfig::default();
         let tz: Tz = "Asia/Kuala_Lumpur".parse().unwrap_or(Tz::UTC);
         let a = ev(1, "session_start", "2026-01-05T11:30:00Z", None, None); // Mon 19:30 local
         let b = ev(2, "session_start", "2026-03-06T11:30:00Z", None, None); // 60 days later, Fri 19:30
-        let p = ProfileState::from_events([&a, &b], tz, &params);
+        let (p, _) = ProfileState::from_events([&a, &b], tz, &cfg);
         assert!((p.activity[19] - 0.5).abs() < 1e-6, "{}", p.activity[19]);
         assert!((p.activity[4 * 24 + 19] - 1.0).abs() < 1e-6);
         assert_eq!(p.activity_events, 2);
@@ -292,72 +407,99 @@ mod tests {
     }
 
     #[test]
-    fn an_open_and_a_click_of_one_message_engage_once() {
-        let params = ValidLearnParams::default();
+    fn engagement_is_attributed_to_its_send_within_the_window() {
+        let cfg = ProfileConfig::default();
+        let email = Some("email");
         let events = [
-            ev(
-                1,
-                "message_sent",
-                "2026-01-05T10:00:00Z",
-                Some("email"),
-                Some("m1"),
-            ),
+            ev(1, "message_sent", "2026-01-05T10:00:00Z", email, Some("m1")),
             ev(
                 2,
                 "message_opened",
                 "2026-01-05T11:00:00Z",
-                Some("email"),
+                email,
                 Some("m1"),
             ),
             ev(
                 3,
                 "message_clicked",
                 "2026-01-05T11:01:00Z",
-                Some("email"),
+                email,
                 Some("m1"),
             ),
+            ev(4, "message_sent", "2026-01-06T10:00:00Z", email, Some("m2")),
+            // Opened 5 days later: outside the 72 h window.
             ev(
-                4,
-                "message_sent",
-                "2026-01-06T10:00:00Z",
-                Some("email"),
+                5,
+                "message_opened",
+                "2026-01-11T10:00:00Z",
+                email,
                 Some("m2"),
             ),
+            // A response to a message never sent, and one without a message id.
+            ev(
+                6,
+                "message_opened",
+                "2026-01-07T10:00:00Z",
+                email,
+                Some("m9"),
+            ),
+            ev(7, "message_opened", "2026-01-07T10:00:00Z", email, None),
         ];
-        let p = ProfileState::from_events(&events, Tz::UTC, &params);
-        let email = &p.channels[Channel::Email.index()];
-        assert_eq!((email.sends_total, email.engagements_total), (2, 1));
-        // Sends and deliveries are not activity; the open and click are.
-        assert_eq!(p.activity_events, 2);
+        let (p, _) = ProfileState::from_events(&events, Tz::UTC, &cfg);
+        let stats = &p.channels[Channel::Email.index()];
+        assert_eq!((stats.sends_total, stats.engagements_total), (2, 1));
+        // Opens and clicks are activity all the same; sends are not.
+        assert_eq!(p.activity_events, 5);
+        // The response arriving before its send counts as well.
+        let (q, _) = ProfileState::from_events([&events[1], &events[0]], Tz::UTC, &cfg);
+        assert_eq!(q.channels[Channel::Email.index()].engagements_total, 1);
+    }
+
+    fn kinds() -> impl Strategy<Value = (&'static str, Option<&'static str>)> {
+        prop_oneof![
+            Just(("session_start", None)),
+            Just(("app_open", None)),
+            Just(("message_sent", Some("push"))),
+            Just(("message_opened", Some("push"))),
+            Just(("message_clicked", Some("email"))),
+            Just(("message_sent", Some("email"))),
+        ]
     }
 
     proptest! {
-        /// The same events in any order give the same profile (up to rounding).
+        /// The same events in any order, or split in any way, give the same
+        /// profile (up to float rounding).
         #[test]
         fn order_does_not_matter(
-            offsets in proptest::collection::vec((0i64..10_000_000, 0usize..3), 1..60),
+            items in proptest::collection::vec((0i64..5_000_000, kinds(), 0usize..4), 1..60),
             seed in any::<u64>(),
         ) {
-            let params = ValidLearnParams::default();
-            let kinds = ["session_start", "app_open", "page_view"];
+            let cfg = ProfileConfig::default();
             let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|t| t.to_utc()).unwrap_or_default();
-            let events: Vec<Event> = offsets.iter().enumerate().map(|(i, (s, k))| {
-                let ts = (base + chrono::Duration::seconds(*s)).to_rfc3339();
-                ev(i, kinds[*k], &ts, None, None)
+            let events: Vec<Event> = items.iter().enumerate().map(|(i, (s, (k, ch), m))| {
+                let ts = (base + Duration::seconds(*s)).to_rfc3339();
+                let msg = format!("m{m}");
+                ev(i, k, &ts, *ch, ch.map(|_| msg.as_str()))
             }).collect();
             let mut shuffled = events.clone();
-            // Deterministic shuffle from the seed.
             let mut x = seed | 1;
             for i in (1..shuffled.len()).rev() {
                 x ^= x << 13; x ^= x >> 7; x ^= x << 17;
                 shuffled.swap(i, (x % (i as u64 + 1)) as usize);
             }
-            let a = ProfileState::from_events(&events, Tz::UTC, &params);
-            let b = ProfileState::from_events(&shuffled, Tz::UTC, &params);
+            let (a, ma) = ProfileState::from_events(&events, Tz::UTC, &cfg);
+            let (b, mb) = ProfileState::from_events(&shuffled, Tz::UTC, &cfg);
+            prop_assert_eq!(ma, mb);
             prop_assert_eq!(a.reference, b.reference);
             prop_assert_eq!(a.activity_events, b.activity_events);
+            let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
             for (x, y) in a.activity.iter().zip(&b.activity) {
-                prop_assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{} vs {}", x, y);
+                prop_assert!(close(*x, *y), "{} vs {}", x, y);
+            }
+            for (ca, cb) in a.channels.iter().zip(&b.channels) {
+                prop_assert_eq!(ca.sends_total, cb.sends_total);
+                prop_assert_eq!(ca.engagements_total, cb.engagements_total);
+                prop_assert!(close(ca.sends, cb.sends) && close(ca.engagements, cb.engagements));
             }
         }
     }

@@ -76,6 +76,13 @@ pub struct AuthConfig {
     pub keys: Vec<ApiKey>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub dir: PathBuf,
+    pub builtin: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -97,6 +104,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub learn: LearnParams,
+    pub models: ModelsConfig,
     pub decide: DecideParams,
     pub log: LogConfig,
 }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use kairos_learn::Population;
+use kairos_learn::{ModelBundle, ProfileConfig};
 use kairos_store::{EmbeddedStore, Store, StoreContext};
 
 use crate::config::{Backend, ValidConfig};
@@ -11,14 +11,19 @@ use crate::config::{Backend, ValidConfig};
 /// Where "now" comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// Name of the population prior among the store's models.
-pub const POPULATION_MODEL: &str = "population";
+/// The current model bundle among the store's models.
+pub const CURRENT_MODEL: &str = "current";
+/// The profile configuration every stored profile was last computed with.
+pub const PROFILES_MARKER: &str = "profiles";
+
+/// The model shipped with Kairos: trained on real check-in data (see models/default).
+pub const BUILTIN_MODEL: &str = include_str!("../../../models/default/model.json");
 
 pub struct AppState {
     pub config: ValidConfig,
     pub store: Arc<dyn Store>,
     pub clock: Clock,
-    population: RwLock<Arc<Population>>,
+    models: RwLock<Arc<ModelBundle>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -33,15 +38,23 @@ impl std::fmt::Debug for AppState {
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] kairos_store::StoreError),
-    #[error("the stored population model is invalid: {0}")]
-    Model(String),
+    #[error("the {0} model is invalid: {1}")]
+    Model(&'static str, String),
+}
+
+/// The profile update a model implies: its half-life, the configured attribution.
+pub fn profile_config(config: &ValidConfig, bundle: &ModelBundle) -> ProfileConfig {
+    ProfileConfig {
+        half_life_days: bundle.activity.params.half_life_days,
+        ..config.learn.profile
+    }
 }
 
 impl AppState {
     /// Opens the configured store and loads the models it holds.
     pub async fn open(config: ValidConfig) -> Result<Self, StartError> {
         let ctx = StoreContext {
-            learn: config.learn.clone(),
+            profile: config.learn.profile,
             default_tz: config.decide.default_tz,
         };
         let store: Arc<dyn Store> = match config.raw.store.backend {
@@ -50,42 +63,73 @@ impl AppState {
         Self::with_store(config, store, Arc::new(Utc::now)).await
     }
 
+    /// State over an open store: the store's model, else the built-in one (if
+    /// configured), else an untrained one; stored profiles are brought in line
+    /// with the model's decay.
     pub async fn with_store(
         config: ValidConfig,
         store: Arc<dyn Store>,
         clock: Clock,
     ) -> Result<Self, StartError> {
-        let population = match store.model(POPULATION_MODEL).await? {
-            Some(bytes) => serde_json::from_slice::<Population>(&bytes)
-                .map_err(|e| StartError::Model(e.to_string()))?
-                .validate()
-                .map_err(|e| StartError::Model(e.to_string()))?,
-            None => Population::uniform(),
+        let bundle = match store.model(CURRENT_MODEL).await? {
+            Some(bytes) => ModelBundle::from_json(&bytes)
+                .map_err(|e| StartError::Model("stored", e.to_string()))?,
+            None if config.raw.models.builtin => {
+                ModelBundle::from_json(BUILTIN_MODEL.as_bytes())
+                    .map_err(|e| StartError::Model("built-in", e.to_string()))?
+            }
+            None => ModelBundle::untrained(config.learn.activity, config.learn.channel_prior),
         };
-        Ok(Self {
+        let state = Self {
             config,
             store,
             clock,
-            population: RwLock::new(Arc::new(population)),
-        })
+            models: RwLock::new(Arc::new(bundle)),
+        };
+        state.align_profiles().await?;
+        Ok(state)
+    }
+
+    /// Recomputes stored profiles if they were computed with another decay or
+    /// attribution than the current model needs (or a recomputation was cut short).
+    pub async fn align_profiles(&self) -> Result<(), kairos_store::StoreError> {
+        let needed = profile_config(&self.config, &self.models());
+        let applied: Option<ProfileConfig> = self
+            .store
+            .model(PROFILES_MARKER)
+            .await?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if applied != Some(needed) {
+            let n = self.store.rebuild_profiles(needed).await?;
+            tracing::info!(
+                profiles = n,
+                half_life_days = needed.half_life_days,
+                "profiles recomputed for the current model"
+            );
+            let marker = serde_json::to_vec(&needed).unwrap_or_default();
+            self.store.put_model(PROFILES_MARKER, marker).await?;
+        } else {
+            self.store.set_profile_config(needed);
+        }
+        Ok(())
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
     }
 
-    pub fn population(&self) -> Arc<Population> {
-        match self.population.read() {
-            Ok(p) => Arc::clone(&p),
+    pub fn models(&self) -> Arc<ModelBundle> {
+        match self.models.read() {
+            Ok(m) => Arc::clone(&m),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
-    pub fn set_population(&self, p: Population) {
-        let p = Arc::new(p);
-        match self.population.write() {
-            Ok(mut guard) => *guard = p,
-            Err(poisoned) => *poisoned.into_inner() = p,
+    pub fn set_models(&self, bundle: ModelBundle) {
+        let bundle = Arc::new(bundle);
+        match self.models.write() {
+            Ok(mut guard) => *guard = bundle,
+            Err(poisoned) => *poisoned.into_inner() = bundle,
         }
     }
 }

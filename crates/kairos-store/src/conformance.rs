@@ -75,6 +75,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     export_has_everything(&*store).await;
     models_round_trip(&*store).await;
     visits_profiles(&*store).await;
+    visits_histories(&*store).await;
+    rebuilds_profiles(&*store).await;
     concurrent_ingest_counts_once(store).await;
 }
 
@@ -277,20 +279,25 @@ pub async fn delete_erases_everything(store: &dyn Store) {
     assert!(store.customer(&c).await.ok().flatten().is_none());
     assert!(store.export_customer(&c).await.ok().flatten().is_none());
     assert_eq!(store.delete_customer(&c).await.ok(), Some(false));
-    // Nothing remains: not even the idempotency record or the response record.
+    // Nothing remains: not even the idempotency record or the message state.
     let again = store
         .ingest(vec![e])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.accepted, 1);
-    let p = store
-        .customer(&c)
+    let x = store
+        .export_customer(&c)
         .await
         .ok()
         .flatten()
-        .map(|r| r.profile)
-        .unwrap_or_default();
-    assert_eq!(p.channels[Channel::Push.index()].engagements_total, 1);
+        .unwrap_or_else(|| panic!("missing"));
+    assert_eq!(x.events.len(), 1);
+    let m = x.messages.get("push:m").cloned().unwrap_or_default();
+    assert_eq!(
+        (m.sends.len(), m.responses.len()),
+        (0, 1),
+        "a fresh message state"
+    );
     // Other customers are untouched.
     assert!(store.customer(&keep).await.ok().flatten().is_some());
 }
@@ -325,7 +332,12 @@ pub async fn export_has_everything(store: &dyn Store) {
         .unwrap_or_else(|| panic!("missing"));
     let ids: Vec<&str> = x.events.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids, vec!["early", "late"], "oldest first");
-    assert_eq!(x.responded_messages, vec!["web:w1".to_string()]);
+    // A click without its send: recorded, not yet attributed.
+    let web = x.messages.get("web:w1").cloned().unwrap_or_default();
+    assert_eq!(
+        (web.sends.len(), web.responses.len(), web.counted_at),
+        (0, 1, None)
+    );
     assert_eq!(
         x.attributes.and_then(|a| a.timezone).as_deref(),
         Some("Asia/Kolkata")
@@ -398,4 +410,93 @@ pub async fn concurrent_ingest_counts_once(store: Arc<dyn Store>) {
         .map(|r| r.profile)
         .unwrap_or_default();
     assert_eq!(p.events, 20);
+}
+
+pub async fn visits_histories(store: &dyn Store) {
+    let c = unique("history");
+    store
+        .put_customer(
+            &c,
+            patch(serde_json::json!({"timezone": "Asia/Kolkata"})),
+            now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .ingest(vec![
+            event(&c, "h2", "app_open", monday_evening_kl(0)),
+            event(&c, "h1", "app_open", monday_evening_kl(3)),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let n = store
+        .visit_histories(Box::new(move |h| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(h);
+            }
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+    assert_eq!(n as usize, seen.len());
+    let mine = seen
+        .iter()
+        .find(|h| h.customer_id == c)
+        .unwrap_or_else(|| panic!("not visited"));
+    let ids: Vec<&str> = mine.events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, vec!["h1", "h2"], "oldest first");
+    assert_eq!(
+        mine.attributes.as_ref().and_then(|a| a.timezone.as_deref()),
+        Some("Asia/Kolkata")
+    );
+}
+
+pub async fn rebuilds_profiles(store: &dyn Store) {
+    let c = unique("rebuild");
+    let original = store.profile_config();
+    store
+        .ingest(vec![
+            event(&c, "r1", "app_open", monday_evening_kl(0)),
+            event(&c, "r2", "app_open", monday_evening_kl(1)),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let week_half_life = kairos_learn::ProfileConfig {
+        half_life_days: 7.0,
+        ..original
+    };
+    let n = store
+        .rebuild_profiles(week_half_life)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(n >= 1);
+    assert_eq!(store.profile_config(), week_half_life);
+    let p = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.profile)
+        .unwrap_or_default();
+    // Monday 11:30 UTC both weeks; the older one weighs half with a 7-day half-life.
+    assert!((p.activity[11] - 1.5).abs() < 1e-4, "{}", p.activity[11]);
+    // New events use the new half-life too.
+    store
+        .ingest(vec![event(&c, "r3", "app_open", monday_evening_kl(2))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.profile)
+        .unwrap_or_default();
+    assert!((p.activity[11] - 1.75).abs() < 1e-4, "{}", p.activity[11]);
+    store
+        .rebuild_profiles(original)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

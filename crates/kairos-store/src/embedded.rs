@@ -6,18 +6,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kairos_core::{Customer, CustomerId, CustomerPatch, Event};
-use kairos_learn::profile_first_response as first_response;
-use kairos_learn::ProfileState;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use kairos_learn::{
+    concerns_attribution, message_key, Attribution, MessageState, ProfileConfig, ProfileState,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::{
-    customer_tz, CustomerExport, CustomerRecord, IngestOutcome, ProfileVisitor, Result, Store,
-    StoreContext, StoreError,
+    customer_tz, CustomerExport, CustomerHistory, CustomerRecord, HistoryVisitor, IngestOutcome,
+    ProfileVisitor, Result, Store, StoreContext, StoreError,
 };
 
 /// (customer, event id) -> event as JSON. Also the idempotency record.
@@ -26,8 +27,10 @@ const EVENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("event
 const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
 /// customer -> profile state (postcard).
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
-/// (customer, "channel:message_id") -> () for messages already responded to.
-const RESPONSES: TableDefinition<(&str, &str), ()> = TableDefinition::new("responses");
+/// (customer, "channel:message_id") -> attribution state (postcard).
+const MESSAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("messages");
+/// Customers recomputed per transaction by `rebuild_profiles`.
+const REBUILD_CHUNK: usize = 256;
 /// model name -> bytes.
 const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
 
@@ -41,7 +44,8 @@ pub struct EmbeddedStore {
 #[derive(Debug)]
 struct Inner {
     db: Database,
-    ctx: StoreContext,
+    default_tz: chrono_tz::Tz,
+    profile: RwLock<ProfileConfig>,
     path: PathBuf,
 }
 
@@ -63,12 +67,17 @@ impl EmbeddedStore {
             txn.open_table(EVENTS).map_err(StoreError::unavailable)?;
             txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
             txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
-            txn.open_table(RESPONSES).map_err(StoreError::unavailable)?;
+            txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
             txn.open_table(MODELS).map_err(StoreError::unavailable)?;
         }
         txn.commit().map_err(StoreError::unavailable)?;
         Ok(Self {
-            inner: Arc::new(Inner { db, ctx, path }),
+            inner: Arc::new(Inner {
+                db,
+                default_tz: ctx.default_tz,
+                profile: RwLock::new(ctx.profile),
+                path,
+            }),
         })
     }
 
@@ -95,6 +104,14 @@ fn decode_profile(bytes: &[u8]) -> Result<ProfileState> {
 
 fn encode_profile(p: &ProfileState) -> Result<Vec<u8>> {
     postcard::to_stdvec(p).map_err(StoreError::corrupt)
+}
+
+fn decode_message(bytes: &[u8]) -> Result<MessageState> {
+    postcard::from_bytes(bytes).map_err(StoreError::corrupt)
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(StoreError::corrupt)
 }
 
 fn decode_customer(bytes: &[u8]) -> Result<Customer> {
@@ -145,12 +162,20 @@ fn events_of<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
 }
 
 impl Inner {
+    fn config(&self) -> ProfileConfig {
+        match self.profile.read() {
+            Ok(c) => *c,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
     fn ingest(&self, events: Vec<Event>) -> Result<IngestOutcome> {
+        let cfg = self.config();
         let mut outcome = IngestOutcome::default();
         let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
         {
             let mut ev_table = txn.open_table(EVENTS).map_err(StoreError::unavailable)?;
-            let mut responses = txn.open_table(RESPONSES).map_err(StoreError::unavailable)?;
+            let mut messages = txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
             let mut profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
             let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
             let mut touched: BTreeMap<String, (ProfileState, chrono_tz::Tz)> = BTreeMap::new();
@@ -178,20 +203,28 @@ impl Inner {
                         Some(v) => Some(decode_customer(v.value())?),
                         None => None,
                     };
-                    let tz = customer_tz(attrs.as_ref(), self.ctx.default_tz);
+                    let tz = customer_tz(attrs.as_ref(), self.default_tz);
                     touched.insert(cid.to_owned(), (profile, tz));
                 }
-                let mut new_response = Ok(true);
-                let first = first_response(event, |k| {
-                    new_response = responses
-                        .insert((cid, k), ())
-                        .map(|old| old.is_none())
-                        .map_err(StoreError::unavailable);
-                    *new_response.as_ref().unwrap_or(&false)
-                });
-                new_response?;
+                let attribution = match (message_key(event), event.channel) {
+                    (Some(mkey), Some(channel)) if concerns_attribution(event) => {
+                        let mut state = match messages
+                            .get((cid, mkey.as_str()))
+                            .map_err(StoreError::unavailable)?
+                        {
+                            Some(v) => decode_message(v.value())?,
+                            None => MessageState::default(),
+                        };
+                        let change = state.link(event, cfg.window(channel));
+                        messages
+                            .insert((cid, mkey.as_str()), encode(&state)?.as_slice())
+                            .map_err(StoreError::unavailable)?;
+                        change
+                    }
+                    _ => Attribution::None,
+                };
                 if let Some((profile, tz)) = touched.get_mut(cid) {
-                    profile.observe(event, *tz, &self.ctx.learn, first);
+                    profile.observe(event, *tz, &cfg, attribution);
                 }
                 outcome.accepted += 1;
             }
@@ -204,6 +237,42 @@ impl Inner {
         }
         txn.commit().map_err(StoreError::unavailable)?;
         Ok(outcome)
+    }
+
+    /// Recomputes one customer's profile and message states from their
+    /// events, inside `txn`. Returns how many events there were.
+    fn recompute(
+        &self,
+        txn: &WriteTransaction,
+        cid: &str,
+        tz: chrono_tz::Tz,
+        cfg: &ProfileConfig,
+    ) -> Result<usize> {
+        let events = events_of(
+            &txn.open_table(EVENTS).map_err(StoreError::unavailable)?,
+            cid,
+        )?;
+        let mut profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
+        let mut messages = txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
+        for k in keys_of(&messages, cid)? {
+            messages
+                .remove((cid, k.as_str()))
+                .map_err(StoreError::unavailable)?;
+        }
+        if events.is_empty() {
+            profiles.remove(cid).map_err(StoreError::unavailable)?;
+            return Ok(0);
+        }
+        let (profile, states) = ProfileState::from_events(&events, tz, cfg);
+        profiles
+            .insert(cid, encode_profile(&profile)?.as_slice())
+            .map_err(StoreError::unavailable)?;
+        for (k, state) in states {
+            messages
+                .insert((cid, k.as_str()), encode(&state)?.as_slice())
+                .map_err(StoreError::unavailable)?;
+        }
+        Ok(events.len())
     }
 
     fn put_customer(
@@ -220,26 +289,18 @@ impl Inner {
                 Some(v) => Some(decode_customer(v.value())?),
                 None => None,
             };
-            let old_tz = customer_tz(current.as_ref(), self.ctx.default_tz);
+            let old_tz = customer_tz(current.as_ref(), self.default_tz);
             let updated = patch.apply(id.clone(), current, now);
             let json = serde_json::to_vec(&updated).map_err(StoreError::corrupt)?;
             customers
                 .insert(cid, json.as_slice())
                 .map_err(StoreError::unavailable)?;
-            let new_tz = customer_tz(Some(&updated), self.ctx.default_tz);
+            let new_tz = customer_tz(Some(&updated), self.default_tz);
+            drop(customers);
             if new_tz != old_tz {
-                let events = events_of(
-                    &txn.open_table(EVENTS).map_err(StoreError::unavailable)?,
-                    cid,
-                )?;
-                if !events.is_empty() {
-                    let profile = ProfileState::from_events(&events, new_tz, &self.ctx.learn);
-                    let bytes = encode_profile(&profile)?;
-                    txn.open_table(PROFILES)
-                        .map_err(StoreError::unavailable)?
-                        .insert(cid, bytes.as_slice())
-                        .map_err(StoreError::unavailable)?;
-                    tracing::info!(customer_id = %id, events = events.len(), timezone = %new_tz.name(), "profile recomputed for new time zone");
+                let n = self.recompute(&txn, cid, new_tz, &self.config())?;
+                if n > 0 {
+                    tracing::info!(customer_id = %id, events = n, timezone = %new_tz.name(), "profile recomputed for new time zone");
                 }
             }
             updated
@@ -285,9 +346,9 @@ impl Inner {
                     .map_err(StoreError::unavailable)?
                     .is_some();
             }
-            let mut responses = txn.open_table(RESPONSES).map_err(StoreError::unavailable)?;
-            for k in keys_of(&responses, cid)? {
-                responses
+            let mut messages = txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
+            for k in keys_of(&messages, cid)? {
+                messages
                     .remove((cid, k.as_str()))
                     .map_err(StoreError::unavailable)?;
             }
@@ -309,17 +370,107 @@ impl Inner {
             &txn.open_table(EVENTS).map_err(StoreError::unavailable)?,
             id.as_str(),
         )?;
-        let responded_messages = keys_of(
-            &txn.open_table(RESPONSES).map_err(StoreError::unavailable)?,
-            id.as_str(),
-        )?;
+        let table = txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
+        let mut messages = BTreeMap::new();
+        for entry in table
+            .range((id.as_str(), "")..)
+            .map_err(StoreError::unavailable)?
+        {
+            let (k, v) = entry.map_err(StoreError::unavailable)?;
+            let (c, key) = k.value();
+            if c != id.as_str() {
+                break;
+            }
+            messages.insert(key.to_owned(), decode_message(v.value())?);
+        }
         Ok(Some(CustomerExport {
             customer_id: record.customer_id,
             attributes: record.attributes,
             profile: record.profile,
             events,
-            responded_messages,
+            messages,
         }))
+    }
+
+    fn visit_histories(&self, mut visit: HistoryVisitor) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+        let events = txn.open_table(EVENTS).map_err(StoreError::unavailable)?;
+        let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
+        let mut n = 0;
+        let mut current: Option<(String, Vec<Event>)> = None;
+        let mut flush = |cid: String, mut evs: Vec<Event>| -> Result<()> {
+            evs.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
+            let attributes = match customers
+                .get(cid.as_str())
+                .map_err(StoreError::unavailable)?
+            {
+                Some(v) => Some(decode_customer(v.value())?),
+                None => None,
+            };
+            visit(CustomerHistory {
+                customer_id: CustomerId::parse(cid).map_err(StoreError::corrupt)?,
+                attributes,
+                events: evs,
+            });
+            n += 1;
+            Ok(())
+        };
+        for entry in events.iter().map_err(StoreError::unavailable)? {
+            let (k, v) = entry.map_err(StoreError::unavailable)?;
+            let cid = k.value().0;
+            let event = decode_event(v.value())?;
+            match current.as_mut() {
+                Some((c, evs)) if c == cid => evs.push(event),
+                _ => {
+                    if let Some((c, evs)) = current.take() {
+                        flush(c, evs)?;
+                    }
+                    current = Some((cid.to_owned(), vec![event]));
+                }
+            }
+        }
+        if let Some((c, evs)) = current.take() {
+            flush(c, evs)?;
+        }
+        Ok(n)
+    }
+
+    fn set_config(&self, cfg: ProfileConfig) {
+        match self.profile.write() {
+            Ok(mut c) => *c = cfg,
+            Err(poisoned) => *poisoned.into_inner() = cfg,
+        }
+    }
+
+    fn rebuild_profiles(&self, cfg: ProfileConfig) -> Result<u64> {
+        self.set_config(cfg);
+        let ids: Vec<String> = {
+            let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+            let profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
+            let mut ids = Vec::new();
+            for entry in profiles.iter().map_err(StoreError::unavailable)? {
+                ids.push(entry.map_err(StoreError::unavailable)?.0.value().to_owned());
+            }
+            ids
+        };
+        for chunk in ids.chunks(REBUILD_CHUNK) {
+            let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+            for cid in chunk {
+                let attrs = match txn
+                    .open_table(CUSTOMERS)
+                    .map_err(StoreError::unavailable)?
+                    .get(cid.as_str())
+                    .map_err(StoreError::unavailable)?
+                {
+                    Some(v) => Some(decode_customer(v.value())?),
+                    None => None,
+                };
+                let tz = customer_tz(attrs.as_ref(), self.default_tz);
+                self.recompute(&txn, cid, tz, &cfg)?;
+            }
+            txn.commit().map_err(StoreError::unavailable)?;
+        }
+        Ok(ids.len() as u64)
     }
 
     fn visit_profiles(&self, mut visit: ProfileVisitor) -> Result<u64> {
@@ -369,6 +520,22 @@ impl Store for EmbeddedStore {
 
     async fn visit_profiles(&self, visit: ProfileVisitor) -> Result<u64> {
         self.run(move |s| s.visit_profiles(visit)).await
+    }
+
+    async fn visit_histories(&self, visit: HistoryVisitor) -> Result<u64> {
+        self.run(move |s| s.visit_histories(visit)).await
+    }
+
+    fn profile_config(&self) -> ProfileConfig {
+        self.inner.config()
+    }
+
+    fn set_profile_config(&self, config: ProfileConfig) {
+        self.inner.set_config(config);
+    }
+
+    async fn rebuild_profiles(&self, config: ProfileConfig) -> Result<u64> {
+        self.run(move |s| s.rebuild_profiles(config)).await
     }
 
     async fn put_model(&self, name: &str, bytes: Vec<u8>) -> Result<()> {

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use kairos_core::{Customer, CustomerId, CustomerPatch, Event};
-use kairos_learn::{ProfileState, ValidLearnParams};
+use kairos_learn::{ProfileConfig, ProfileState};
 use serde::Serialize;
 
 pub use embedded::EmbeddedStore;
@@ -30,7 +30,8 @@ pub use error::{Result, StoreError};
 /// What every backend needs to know to maintain profiles.
 #[derive(Debug, Clone)]
 pub struct StoreContext {
-    pub learn: ValidLearnParams,
+    /// Decay and attribution of the online profile update.
+    pub profile: ProfileConfig,
     /// Zone used for customers whose own zone is unknown.
     pub default_tz: Tz,
 }
@@ -58,12 +59,23 @@ pub struct CustomerExport {
     pub profile: ProfileState,
     /// Every stored event, oldest first.
     pub events: Vec<Event>,
-    /// Messages the customer responded to, as "channel:message_id".
-    pub responded_messages: Vec<String>,
+    /// Attribution state of the customer's messages, by "channel:message_id".
+    pub messages: std::collections::BTreeMap<String, kairos_learn::MessageState>,
+}
+
+/// One customer's whole history, for training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerHistory {
+    pub customer_id: CustomerId,
+    pub attributes: Option<Customer>,
+    /// Every stored event, oldest first.
+    pub events: Vec<Event>,
 }
 
 /// Called once per stored profile by [`Store::visit_profiles`].
 pub type ProfileVisitor = Box<dyn FnMut(&CustomerId, &ProfileState) + Send>;
+/// Called once per customer with events by [`Store::visit_histories`].
+pub type HistoryVisitor = Box<dyn FnMut(CustomerHistory) + Send>;
 
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -91,6 +103,21 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Calls `visit` for every stored profile; returns how many.
     async fn visit_profiles(&self, visit: ProfileVisitor) -> Result<u64>;
+
+    /// Calls `visit` with every customer's history; returns how many.
+    async fn visit_histories(&self, visit: HistoryVisitor) -> Result<u64>;
+
+    /// The profile update from now on (decay, attribution).
+    fn profile_config(&self) -> ProfileConfig;
+
+    /// Uses `config` for new events without recomputing stored profiles (for
+    /// profiles already computed with it).
+    fn set_profile_config(&self, config: ProfileConfig);
+
+    /// Uses `config` for every profile from now on, recomputing each stored
+    /// profile from its events (a few customers per transaction, so ingest
+    /// goes on meanwhile). Returns how many profiles were recomputed.
+    async fn rebuild_profiles(&self, config: ProfileConfig) -> Result<u64>;
 
     /// Stores a named model artifact shared by every server on this store.
     async fn put_model(&self, name: &str, bytes: Vec<u8>) -> Result<()>;

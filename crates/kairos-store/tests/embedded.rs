@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use kairos_learn::ValidLearnParams;
+use kairos_learn::ProfileConfig;
 use kairos_store::{conformance, EmbeddedStore, Store, StoreContext};
 
 fn ctx() -> StoreContext {
     StoreContext {
-        learn: ValidLearnParams::default(),
+        profile: ProfileConfig::default(),
         default_tz: chrono_tz::Tz::UTC,
     }
 }

@@ -1,6 +1,6 @@
 use chrono::{Datelike, Timelike};
 use kairos_core::{HourOfWeek, LocalTimeOfDay};
-use kairos_learn::{Population, ProfileState, ValidLearnParams};
+use kairos_learn::{ActivityModel, ActivityParams, BetaPrior};
 use proptest::prelude::*;
 
 use super::*;
@@ -31,18 +31,15 @@ fn quiet(start: &str, end: &str) -> Option<QuietHours> {
 
 /// A posterior with `count` events in each of the given local hours of week.
 fn activity(hours: &[usize], count: f32, trained: bool) -> (ActivityPosterior, bool) {
-    let mut p = ProfileState::default();
+    let mut counts = vec![0.0f32; 168];
     for &h in hours {
-        p.activity[h] = count;
+        counts[h] = count;
     }
-    p.reference = Some(utc("2026-11-22T00:00:00Z"));
-    let post = ActivityPosterior::new(
-        &p,
-        &Population::uniform(),
-        &ValidLearnParams::default(),
-        utc("2026-11-22T00:00:00Z"),
-    );
-    (post, !trained)
+    let mut model = ActivityModel::untrained(ActivityParams::default());
+    if trained {
+        model.customers = 100;
+    }
+    (model.posterior(&counts), !trained)
 }
 
 fn candidate(channel: Channel, status: ChannelStatus, sends: f32, engagements: f32) -> Candidate {
@@ -54,7 +51,7 @@ fn candidate(channel: Channel, status: ChannelStatus, sends: f32, engagements: f
     Candidate {
         channel,
         status,
-        estimate: ChannelEstimate::new(&stats, 1.0, &ValidLearnParams::default()),
+        estimate: ChannelEstimate::new(&stats, BetaPrior::from_mean(0.15, 4.0)),
     }
 }
 
@@ -89,6 +86,7 @@ fn run(case: &Case) -> Decision {
         candidates: case.candidates.clone(),
         activity: &post,
         prior_untrained: untrained,
+        segment_label: None,
         quiet_hours: case.quiet,
     };
     decide(&input, &p)
@@ -416,7 +414,8 @@ proptest! {
         let input = DecisionInput {
             now, tz, tz_assumed: false, window,
             candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
-            activity: &post, prior_untrained: untrained, quiet_hours: quiet,
+            activity: &post, prior_untrained: untrained,
+        segment_label: None, quiet_hours: quiet,
         };
         let d = decide(&input, &p);
         match d.action {

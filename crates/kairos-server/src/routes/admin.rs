@@ -1,89 +1,167 @@
 //! `POST /v1/admin/train` and the health endpoints.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use kairos_learn::{Population, PopulationFit};
+use kairos_learn::fit::FitReport;
+use kairos_learn::model::DataSize;
+use kairos_learn::train::{TrainOptions, Trainer};
+use kairos_learn::{BetaPrior, LearnError, ModelBundle};
+use kairos_store::customer_tz;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::config::Scope;
 use crate::error::ApiError;
-use crate::state::{AppState, POPULATION_MODEL};
+use crate::state::{AppState, CURRENT_MODEL};
 
-/// Refits the population prior from every stored profile, stores it for
-/// every server on this store, and swaps it in.
 pub async fn train(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Admin)?;
     Ok(HttpResponse::Ok().json(retrain(&state).await?))
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PopulationSummary {
-    pub customers: u64,
-    pub trained_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ModelsSummary {
-    pub population: PopulationSummary,
-}
-
 /// What a training run produced.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
-    pub models: ModelsSummary,
+    pub version: String,
+    pub trained_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub data: DataSize,
+    pub activity: Option<FitReport>,
+    pub channel_priors: std::collections::BTreeMap<kairos_core::Channel, BetaPrior>,
+    pub segments: Vec<SegmentSummary>,
+    /// Where the versioned artifact was written, if it could be.
+    pub artifact: Option<PathBuf>,
     pub seconds: f64,
 }
 
-/// Refits the models from stored history, stores them for every server on
-/// this store, and swaps them into `state`.
-pub async fn retrain(state: &AppState) -> Result<TrainSummary, ApiError> {
-    let started = std::time::Instant::now();
-    let population = fit_population(state).await?;
-    let bytes = serde_json::to_vec(&population).map_err(|e| {
-        ApiError::new(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        )
-    })?;
-    state.store.put_model(POPULATION_MODEL, bytes).await?;
-    tracing::info!(
-        customers = population.customers,
-        "population prior refitted"
-    );
-    let summary = TrainSummary {
-        models: ModelsSummary {
-            population: PopulationSummary {
-                customers: population.customers,
-                trained_at: population.trained_at,
-            },
-        },
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    state.set_population(population);
-    Ok(summary)
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentSummary {
+    pub id: String,
+    pub label: String,
+    pub customers: u64,
 }
 
-pub async fn fit_population(state: &AppState) -> Result<Population, ApiError> {
-    let fit = Arc::new(Mutex::new(PopulationFit::new(&state.config.learn)));
-    let sink = Arc::clone(&fit);
+pub fn train_options(config: &crate::ValidConfig) -> TrainOptions {
+    TrainOptions {
+        channel_fallback: config.learn.channel_prior,
+        profile: config.learn.profile,
+        ..TrainOptions::default()
+    }
+}
+
+fn next_version(previous: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let n = previous
+        .strip_prefix('v')
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    format!("v{}-{}", n + 1, at.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Writes `<dir>/<version>/model.json` and `manifest.json`.
+pub fn write_artifact(dir: &std::path::Path, bundle: &ModelBundle) -> std::io::Result<PathBuf> {
+    let path = dir.join(&bundle.manifest.version);
+    std::fs::create_dir_all(&path)?;
+    std::fs::write(path.join("model.json"), bundle.to_json())?;
+    std::fs::write(
+        path.join("manifest.json"),
+        serde_json::to_vec_pretty(&bundle.manifest).unwrap_or_default(),
+    )?;
+    Ok(path)
+}
+
+pub fn summary(bundle: &ModelBundle, artifact: Option<PathBuf>, seconds: f64) -> TrainSummary {
+    TrainSummary {
+        version: bundle.manifest.version.clone(),
+        trained_at: bundle.manifest.trained_at,
+        data: bundle.manifest.data.clone(),
+        activity: bundle.manifest.activity.clone(),
+        channel_priors: kairos_core::Channel::ALL
+            .iter()
+            .map(|&c| (c, bundle.channels.get(c)))
+            .collect(),
+        segments: bundle
+            .activity
+            .segments
+            .iter()
+            .map(|s| SegmentSummary {
+                id: s.id.clone(),
+                label: s.label.clone(),
+                customers: s.customers,
+            })
+            .collect(),
+        artifact,
+        seconds,
+    }
+}
+
+/// Fits every model to the stored history, stores it for every server on
+/// this store, recomputes profiles if the decay changed, swaps it in, and
+/// writes a versioned artifact to `models.dir`.
+pub async fn retrain(state: &AppState) -> Result<TrainSummary, ApiError> {
+    let started = std::time::Instant::now();
+    let opts = train_options(&state.config);
+    let default_tz = state.config.decide.default_tz;
+    let trainer = Arc::new(Mutex::new(Trainer::new()));
+    let sink = Arc::clone(&trainer);
+    let add_opts = opts.clone();
     state
         .store
-        .visit_profiles(Box::new(move |_, profile| {
-            if let Ok(mut f) = sink.lock() {
-                f.add(profile);
+        .visit_histories(Box::new(move |h| {
+            let tz = customer_tz(h.attributes.as_ref(), default_tz);
+            if let Ok(mut t) = sink.lock() {
+                t.add(tz, &h.events, &add_opts);
             }
         }))
         .await?;
-    let fit = match Arc::try_unwrap(fit) {
+    let trainer = match Arc::try_unwrap(trainer) {
         Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
-        Err(shared) => shared
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_else(|p| p.into_inner().clone()),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "training data still shared",
+            ))
+        }
     };
-    Ok(fit.finish(state.now()))
+    let now = state.now();
+    let version = next_version(&state.models().manifest.version, now);
+    let bundle = tokio::task::spawn_blocking(move || {
+        trainer.finish(now, version, "stored history".into(), &opts)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| match e {
+        LearnError::InvalidModel(m) | LearnError::InvalidParam { reason: m, .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_train",
+            format!("no model could be trained from the stored history: {m}"),
+        ),
+    })?;
+    state
+        .store
+        .put_model(CURRENT_MODEL, bundle.to_json())
+        .await?;
+    state.set_models(bundle.clone());
+    state.align_profiles().await?;
+    let dir = state.config.raw.models.dir.clone();
+    let to_write = bundle.clone();
+    let artifact = match tokio::task::spawn_blocking(move || write_artifact(&dir, &to_write)).await
+    {
+        Ok(Ok(path)) => Some(path),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the model artifact could not be written to models.dir");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "writing the model artifact failed");
+            None
+        }
+    };
+    tracing::info!(version = %bundle.manifest.version, customers = bundle.manifest.data.customers, "models trained");
+    Ok(summary(&bundle, artifact, started.elapsed().as_secs_f64()))
 }
 
 pub async fn healthz() -> HttpResponse {
@@ -92,7 +170,8 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
+        Ok(()) => HttpResponse::Ok()
+            .json(json!({"status": "ready", "model": state.models().manifest.version})),
         Err(e) => HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "2"))
             .json(json!({"status": "not_ready", "reason": e.to_string()})),

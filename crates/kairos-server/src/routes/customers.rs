@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+
 use kairos_core::{Channel, ChannelPrefs, CustomerId, CustomerPatch};
-use kairos_learn::{ActivityPosterior, ChannelEstimate, PeakWindow};
+use kairos_learn::{ChannelEstimate, PeakWindow};
 use kairos_store::{customer_tz, CustomerRecord};
 use serde::Serialize;
 
@@ -42,6 +43,14 @@ pub struct ChannelView {
 }
 
 #[derive(Debug, Serialize)]
+pub struct SegmentView {
+    pub id: String,
+    pub label: String,
+    /// How sure the model is that the customer belongs to it.
+    pub probability: f64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct LearnedTraits {
     pub has_app: bool,
     pub email_open_mobile_share: Option<f64>,
@@ -55,7 +64,7 @@ pub struct ProfileView {
     pub last_active_at: Option<DateTime<Utc>>,
     pub activity: ActivityView,
     pub channels: BTreeMap<Channel, ChannelView>,
-    pub segment: Option<serde_json::Value>,
+    pub segment: Option<SegmentView>,
     pub learned_traits: LearnedTraits,
 }
 
@@ -74,13 +83,17 @@ pub struct CustomerView {
 }
 
 pub fn view(record: CustomerRecord, state: &AppState) -> CustomerView {
-    let now = state.now();
-    let params = &state.config.learn;
-    let population = state.population();
+    let models = state.models();
     let tz = customer_tz(record.attributes.as_ref(), state.config.decide.default_tz);
     let p = &record.profile;
-    let posterior = ActivityPosterior::new(p, &population, params, now);
-    let decay = p.decay_to(now, params);
+    let posterior = models.activity.posterior(&p.activity);
+    let segment = posterior.segment.as_ref().and_then(|m| {
+        models.activity.segments.get(m.index).map(|s| SegmentView {
+            id: s.id.clone(),
+            label: s.label.clone(),
+            probability: m.probability,
+        })
+    });
     let channels = Channel::ALL
         .iter()
         .filter_map(|&c| {
@@ -91,7 +104,7 @@ pub fn view(record: CustomerRecord, state: &AppState) -> CustomerView {
             {
                 return None;
             }
-            let e = ChannelEstimate::new(stats, decay, params);
+            let e = ChannelEstimate::new(stats, models.channels.get(c));
             let hour_of_week = (!stats.engagement_how.is_empty()).then(|| {
                 let total: f32 = stats.engagement_how.iter().sum();
                 stats
@@ -139,7 +152,7 @@ pub fn view(record: CustomerRecord, state: &AppState) -> CustomerView {
                 hour_of_week: posterior.hour_of_week,
             },
             channels,
-            segment: None,
+            segment,
             learned_traits: LearnedTraits {
                 has_app: p.has_app(),
                 email_open_mobile_share: p.email_open_mobile_share(),

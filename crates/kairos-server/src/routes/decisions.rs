@@ -8,7 +8,7 @@ use kairos_decide::{
     channel_status, decide, Action, Alternative, Candidate, DecisionBasis, DecisionInput,
     QuietHours, Suppression, Window,
 };
-use kairos_learn::{ActivityPosterior, ChannelEstimate, ProfileState};
+use kairos_learn::{ChannelEstimate, ProfileState};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::body::json_body;
@@ -101,10 +101,13 @@ pub async fn decide_one(
         Some(Ok(tz)) => (tz, false),
         _ => (params.default_tz, true),
     };
-    let learn = &state.config.learn;
-    let population = state.population();
-    let activity = ActivityPosterior::new(&profile, &population, learn, now);
-    let decay = profile.decay_to(now, learn);
+    let models = state.models();
+    let activity = models.activity.posterior(&profile.activity);
+    let segment_label = activity
+        .segment
+        .as_ref()
+        .and_then(|m| models.activity.segments.get(m.index))
+        .map(|s| s.label.clone());
 
     let mut requested: Vec<Channel> = Vec::new();
     for c in req
@@ -127,7 +130,7 @@ pub async fn decide_one(
                     stats,
                     req.channels.is_some(),
                 ),
-                estimate: ChannelEstimate::new(stats, decay, learn),
+                estimate: ChannelEstimate::new(stats, models.channels.get(c)),
             }
         })
         .collect();
@@ -138,7 +141,8 @@ pub async fn decide_one(
         window,
         candidates,
         activity: &activity,
-        prior_untrained: population.customers == 0,
+        prior_untrained: !models.activity.is_trained(),
+        segment_label,
         quiet_hours,
     };
     let mut d = decide(&input, params);

@@ -1,0 +1,145 @@
+//! Channel engagement rates: a Beta prior per channel, fitted across
+//! customers by empirical Bayes (maximum Beta-Binomial marginal likelihood).
+
+use kairos_core::Channel;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::ln_gamma;
+
+/// Beta(alpha, beta): prior engagements and non-engagements, in sends.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BetaPrior {
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl BetaPrior {
+    pub fn from_mean(mean: f64, strength: f64) -> Self {
+        Self {
+            alpha: mean * strength,
+            beta: (1.0 - mean) * strength,
+        }
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.alpha / (self.alpha + self.beta)
+    }
+
+    pub fn strength(&self) -> f64 {
+        self.alpha + self.beta
+    }
+}
+
+/// A fitted prior per channel, with how many customers it was fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelPriors {
+    /// By [`Channel::index`].
+    pub priors: Vec<BetaPrior>,
+    pub customers: Vec<u64>,
+}
+
+impl ChannelPriors {
+    pub fn uniform(prior: BetaPrior) -> Self {
+        Self {
+            priors: vec![prior; Channel::ALL.len()],
+            customers: vec![0; Channel::ALL.len()],
+        }
+    }
+
+    pub fn get(&self, channel: Channel) -> BetaPrior {
+        self.priors[channel.index()]
+    }
+
+    /// Fits each channel's prior to customers' (sends, engagements); a
+    /// channel with fewer than `min_customers` keeps `fallback`.
+    pub fn fit(
+        observations: &[Vec<(u32, u32)>],
+        fallback: BetaPrior,
+        min_customers: usize,
+    ) -> Self {
+        let mut out = Self::uniform(fallback);
+        for (i, obs) in observations.iter().enumerate().take(Channel::ALL.len()) {
+            let obs: Vec<(u32, u32)> = obs.iter().copied().filter(|(s, _)| *s > 0).collect();
+            out.customers[i] = obs.len() as u64;
+            if obs.len() >= min_customers {
+                out.priors[i] = fit_beta_binomial(&obs);
+            }
+        }
+        out
+    }
+}
+
+/// ln B(a, b)
+fn ln_beta(a: f64, b: f64) -> f64 {
+    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+/// Maximum marginal likelihood Beta prior for (sends, engagements) pairs,
+/// over a grid of means around the pooled rate and strengths 0.5-1000.
+pub fn fit_beta_binomial(obs: &[(u32, u32)]) -> BetaPrior {
+    let (s, e) = obs.iter().fold((0u64, 0u64), |(s, e), (a, b)| {
+        (s + u64::from(*a), e + u64::from(*b.min(a)))
+    });
+    let pooled = ((e as f64 + 0.5) / (s as f64 + 1.0)).clamp(1e-4, 1.0 - 1e-4);
+    let loglik = |p: BetaPrior| -> f64 {
+        obs.iter()
+            .map(|&(n, k)| {
+                let k = f64::from(k.min(n));
+                let n = f64::from(n);
+                ln_beta(k + p.alpha, n - k + p.beta) - ln_beta(p.alpha, p.beta)
+            })
+            .sum()
+    };
+    let mut best = (f64::NEG_INFINITY, BetaPrior::from_mean(pooled, 4.0));
+    for m in 1..=40 {
+        let mean = (pooled * (0.25 + 0.05 * f64::from(m))).clamp(1e-4, 1.0 - 1e-4);
+        for strength in [
+            0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 35.0, 60.0, 100.0, 200.0, 400.0, 1000.0,
+        ] {
+            let p = BetaPrior::from_mean(mean, strength);
+            let ll = loglik(p);
+            if ll > best.0 {
+                best = (ll, p);
+            }
+        }
+    }
+    best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovers_a_homogeneous_rate_as_a_strong_prior() {
+        // Everyone engages with 30% of sends: the prior should be strong and near 0.3.
+        let obs: Vec<(u32, u32)> = (0..400)
+            .map(|i| (10, if i % 10 < 3 { 4 } else { 2 }))
+            .collect();
+        let p = fit_beta_binomial(&obs);
+        assert!((p.mean() - 0.28).abs() < 0.03, "{p:?}");
+        assert!(p.strength() >= 35.0, "{p:?}");
+    }
+
+    #[test]
+    fn heterogeneous_customers_get_a_weak_prior() {
+        // Half never engage, half nearly always do.
+        let obs: Vec<(u32, u32)> = (0..400)
+            .map(|i| (10, if i % 2 == 0 { 0 } else { 9 }))
+            .collect();
+        let p = fit_beta_binomial(&obs);
+        // A U-shaped Beta; its maximum-likelihood mean need not be the pooled rate.
+        assert!((p.mean() - 0.45).abs() < 0.15, "{p:?}");
+        assert!(p.strength() <= 3.0, "{p:?}");
+    }
+
+    #[test]
+    fn too_few_customers_keep_the_fallback() {
+        let fallback = BetaPrior::from_mean(0.15, 4.0);
+        let mut obs = vec![Vec::new(); 5];
+        obs[0] = vec![(5, 1); 3];
+        let fitted = ChannelPriors::fit(&obs, fallback, 20);
+        assert_eq!(fitted.get(Channel::Email), fallback);
+        assert_eq!(fitted.customers[0], 3);
+    }
+}

@@ -1,0 +1,92 @@
+//! The trained models as one versioned artifact.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::activity::{ActivityModel, ActivityParams};
+use crate::channel::{BetaPrior, ChannelPriors};
+use crate::fit::FitReport;
+use crate::{LearnError, Result};
+
+/// Artifact format this code reads and writes.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataSize {
+    pub customers: u64,
+    pub events: u64,
+    pub activities: u64,
+    pub sends: u64,
+}
+
+/// What a model is, what it was trained on, and how well it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// Increases with every training run on a store ("untrained" before any).
+    pub version: String,
+    pub trained_at: Option<DateTime<Utc>>,
+    /// Where the training data came from.
+    pub source: String,
+    pub data: DataSize,
+    /// Held-out metrics of the activity model, when trained.
+    pub activity: Option<FitReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelBundle {
+    pub manifest: Manifest,
+    pub activity: ActivityModel,
+    pub channels: ChannelPriors,
+}
+
+impl ModelBundle {
+    /// Before any training: flat population, no segments, fallback channel priors.
+    pub fn untrained(params: ActivityParams, channel_prior: BetaPrior) -> Self {
+        Self {
+            manifest: Manifest {
+                format: FORMAT,
+                version: "untrained".into(),
+                trained_at: None,
+                source: "configuration".into(),
+                data: DataSize::default(),
+                activity: None,
+            },
+            activity: ActivityModel::untrained(params),
+            channels: ChannelPriors::uniform(channel_prior),
+        }
+    }
+
+    /// Parses and checks a stored artifact.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let bundle: Self =
+            serde_json::from_slice(bytes).map_err(|e| LearnError::InvalidModel(e.to_string()))?;
+        bundle.validate()
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    pub fn validate(mut self) -> Result<Self> {
+        if self.manifest.format != FORMAT {
+            return Err(LearnError::InvalidModel(format!(
+                "model format {} is not {FORMAT}, the one this Kairos reads",
+                self.manifest.format
+            )));
+        }
+        self.activity = self.activity.validate()?;
+        if self.channels.priors.len() != 5
+            || self
+                .channels
+                .priors
+                .iter()
+                .any(|p| !(p.alpha > 0.0 && p.beta > 0.0))
+        {
+            return Err(LearnError::InvalidModel(
+                "channel priors must be 5 positive Beta priors".into(),
+            ));
+        }
+        Ok(self)
+    }
+}
