@@ -9,3 +9,4 @@ mod customers;
 mod decisions;
 mod durability;
 mod events;
+mod learner;
