@@ -14,7 +14,11 @@ use chrono::{DateTime, Duration, DurationRound, FixedOffset, Utc};
 use chrono_tz::Tz;
 use kairos_core::time::{local_minute_of_day, quarter_of_week};
 use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
-use kairos_learn::{ActivityPosterior, Basis, ChannelEstimate, ChannelStats};
+use kairos_learn::response::lift;
+use kairos_learn::{
+    ActivityPosterior, Basis, ChannelEstimate, ChannelStats, QuarterMass, ResponseModel,
+    SendContext,
+};
 use serde::Serialize;
 
 use crate::{DecideError, QuietHours, Result, ValidDecideParams};
@@ -135,6 +139,12 @@ pub struct DecisionInput<'a> {
     pub prior_untrained: bool,
     /// Label of the customer's segment, when the timing comes from it.
     pub segment_label: Option<String>,
+    /// The trained response model, if any; otherwise the lift formula scores.
+    pub response: Option<&'a ResponseModel>,
+    /// Days since the customer was last active (30 when never).
+    pub days_since_active: f64,
+    /// Sends to the customer on any channel in the last 7 days.
+    pub sends_7d: f64,
     pub quiet_hours: Option<QuietHours>,
 }
 
@@ -188,35 +198,6 @@ pub struct Decision {
     pub cancel_if_active_after: Option<DateTime<Utc>>,
     pub reasons: Vec<String>,
     pub suppression: Option<Suppression>,
-}
-
-/// Cumulative activity over the local week in quarter hours, twice round so
-/// that windows crossing Sunday midnight need no special case.
-struct QuarterMass {
-    prefix: Vec<f64>,
-}
-
-impl QuarterMass {
-    fn new(hour_of_week: &[f64]) -> Self {
-        let mut prefix = Vec::with_capacity(2 * QUARTERS_PER_WEEK + 1);
-        prefix.push(0.0);
-        let mut acc = 0.0;
-        for _round in 0..2 {
-            for p in hour_of_week {
-                for _ in 0..4 {
-                    acc += p / 4.0;
-                    prefix.push(acc);
-                }
-            }
-        }
-        Self { prefix }
-    }
-
-    /// Mass of the `len` quarter hours starting at local quarter `start`.
-    fn mass(&self, start: usize, len: usize) -> f64 {
-        let len = len.min(QUARTERS_PER_WEEK);
-        self.prefix[start + len] - self.prefix[start]
-    }
 }
 
 /// The distribution used when nothing is known about anyone: all mass at the
@@ -329,8 +310,24 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             if cand.status != ChannelStatus::Allowed {
                 continue;
             }
-            let len = timing_len.unwrap_or(params.response_quarters[cand.channel.index()]);
-            let score = predicted(cand.estimate.rate, mass.mass(quarter, len), len);
+            let score = match (input.response, timing_len) {
+                (Some(model), None) => {
+                    let len = model.window_quarters[cand.channel.index()];
+                    model.predict(&SendContext {
+                        lift: lift(mass.mass(quarter, len), len),
+                        rate: cand.estimate.rate,
+                        days_since_active: input.days_since_active,
+                        sends_7d: input.sends_7d,
+                        local_hour: (quarter % 96) as f64 / 4.0,
+                        weekend: quarter / 96 >= 5,
+                        channel: cand.channel,
+                    })
+                }
+                _ => {
+                    let len = timing_len.unwrap_or(params.response_quarters[cand.channel.index()]);
+                    predicted(cand.estimate.rate, mass.mass(quarter, len), len)
+                }
+            };
             if slot_best.is_none_or(|b| score > b.score * (1.0 + TIE)) {
                 *slot_best = Some(Best { at: t, score });
             }

@@ -272,6 +272,38 @@ impl ActivityModel {
     }
 }
 
+/// Cumulative mass of a week distribution in quarter hours, twice round so
+/// that windows crossing Sunday midnight need no special case: the mass of
+/// any window costs two lookups.
+#[derive(Debug, Clone)]
+pub struct QuarterMass {
+    prefix: Vec<f64>,
+}
+
+impl QuarterMass {
+    pub fn new(hour_of_week: &[f64]) -> Self {
+        let mut prefix = Vec::with_capacity(2 * kairos_core::QUARTERS_PER_WEEK + 1);
+        prefix.push(0.0);
+        let mut acc = 0.0;
+        for _round in 0..2 {
+            for p in hour_of_week {
+                for _ in 0..4 {
+                    acc += p / 4.0;
+                    prefix.push(acc);
+                }
+            }
+        }
+        Self { prefix }
+    }
+
+    /// Mass of the `len` quarter hours starting at local quarter `start` (0..672).
+    pub fn mass(&self, start: usize, len: usize) -> f64 {
+        let len = len.min(kairos_core::QUARTERS_PER_WEEK);
+        let start = start % kairos_core::QUARTERS_PER_WEEK;
+        self.prefix[start + len] - self.prefix[start]
+    }
+}
+
 /// P(day | hour of day) from a week distribution.
 pub fn day_given_hour(week: &[f64]) -> Vec<f64> {
     let mut by_hour = [0.0f64; 24];

@@ -13,10 +13,11 @@ pub mod model;
 mod params;
 mod posterior;
 mod profile;
+pub mod response;
 pub mod stats;
 pub mod train;
 
-pub use activity::{ActivityModel, ActivityParams, Segment, SegmentMatch};
+pub use activity::{ActivityModel, ActivityParams, QuarterMass, Segment, SegmentMatch};
 pub use channel::{BetaPrior, ChannelPriors};
 pub use error::{LearnError, Result};
 pub use model::ModelBundle;
@@ -26,3 +27,4 @@ pub use profile::{
     concerns_attribution, message_key, Attribution, ChannelStats, MessageState, ProfileConfig,
     ProfileState,
 };
+pub use response::{ResponseModel, SendContext};

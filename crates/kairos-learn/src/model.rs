@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::activity::{ActivityModel, ActivityParams};
 use crate::channel::{BetaPrior, ChannelPriors};
 use crate::fit::FitReport;
+use crate::response::{Calibration, ResponseModel};
 use crate::{LearnError, Result};
 
 /// Artifact format this code reads and writes.
@@ -31,6 +32,9 @@ pub struct Manifest {
     pub data: DataSize,
     /// Held-out metrics of the activity model, when trained.
     pub activity: Option<FitReport>,
+    /// Held-out calibration of the response model, when there is one.
+    #[serde(default)]
+    pub response: Option<Calibration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +42,9 @@ pub struct ModelBundle {
     pub manifest: Manifest,
     pub activity: ActivityModel,
     pub channels: ChannelPriors,
+    /// Absent until there are enough logged sends with outcomes.
+    #[serde(default)]
+    pub response: Option<ResponseModel>,
 }
 
 impl ModelBundle {
@@ -51,9 +58,11 @@ impl ModelBundle {
                 source: "configuration".into(),
                 data: DataSize::default(),
                 activity: None,
+                response: None,
             },
             activity: ActivityModel::untrained(params),
             channels: ChannelPriors::uniform(channel_prior),
+            response: None,
         }
     }
 
@@ -76,6 +85,9 @@ impl ModelBundle {
             )));
         }
         self.activity = self.activity.validate()?;
+        if let Some(r) = &self.response {
+            r.validate()?;
+        }
         if self.channels.priors.len() != 5
             || self
                 .channels

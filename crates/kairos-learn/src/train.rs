@@ -5,10 +5,18 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use kairos_core::{Channel, Event, EventType, HourOfWeek};
 
+use std::collections::HashMap;
+
+use chrono::Duration;
+
+use crate::activity::{ActivityModel, QuarterMass};
 use crate::channel::{BetaPrior, ChannelPriors};
 use crate::fit::{fit_activity, ActivityHistory, FitOptions, Observation};
 use crate::model::{DataSize, Manifest, ModelBundle, FORMAT};
+use crate::posterior::ChannelEstimate;
+use crate::profile::{concerns_attribution, message_key, Attribution, MessageState};
 use crate::profile::{ProfileConfig, ProfileState};
+use crate::response::{fit_response, lift, SendContext, SendRow};
 use crate::Result;
 
 #[derive(Debug, Clone)]
@@ -20,6 +28,10 @@ pub struct TrainOptions {
     pub min_channel_customers: usize,
     /// Attribution of engagements to sends (the decay is refitted).
     pub profile: ProfileConfig,
+    /// Response window per channel, in quarter hours (the decision engine's).
+    pub response_quarters: [usize; 5],
+    /// Logged sends needed before a response model is fitted.
+    pub min_response_sends: usize,
 }
 
 impl Default for TrainOptions {
@@ -29,6 +41,8 @@ impl Default for TrainOptions {
             channel_fallback: BetaPrior::from_mean(0.15, 4.0),
             min_channel_customers: 20,
             profile: ProfileConfig::default(),
+            response_quarters: [16, 4, 4, 96, 96],
+            min_response_sends: 500,
         }
     }
 }
@@ -38,6 +52,9 @@ impl Default for TrainOptions {
 pub struct Trainer {
     histories: Vec<ActivityHistory>,
     channel_obs: Vec<Vec<(u32, u32)>>,
+    /// Customers with sends, replayed for the response model once the
+    /// activity model and channel priors are fitted.
+    senders: Vec<(u64, Tz, Vec<Event>)>,
     size: DataSize,
 }
 
@@ -75,6 +92,11 @@ impl Trainer {
                     obs.push((stats.sends_total, stats.engagements_total));
                 }
             }
+            let hash = sorted
+                .first()
+                .map_or(0, |e| fnv1a(e.customer_id.as_str().as_bytes()));
+            self.senders
+                .push((hash, tz, sorted.into_iter().cloned().collect()));
         }
         self.histories.push(ActivityHistory::new(observations));
     }
@@ -92,6 +114,24 @@ impl Trainer {
             opts.channel_fallback,
             opts.min_channel_customers,
         );
+        let profile = ProfileConfig {
+            half_life_days: activity.params.half_life_days,
+            ..opts.profile
+        };
+        let mut rows = Vec::new();
+        for (hash, tz, events) in &self.senders {
+            send_rows(
+                *hash,
+                *tz,
+                events,
+                &activity,
+                &channels,
+                &profile,
+                opts.response_quarters,
+                &mut rows,
+            );
+        }
+        let response = fit_response(&rows, opts.response_quarters, opts.min_response_sends)?;
         ModelBundle {
             manifest: Manifest {
                 format: FORMAT,
@@ -100,10 +140,90 @@ impl Trainer {
                 source,
                 data: self.size,
                 activity: Some(report),
+                response: response.as_ref().map(|r| r.calibration.clone()),
             },
             activity,
             channels,
+            response,
         }
         .validate()
+    }
+}
+
+/// FNV-1a, a stable hash for the held-out split.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Replays one customer's events in time order; at each send, records what
+/// the profile said just before it, then (once the whole history is known)
+/// whether the send was engaged with.
+#[allow(clippy::too_many_arguments)]
+fn send_rows(
+    hash: u64,
+    tz: Tz,
+    events: &[Event],
+    activity: &ActivityModel,
+    channels: &ChannelPriors,
+    cfg: &ProfileConfig,
+    quarters: [usize; 5],
+    rows: &mut Vec<SendRow>,
+) {
+    let mut state = ProfileState::default();
+    let mut messages: HashMap<String, MessageState> = HashMap::new();
+    let mut pending: Vec<(SendContext, String, Channel)> = Vec::new();
+    for e in events {
+        if let (EventType::MessageSent, Some(channel), Some(key)) =
+            (e.kind, e.channel, message_key(e))
+        {
+            let post = activity.posterior(&state.activity);
+            let mass = QuarterMass::new(&post.hour_of_week);
+            let len = quarters[channel.index()];
+            let quarter = kairos_core::time::quarter_of_week(e.timestamp, tz);
+            let (local_hour, weekend) = SendContext::local_time(e.timestamp, tz);
+            let week_ago = e.timestamp - Duration::days(7);
+            let sends_7d = state
+                .channels
+                .iter()
+                .map(|c| {
+                    c.recent_sends
+                        .iter()
+                        .filter(|t| **t > week_ago && **t <= e.timestamp)
+                        .count()
+                })
+                .sum::<usize>();
+            let context = SendContext {
+                lift: lift(mass.mass(quarter, len), len),
+                rate: ChannelEstimate::new(&state.channels[channel.index()], channels.get(channel))
+                    .rate,
+                days_since_active: state.last_active_at.map_or(30.0, |l| {
+                    (e.timestamp - l).num_seconds().max(0) as f64 / 86_400.0
+                }),
+                sends_7d: sends_7d as f64,
+                local_hour,
+                weekend,
+                channel,
+            };
+            pending.push((context, key, channel));
+        }
+        let attribution = match (message_key(e), e.channel) {
+            (Some(key), Some(ch)) if concerns_attribution(e) => {
+                messages.entry(key).or_default().link(e, cfg.window(ch))
+            }
+            _ => Attribution::None,
+        };
+        state.observe(e, tz, cfg, attribution);
+    }
+    for (context, key, channel) in pending {
+        let engaged = messages
+            .get(&key)
+            .is_some_and(|m| m.engagement(cfg.window(channel)).is_some());
+        rows.push(SendRow {
+            context,
+            engaged,
+            customer_hash: hash,
+        });
     }
 }

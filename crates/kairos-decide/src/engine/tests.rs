@@ -87,6 +87,9 @@ fn run(case: &Case) -> Decision {
         activity: &post,
         prior_untrained: untrained,
         segment_label: None,
+        response: None,
+        days_since_active: 1.0,
+        sends_7d: 0.0,
         quiet_hours: case.quiet,
     };
     decide(&input, &p)
@@ -415,7 +418,10 @@ proptest! {
             now, tz, tz_assumed: false, window,
             candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
             activity: &post, prior_untrained: untrained,
-        segment_label: None, quiet_hours: quiet,
+        segment_label: None,
+        response: None,
+        days_since_active: 1.0,
+        sends_7d: 0.0, quiet_hours: quiet,
         };
         let d = decide(&input, &p);
         match d.action {

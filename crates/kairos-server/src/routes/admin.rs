@@ -31,6 +31,8 @@ pub struct TrainSummary {
     pub activity: Option<FitReport>,
     pub channel_priors: std::collections::BTreeMap<kairos_core::Channel, BetaPrior>,
     pub segments: Vec<SegmentSummary>,
+    /// Held-out calibration of the response model, when one was trained.
+    pub response: Option<kairos_learn::response::Calibration>,
     /// Where the versioned artifact was written, if it could be.
     pub artifact: Option<PathBuf>,
     pub seconds: f64,
@@ -47,6 +49,7 @@ pub fn train_options(config: &crate::ValidConfig) -> TrainOptions {
     TrainOptions {
         channel_fallback: config.learn.channel_prior,
         profile: config.learn.profile,
+        response_quarters: config.decide.response_quarters,
         ..TrainOptions::default()
     }
 }
@@ -92,6 +95,7 @@ pub fn summary(bundle: &ModelBundle, artifact: Option<PathBuf>, seconds: f64) ->
                 customers: s.customers,
             })
             .collect(),
+        response: bundle.manifest.response.clone(),
         artifact,
         seconds,
     }

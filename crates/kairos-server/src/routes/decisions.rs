@@ -143,6 +143,23 @@ pub async fn decide_one(
         activity: &activity,
         prior_untrained: !models.activity.is_trained(),
         segment_label,
+        response: models.response.as_ref(),
+        days_since_active: profile
+            .last_active_at
+            .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
+        sends_7d: {
+            let week_ago = now - chrono::Duration::days(7);
+            profile
+                .channels
+                .iter()
+                .map(|c| {
+                    c.recent_sends
+                        .iter()
+                        .filter(|t| **t > week_ago && **t <= now)
+                        .count()
+                })
+                .sum::<usize>() as f64
+        },
         quiet_hours,
     };
     let mut d = decide(&input, params);
