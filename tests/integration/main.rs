@@ -10,3 +10,4 @@ mod decisions;
 mod durability;
 mod events;
 mod learner;
+mod simulation;

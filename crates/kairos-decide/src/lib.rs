@@ -6,6 +6,7 @@
 mod engine;
 mod error;
 mod params;
+pub mod sim;
 
 pub use engine::{
     channel_status, decide, Action, Alternative, Candidate, ChannelStatus, Decision, DecisionBasis,

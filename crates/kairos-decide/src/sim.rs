@@ -1,0 +1,542 @@
+//! A simulated population with hidden weekly habits, for demos, training and
+//! scoring decisions against the truth. Deterministic for a seed.
+//!
+//! Each customer has a time zone (DST and half-hour offsets included), one or
+//! two weekly habits (days, a local start time, a duration) plus background
+//! activity, a session rate, channel reachability and per-channel
+//! responsiveness. The hidden truth of a send on channel `c` at `t` is
+//!
+//! ```text
+//! P(engage) = r_c · (0.2 + 0.8 · P(the customer is active within W_c after t))
+//! ```
+//!
+//! with `W_c` the channel's response window (email 4 h, push and SMS 1 h,
+//! in-app and web 24 h). History: organic sessions drawn from the habits, and
+//! company sends at daytime hours convenient to the company, answered by
+//! opens (and some clicks) drawn from the truth.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use kairos_core::time::{local_minute_of_day, quarter_of_week};
+use kairos_core::{Channel, CustomerId, Device, Event, EventId, EventType, QUARTERS_PER_WEEK};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Beta, Distribution, Poisson};
+use serde::Serialize;
+
+use crate::QuietHours;
+
+pub const ZONES: [&str; 8] = [
+    "America/New_York",
+    "Europe/London",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "Asia/Kuala_Lumpur",
+    "America/St_Johns",
+    "Asia/Kathmandu",
+    "America/Los_Angeles",
+];
+
+/// Response window per channel, in quarter hours, by [`Channel::index`].
+pub const WINDOW_QUARTERS: [usize; 5] = [16, 4, 4, 96, 96];
+const MEAN_RATE: [f64; 5] = [0.18, 0.14, 0.22, 0.30, 0.06];
+const REACH: [f64; 5] = [0.95, 0.6, 0.5, 0.6, 0.3];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Habit {
+    /// Monday first.
+    pub days: [bool; 7],
+    pub start_minute: u32,
+    pub minutes: u32,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimCustomer {
+    pub id: String,
+    #[serde(serialize_with = "tz_name")]
+    pub tz: Tz,
+    pub habits: Vec<Habit>,
+    /// Share of sessions at random times.
+    pub background: f64,
+    pub sessions_per_week: f64,
+    pub reachable: [bool; 5],
+    pub rates: [f64; 5],
+    /// Activity density per local quarter hour of the week (sums to 1).
+    #[serde(skip)]
+    pub density: Vec<f64>,
+}
+
+fn tz_name<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+impl SimCustomer {
+    fn build_density(&mut self) {
+        let q = QUARTERS_PER_WEEK;
+        let mut d = vec![self.background / q as f64; q];
+        let total_weight: f64 = self.habits.iter().map(|h| h.weight).sum();
+        for h in &self.habits {
+            let days = h.days.iter().filter(|x| **x).count().max(1);
+            let quarters = (h.minutes / 15).max(1) as usize;
+            let share =
+                (1.0 - self.background) * h.weight / total_weight / (days * quarters) as f64;
+            for (day, on) in h.days.iter().enumerate() {
+                if *on {
+                    for k in 0..quarters {
+                        d[(day * 96 + (h.start_minute / 15) as usize + k) % q] += share;
+                    }
+                }
+            }
+        }
+        self.density = d;
+    }
+
+    /// P(active within the channel's window after `t`).
+    pub fn active_within(&self, channel: Channel, t: DateTime<Utc>) -> f64 {
+        let start = quarter_of_week(t, self.tz);
+        let mass: f64 = (0..WINDOW_QUARTERS[channel.index()])
+            .map(|k| self.density[(start + k) % QUARTERS_PER_WEEK])
+            .sum();
+        1.0 - (-self.sessions_per_week * mass).exp()
+    }
+
+    /// The hidden truth: probability that a send on `channel` at `t` is engaged with.
+    pub fn p_engage(&self, channel: Channel, t: DateTime<Utc>) -> f64 {
+        if !self.reachable[channel.index()] {
+            return 0.0;
+        }
+        self.rates[channel.index()] * (0.2 + 0.8 * self.active_within(channel, t))
+    }
+
+    fn sample_session(&self, week_start: DateTime<Utc>, rng: &mut StdRng) -> DateTime<Utc> {
+        // A local quarter of the week from the density, then a minute in it.
+        let u: f64 = rng.gen();
+        let mut acc = 0.0;
+        let mut quarter = QUARTERS_PER_WEEK - 1;
+        for (i, d) in self.density.iter().enumerate() {
+            acc += d;
+            if u < acc {
+                quarter = i;
+                break;
+            }
+        }
+        let base = week_start + Duration::minutes(quarter as i64 * 15 + rng.gen_range(0..15));
+        // week_start is a local Monday 00:00 in the customer's zone.
+        base
+    }
+
+    /// The attributes a client would PUT for this customer.
+    pub fn attributes(&self) -> serde_json::Value {
+        let mut channels = serde_json::Map::new();
+        for c in Channel::ALL {
+            channels.insert(
+                c.to_string(),
+                serde_json::json!({"reachable": self.reachable[c.index()], "consent": self.reachable[c.index()]}),
+            );
+        }
+        serde_json::json!({"timezone": self.tz.name(), "channels": channels})
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub customers: usize,
+    pub weeks: u32,
+    pub seed: u64,
+    /// End of the history ("now").
+    pub end: DateTime<Utc>,
+    /// Company sends per reachable channel per week.
+    pub sends_per_week: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Population {
+    pub customers: Vec<SimCustomer>,
+    pub events: Vec<Event>,
+}
+
+fn local_monday(t: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+    use chrono::{Datelike, NaiveTime};
+    let local = t.with_timezone(&tz).date_naive();
+    let monday = local - Duration::days(i64::from(local.weekday().num_days_from_monday()));
+    kairos_core::time::resolve_local(monday.and_time(NaiveTime::MIN), tz)
+}
+
+fn event(
+    n: &mut u64,
+    customer: &str,
+    kind: EventType,
+    at: DateTime<Utc>,
+    channel: Option<Channel>,
+    message: Option<String>,
+) -> Option<Event> {
+    *n += 1;
+    Some(Event {
+        event_id: EventId::parse(format!("sim-{n}")).ok()?,
+        customer_id: CustomerId::parse(customer).ok()?,
+        kind,
+        timestamp: at,
+        channel,
+        message_id: message,
+        decision_id: None,
+        experiment: None,
+        variant: None,
+        device: Some(Device::Mobile),
+        automated: false,
+        category: None,
+        properties: None,
+    })
+}
+
+/// Generates customers and their history.
+pub fn generate(cfg: &SimConfig) -> Population {
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut customers = Vec::with_capacity(cfg.customers);
+    let mut events = Vec::new();
+    let mut n = 0u64;
+    let start = cfg.end - Duration::weeks(i64::from(cfg.weeks));
+    for i in 0..cfg.customers {
+        let tz: Tz = ZONES[rng.gen_range(0..ZONES.len())]
+            .parse()
+            .unwrap_or(Tz::UTC);
+        let habits = (0..rng.gen_range(1..=2))
+            .map(|_| {
+                let weekdays = rng.gen_bool(0.6);
+                let mut days = [false; 7];
+                for (d, on) in days.iter_mut().enumerate() {
+                    *on = if weekdays {
+                        d < 5 && rng.gen_bool(0.7)
+                    } else {
+                        d >= 5 || rng.gen_bool(0.15)
+                    };
+                }
+                if !days.iter().any(|d| *d) {
+                    days[rng.gen_range(0..7)] = true;
+                }
+                Habit {
+                    days,
+                    start_minute: rng.gen_range(6 * 4..23 * 4) * 15,
+                    minutes: rng.gen_range(4..=12) * 15,
+                    weight: rng.gen_range(0.5..1.5),
+                }
+            })
+            .collect();
+        let mut reachable = [false; 5];
+        let mut rates = [0.0; 5];
+        for c in Channel::ALL {
+            reachable[c.index()] = rng.gen_bool(REACH[c.index()]);
+            let m = MEAN_RATE[c.index()];
+            rates[c.index()] = Beta::new(m * 8.0, (1.0 - m) * 8.0)
+                .map(|b| b.sample(&mut rng))
+                .unwrap_or(m);
+        }
+        // In-app needs the app, like push.
+        reachable[Channel::InApp.index()] = reachable[Channel::Push.index()];
+        let mut c = SimCustomer {
+            id: format!("sim-{i:05}"),
+            tz,
+            habits,
+            background: rng.gen_range(0.05..0.3),
+            sessions_per_week: rng.gen_range(2.0..9.0),
+            reachable,
+            rates,
+            density: Vec::new(),
+        };
+        c.build_density();
+
+        let mut week = local_monday(start, tz);
+        while week < cfg.end {
+            let sessions = Poisson::new(c.sessions_per_week)
+                .map(|p| p.sample(&mut rng) as u64)
+                .unwrap_or(0);
+            for _ in 0..sessions {
+                let at = c.sample_session(week, &mut rng);
+                if at >= start && at < cfg.end {
+                    let kind = if c.reachable[Channel::Push.index()] {
+                        EventType::AppOpen
+                    } else {
+                        EventType::SessionStart
+                    };
+                    events.extend(event(&mut n, &c.id, kind, at, None, None));
+                }
+            }
+            for ch in Channel::ALL {
+                if !c.reachable[ch.index()] || ch == Channel::Web {
+                    continue;
+                }
+                let sends = Poisson::new(cfg.sends_per_week)
+                    .map(|p| p.sample(&mut rng) as u64)
+                    .unwrap_or(0);
+                for s in 0..sends {
+                    // Company-convenient: a random day, 08:00-21:00 local.
+                    let at = week
+                        + Duration::minutes(
+                            rng.gen_range(0..7) * 1440 + rng.gen_range(8 * 60..21 * 60),
+                        );
+                    if at < start || at >= cfg.end {
+                        continue;
+                    }
+                    let msg = format!("{}-{}-{}-{s}", c.id, ch, at.timestamp());
+                    events.extend(event(
+                        &mut n,
+                        &c.id,
+                        EventType::MessageSent,
+                        at,
+                        Some(ch),
+                        Some(msg.clone()),
+                    ));
+                    if rng.gen_bool(c.p_engage(ch, at).clamp(0.0, 1.0)) {
+                        let window = WINDOW_QUARTERS[ch.index()] as i64 * 15;
+                        let open = at + Duration::minutes(rng.gen_range(1..window.max(2)));
+                        if open < cfg.end {
+                            events.extend(event(
+                                &mut n,
+                                &c.id,
+                                EventType::MessageOpened,
+                                open,
+                                Some(ch),
+                                Some(msg.clone()),
+                            ));
+                            if rng.gen_bool(0.3) {
+                                events.extend(event(
+                                    &mut n,
+                                    &c.id,
+                                    EventType::MessageClicked,
+                                    open + Duration::minutes(1),
+                                    Some(ch),
+                                    Some(msg),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            week += Duration::weeks(1);
+            week = local_monday(week + Duration::hours(12), tz);
+        }
+        customers.push(c);
+    }
+    events.sort_by_key(|e| e.timestamp);
+    Population { customers, events }
+}
+
+/// The best (channel, slot) in a window by the hidden truth, over the
+/// channels given, outside quiet hours.
+pub fn oracle(
+    c: &SimCustomer,
+    channels: &[Channel],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    quiet: Option<QuietHours>,
+) -> Option<(Channel, DateTime<Utc>, f64)> {
+    let mut best: Option<(Channel, DateTime<Utc>, f64)> = None;
+    let mut t = from;
+    while t <= to {
+        if quiet.is_none_or(|q| !q.contains(local_minute_of_day(t, c.tz))) {
+            for &ch in channels {
+                let v = c.p_engage(ch, t);
+                if best.is_none_or(|b| v > b.2) {
+                    best = Some((ch, t, v));
+                }
+            }
+        }
+        t += Duration::minutes(15);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> SimConfig {
+        SimConfig {
+            customers: 50,
+            weeks: 8,
+            seed: 3,
+            end: DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+                .map(|t| t.to_utc())
+                .unwrap_or_default(),
+            sends_per_week: 2.0,
+        }
+    }
+
+    #[test]
+    fn deterministic_and_plausible() {
+        let a = generate(&cfg());
+        let b = generate(&cfg());
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.customers.len(), 50);
+        for c in &a.customers {
+            assert!((c.density.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        let sends = a
+            .events
+            .iter()
+            .filter(|e| e.kind == EventType::MessageSent)
+            .count();
+        let opens = a
+            .events
+            .iter()
+            .filter(|e| e.kind == EventType::MessageOpened)
+            .count();
+        assert!(
+            sends > 500 && opens > 30 && opens < sends / 2,
+            "{sends} sends, {opens} opens"
+        );
+        let end = cfg().end;
+        assert!(a
+            .events
+            .iter()
+            .all(|e| e.timestamp < end && e.timestamp >= end - Duration::weeks(8)));
+    }
+
+    #[test]
+    fn truth_favours_the_habit() {
+        let pop = generate(&cfg());
+        let c = &pop.customers[0];
+        let peak = c
+            .density
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        let monday = local_monday(cfg().end, c.tz);
+        let at_peak = monday + Duration::minutes(peak as i64 * 15 - 15);
+        let off_peak = monday + Duration::minutes(((peak + 336) % 672) as i64 * 15);
+        assert!(c.active_within(Channel::Push, at_peak) > c.active_within(Channel::Push, off_peak));
+    }
+}
+
+/// A named policy: for a customer (by index), a channel and a send time, or nothing.
+pub type Policy<'a> = (
+    String,
+    Box<dyn Fn(usize, &SimCustomer) -> Option<(Channel, DateTime<Utc>)> + 'a>,
+);
+
+/// A policy's total expected engagement against the oracle's.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyScore {
+    pub policy: String,
+    pub expected_engagements: f64,
+    pub share_of_oracle: f64,
+}
+
+/// Scores policies over the population: each maps a customer to a
+/// (channel, send time) or nothing. The oracle picks the true best channel
+/// and slot in [from, to] among reachable channels.
+pub fn score_policies(
+    pop: &Population,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    policies: Vec<Policy<'_>>,
+) -> Vec<PolicyScore> {
+    let oracle_total: f64 = pop
+        .customers
+        .iter()
+        .map(|c| {
+            let reachable: Vec<Channel> = Channel::ALL
+                .into_iter()
+                .filter(|ch| c.reachable[ch.index()])
+                .collect();
+            oracle(c, &reachable, from, to, None).map_or(0.0, |o| o.2)
+        })
+        .sum();
+    let mut rows = vec![PolicyScore {
+        policy: "oracle (hidden truth)".into(),
+        expected_engagements: oracle_total,
+        share_of_oracle: 1.0,
+    }];
+    for (name, policy) in policies {
+        let total: f64 = pop
+            .customers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| policy(i, c).map(|(ch, t)| c.p_engage(ch, t)))
+            .sum();
+        rows.push(PolicyScore {
+            policy: name,
+            expected_engagements: total,
+            share_of_oracle: total / oracle_total.max(f64::MIN_POSITIVE),
+        });
+    }
+    rows
+}
+
+/// The usual baselines: a random reachable channel at a random time; 10:00
+/// local for everyone on their first reachable channel; and the customer's
+/// most frequent local hour (from their history) on their first reachable channel.
+pub fn baselines<'a>(
+    pop: &'a Population,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    seed: u64,
+) -> Vec<Policy<'a>> {
+    let first = |c: &SimCustomer| Channel::ALL.into_iter().find(|ch| c.reachable[ch.index()]);
+    let next_local = move |c: &SimCustomer, minute: u32| -> Option<DateTime<Utc>> {
+        let mut t = from;
+        while t <= to {
+            if local_minute_of_day(t, c.tz) == minute {
+                return Some(t);
+            }
+            t += Duration::minutes(15);
+        }
+        None
+    };
+    let mut frequent: Vec<Option<(usize, u32)>> = vec![None; pop.customers.len()];
+    let index: std::collections::HashMap<&str, usize> = pop
+        .customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let mut counts = vec![[0u32; 168]; pop.customers.len()];
+    for e in pop.events.iter().filter(|e| e.is_organic_activity()) {
+        if let Some(&i) = index.get(e.customer_id.as_str()) {
+            counts[i][kairos_core::HourOfWeek::of(e.timestamp, pop.customers[i].tz).index()] += 1;
+        }
+    }
+    for (i, c) in counts.iter().enumerate() {
+        frequent[i] = c
+            .iter()
+            .enumerate()
+            .max_by_key(|(h, n)| (**n, std::cmp::Reverse(*h)))
+            .map(|(h, n)| (h, *n));
+    }
+    vec![
+        (
+            "random channel and time".to_string(),
+            Box::new(move |i: usize, c: &SimCustomer| {
+                let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9));
+                let reachable: Vec<Channel> = Channel::ALL
+                    .into_iter()
+                    .filter(|ch| c.reachable[ch.index()])
+                    .collect();
+                let ch = *reachable.get(rng.gen_range(0..reachable.len().max(1)))?;
+                let span = (to - from).num_minutes().max(1);
+                Some((ch, from + Duration::minutes(rng.gen_range(0..span))))
+            }),
+        ),
+        (
+            "10:00 local for everyone".to_string(),
+            Box::new(move |_, c: &SimCustomer| Some((first(c)?, next_local(c, 600)?))),
+        ),
+        (
+            "most frequent hour".to_string(),
+            Box::new(move |i, c: &SimCustomer| {
+                let (how, _) = frequent[i]?;
+                let mut t = from;
+                while t <= to {
+                    if kairos_core::HourOfWeek::of(t, c.tz).index() == how
+                        && local_minute_of_day(t, c.tz) % 60 == 0
+                    {
+                        return Some((first(c)?, t));
+                    }
+                    t += Duration::minutes(15);
+                }
+                None
+            }),
+        ),
+    ]
+}

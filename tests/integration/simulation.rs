@@ -1,0 +1,97 @@
+//! Decisions over HTTP for a simulated population, scored against its hidden truth.
+
+use std::collections::HashMap;
+
+use chrono::Duration;
+use kairos_core::Channel;
+use kairos_decide::sim::{baselines, generate, score_policies, SimConfig};
+use serde_json::json;
+
+use crate::support::*;
+
+#[actix_web::test]
+async fn decisions_reach_most_of_the_oracle() {
+    let t = app_with(&[("KAIROS__MODELS__BUILTIN", "false")]).await;
+    let cfg = SimConfig {
+        customers: 300,
+        weeks: 8,
+        seed: 11,
+        end: now(),
+        sends_per_week: 2.0,
+    };
+    let pop = generate(&cfg);
+    for c in &pop.customers {
+        let (s, body) = call(
+            &t.app,
+            put(&format!("/v1/customers/{}", c.id), &c.attributes()),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    for chunk in pop.events.chunks(5000) {
+        let (s, body) = call(&t.app, post("/v1/events", &json!({"events": chunk}))).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let (s, summary) = call(&t.app, post("/v1/admin/train", &json!({}))).await;
+    assert_eq!(s, 200, "{summary}");
+    let calibration = &summary["response"];
+    assert!(
+        calibration.is_object(),
+        "a response model is trained on the logged sends: {summary}"
+    );
+    assert!(
+        calibration["log_loss"].as_f64() < calibration["log_loss_base_rate"].as_f64(),
+        "it predicts held-out sends better than the base rate: {calibration}"
+    );
+
+    let (from, to) = (now(), now() + Duration::days(7));
+    let mut kairos: HashMap<usize, (Channel, chrono::DateTime<chrono::Utc>)> = HashMap::new();
+    for (i, c) in pop.customers.iter().enumerate() {
+        let (s, d) = call(
+            &t.app,
+            post(
+                "/v1/decisions",
+                &json!({
+                    "customer_id": c.id, "quiet_hours": null, "deadline": to.to_rfc3339(),
+                }),
+            ),
+        )
+        .await;
+        assert_eq!(s, 200, "{d}");
+        if d["action"] == "send" {
+            let ch: Channel = serde_json::from_value(d["channel"].clone()).unwrap_or(Channel::Web);
+            kairos.insert(i, (ch, utc(d["send_at"].as_str().unwrap_or_default())));
+        } else {
+            assert!(
+                !c.reachable.iter().any(|r| *r),
+                "suppressed a reachable customer: {d}"
+            );
+        }
+    }
+    let mut policies = baselines(&pop, from, to, 5);
+    policies.insert(
+        0,
+        (
+            "kairos".to_string(),
+            Box::new(move |i, _| kairos.get(&i).copied()),
+        ),
+    );
+    let scores = score_policies(&pop, from, to, policies);
+    for s in &scores {
+        eprintln!(
+            "{:<28} {:>9.2} {:>6.1}%",
+            s.policy,
+            s.expected_engagements,
+            100.0 * s.share_of_oracle
+        );
+    }
+    let share = |name: &str| {
+        scores
+            .iter()
+            .find(|s| s.policy == name)
+            .map_or(0.0, |s| s.share_of_oracle)
+    };
+    assert!(share("kairos") > share("random channel and time"));
+    assert!(share("kairos") > share("10:00 local for everyone"));
+    assert!(share("kairos") > share("most frequent hour"));
+}
