@@ -178,3 +178,68 @@ async fn beats_the_baselines_on_real_check_ins_over_http() {
         "Wednesday 13:00 is in the top window: {peak}"
     );
 }
+
+#[actix_web::test]
+async fn attributes_place_a_customer_without_history_in_a_segment() {
+    let t = app_with(&[("KAIROS__MODELS__BUILTIN", "false")]).await;
+    // Night owls (plan=night) active around 22:00, early birds (plan=early) around 07:00.
+    for (plan, hour) in [("night", 22), ("early", 7)] {
+        for i in 0..25 {
+            let id = format!("{plan}-{i}");
+            call(
+                &t.app,
+                put(
+                    &format!("/v1/customers/{id}"),
+                    &json!({"timezone": "UTC", "traits": {"plan": plan}}),
+                ),
+            )
+            .await;
+            let events: Vec<Value> = (0..15)
+                .map(|k| json!({
+                    "event_id": format!("{id}-{k}"), "customer_id": id, "type": "app_open",
+                    "timestamp": (utc("2026-11-21T00:00:00Z") - chrono::Duration::days(k)
+                        + chrono::Duration::minutes(hour * 60 + (i * 7 + k * 3) % 50)).to_rfc3339(),
+                }))
+                .collect();
+            let (s, _) = call(&t.app, post("/v1/events", &json!({"events": events}))).await;
+            assert_eq!(s, 200);
+        }
+    }
+    let (s, summary) = call(&t.app, post("/v1/admin/train", &json!({}))).await;
+    assert_eq!(s, 200, "{summary}");
+    assert!(
+        summary["segments"].as_array().is_some_and(|s| s.len() >= 2),
+        "{summary}"
+    );
+
+    call(
+        &t.app,
+        put(
+            "/v1/customers/newcomer",
+            &json!({"timezone": "UTC", "traits": {"plan": "night"}}),
+        ),
+    )
+    .await;
+    let (_, c) = call(&t.app, get("/v1/customers/newcomer")).await;
+    assert_eq!(c["profile"]["events"], 0);
+    assert_eq!(c["profile"]["activity"]["basis"], "segment", "{c}");
+    let label = c["profile"]["segment"]["label"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        label.contains("late evenings") || label.contains("evenings"),
+        "{label}"
+    );
+    let p: Vec<f64> = serde_json::from_value(c["profile"]["activity"]["hour_of_week"].clone())
+        .unwrap_or_default();
+    assert!(p[22] > 3.0 * p[7], "22:00 {} vs 07:00 {}", p[22], p[7]);
+    // A customer without traits stays on the population prior.
+    call(
+        &t.app,
+        put("/v1/customers/plain", &json!({"timezone": "UTC"})),
+    )
+    .await;
+    let (_, c) = call(&t.app, get("/v1/customers/plain")).await;
+    assert_eq!(c["profile"]["activity"]["basis"], "global", "{c}");
+}

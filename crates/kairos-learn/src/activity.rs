@@ -110,6 +110,27 @@ pub struct ActivityModel {
     /// P(day | hour of day) in the population, indexed like the week (168).
     pub day_given_hour: Vec<f64>,
     pub segments: Vec<Segment>,
+    /// For customer traits ("plan=gold"), how the customers with them spread
+    /// over the segments: places customers without history in a segment.
+    #[serde(default)]
+    pub trait_segments: std::collections::BTreeMap<String, Vec<f64>>,
+}
+
+/// Pseudo-customers of the segment sizes added to each trait's counts.
+const TRAIT_SMOOTHING: f64 = 5.0;
+
+/// The "key=value" pairs of a customer's traits that can place them in a
+/// segment: strings, booleans and integers.
+pub fn trait_pairs(traits: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    traits
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) if s.len() <= 64 => Some(format!("{k}={s}")),
+            serde_json::Value::Bool(b) => Some(format!("{k}={b}")),
+            serde_json::Value::Number(n) if n.is_i64() => Some(format!("{k}={n}")),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How a customer relates to the segments.
@@ -129,6 +150,7 @@ impl ActivityModel {
             population,
             customers: 0,
             segments: Vec::new(),
+            trait_segments: Default::default(),
         }
     }
 
@@ -189,10 +211,49 @@ impl ActivityModel {
         w.into_iter().map(|x| x / total).collect()
     }
 
+    /// Segment responsibilities of a customer without history, from their
+    /// trait pairs: `r_k ∝ ρ_k · Π_pairs P(k | pair) / ρ_k`.
+    pub fn responsibilities_from_traits(&self, pairs: &[String]) -> Option<Vec<f64>> {
+        let rows: Vec<&Vec<f64>> = pairs
+            .iter()
+            .filter_map(|p| self.trait_segments.get(p))
+            .collect();
+        if rows.is_empty() || self.segments.is_empty() {
+            return None;
+        }
+        let mut logs: Vec<f64> = self
+            .segments
+            .iter()
+            .map(|s| s.weight.max(1e-12).ln())
+            .collect();
+        for row in rows {
+            let total: f64 = row.iter().sum();
+            for ((l, s), count) in logs.iter_mut().zip(&self.segments).zip(row) {
+                let rho = s.weight.max(1e-12);
+                let p = (count + TRAIT_SMOOTHING * rho) / (total + TRAIT_SMOOTHING);
+                *l += p.ln() - rho.ln();
+            }
+        }
+        let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
+        let sum: f64 = w.iter().sum();
+        Some(w.into_iter().map(|x| x / sum).collect())
+    }
+
     /// The prior for counts `c`: the responsibility-weighted segment mixture,
     /// or the population without segments.
     pub fn prior(&self, c: &[f64]) -> (Vec<f64>, Option<SegmentMatch>) {
-        let r = self.responsibilities(c);
+        self.prior_with(c, &[])
+    }
+
+    /// The prior, using the customer's trait pairs when they have no history.
+    pub fn prior_with(&self, c: &[f64], pairs: &[String]) -> (Vec<f64>, Option<SegmentMatch>) {
+        let from_traits = if c.iter().all(|v| *v == 0.0) {
+            self.responsibilities_from_traits(pairs)
+        } else {
+            None
+        };
+        let r = from_traits.unwrap_or_else(|| self.responsibilities(c));
         if r.is_empty() {
             return (self.population.clone(), None);
         }
@@ -238,10 +299,22 @@ impl ActivityModel {
         self.posterior64(&c)
     }
 
+    /// [`Self::posterior`] with the customer's trait pairs.
+    pub fn posterior_traits(&self, counts: &[f32], pairs: &[String]) -> ActivityPosterior {
+        let c: Vec<f64> = counts.iter().map(|&v| f64::from(v)).collect();
+        self.posterior_with(&c, pairs)
+    }
+
     pub fn posterior64(&self, c: &[f64]) -> ActivityPosterior {
+        self.posterior_with(c, &[])
+    }
+
+    /// The posterior for counts `c`, with the customer's trait pairs (see
+    /// [`trait_pairs`]) to place a customer without history in a segment.
+    pub fn posterior_with(&self, c: &[f64], pairs: &[String]) -> ActivityPosterior {
         let n: f64 = c.iter().sum();
         let alpha = self.params.prior_strength;
-        let (prior, segment) = self.prior(c);
+        let (prior, segment) = self.prior_with(c, pairs);
         let personal = if n > 0.0 {
             self.personal(c)
         } else {
@@ -257,7 +330,9 @@ impl ActivityModel {
         let personal_weight = n / (n + alpha);
         let basis = if personal_weight > 0.5 {
             Basis::Personal
-        } else if segment.as_ref().is_some_and(|s| s.probability > 0.5) && n > 0.0 {
+        } else if segment.as_ref().is_some_and(|s| s.probability > 0.5)
+            && (n > 0.0 || self.responsibilities_from_traits(pairs).is_some())
+        {
             Basis::Segment
         } else {
             Basis::Global
@@ -478,5 +553,16 @@ mod tests {
         assert_eq!(post.basis, Basis::Segment);
         // Even the Thursday evening, never seen, is lifted by the segment.
         assert!(post.hour_of_week[3 * 24 + 20] > 5.0 / 168.0);
+
+        // Without history, a trait that evening customers share places the customer.
+        m.trait_segments
+            .insert("plan=night".into(), vec![40.0, 2.0]);
+        let none = vec![0.0; H];
+        let placed = m.posterior_with(&none, &["plan=night".to_string()]);
+        assert_eq!(placed.segment.as_ref().map(|s| s.index), Some(0));
+        assert_eq!(placed.basis, Basis::Segment);
+        assert!(placed.hour_of_week[20] > 5.0 * placed.hour_of_week[8]);
+        let unplaced = m.posterior_with(&none, &["plan=unknown".to_string()]);
+        assert_eq!(unplaced.basis, Basis::Global);
     }
 }

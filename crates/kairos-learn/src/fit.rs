@@ -324,6 +324,7 @@ pub fn fit_activity(
             population: population.clone(),
             customers,
             segments,
+            trait_segments: Default::default(),
         };
         let mut hl = HALF_LIVES.iter().position(|&h| h == 60.0).unwrap_or(0);
         let mut current = objective.nll(&model, hl);
@@ -379,6 +380,7 @@ pub fn fit_activity(
         population,
         customers,
         segments,
+        trait_segments: Default::default(),
     }
     .validate()?;
     let report = FitReport {

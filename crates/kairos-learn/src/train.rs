@@ -55,14 +55,29 @@ pub struct Trainer {
     /// Customers with sends, replayed for the response model once the
     /// activity model and channel priors are fitted.
     senders: Vec<(u64, Tz, Vec<Event>)>,
+    /// (history index, trait pairs) of customers with traits.
+    traits: Vec<(usize, Vec<String>)>,
     size: DataSize,
 }
+
+/// Trait pairs kept for placing customers in segments (most common first).
+const MAX_TRAIT_PAIRS: usize = 2000;
+/// Customers a trait pair needs to be kept.
+const MIN_TRAIT_CUSTOMERS: f64 = 10.0;
 
 impl Trainer {
     pub fn new() -> Self {
         Self {
             channel_obs: vec![Vec::new(); Channel::ALL.len()],
             ..Self::default()
+        }
+    }
+
+    /// Adds one customer's traits (from their attributes), after [`Self::add`].
+    pub fn add_traits(&mut self, traits: &serde_json::Map<String, serde_json::Value>) {
+        let pairs = crate::activity::trait_pairs(traits);
+        if !pairs.is_empty() && !self.histories.is_empty() {
+            self.traits.push((self.histories.len() - 1, pairs));
         }
     }
 
@@ -108,7 +123,28 @@ impl Trainer {
         source: String,
         opts: &TrainOptions,
     ) -> Result<ModelBundle> {
-        let (activity, report) = fit_activity(&self.histories, &opts.fit)?;
+        let (mut activity, report) = fit_activity(&self.histories, &opts.fit)?;
+        if !activity.segments.is_empty() {
+            let mut table: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+            for (i, pairs) in &self.traits {
+                let counts = self.histories[*i].counts(activity.params.half_life_days);
+                if counts.iter().sum::<f64>() == 0.0 {
+                    continue;
+                }
+                let r = activity.responsibilities(&counts);
+                for p in pairs {
+                    let row = table.entry(p.clone()).or_insert_with(|| vec![0.0; r.len()]);
+                    row.iter_mut().zip(&r).for_each(|(a, b)| *a += b);
+                }
+            }
+            let mut kept: Vec<(String, Vec<f64>)> = table
+                .into_iter()
+                .filter(|(_, row)| row.iter().sum::<f64>() >= MIN_TRAIT_CUSTOMERS)
+                .collect();
+            kept.sort_by(|a, b| b.1.iter().sum::<f64>().total_cmp(&a.1.iter().sum::<f64>()));
+            kept.truncate(MAX_TRAIT_PAIRS);
+            activity.trait_segments = kept.into_iter().collect();
+        }
         let channels = ChannelPriors::fit(
             &self.channel_obs,
             opts.channel_fallback,

@@ -75,6 +75,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     export_has_everything(&*store).await;
     models_round_trip(&*store).await;
     visits_profiles(&*store).await;
+    batching_and_order_do_not_matter(&*store).await;
     visits_histories(&*store).await;
     rebuilds_profiles(&*store).await;
     concurrent_ingest_counts_once(store).await;
@@ -499,4 +500,81 @@ pub async fn rebuilds_profiles(store: &dyn Store) {
         .rebuild_profiles(original)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+pub async fn batching_and_order_do_not_matter(store: &dyn Store) {
+    let (a, b) = (unique("batch-a"), unique("batch-b"));
+    let email = Some(Channel::Email);
+    let events_for = |c: &CustomerId| -> Vec<Event> {
+        let mut v = Vec::new();
+        for w in 0..6 {
+            let t = monday_evening_kl(w);
+            v.push(event(c, &format!("s{w}"), "session_start", t));
+            v.push(event(
+                c,
+                &format!("p{w}"),
+                "page_view",
+                t + Duration::hours(26),
+            ));
+            let m = format!("m{w}");
+            v.push(event_on(
+                c,
+                &format!("send{w}"),
+                "message_sent",
+                t - Duration::hours(2),
+                email,
+                Some(&m),
+            ));
+            if w % 2 == 0 {
+                v.push(event_on(
+                    c,
+                    &format!("open{w}"),
+                    "message_opened",
+                    t - Duration::hours(1),
+                    email,
+                    Some(&m),
+                ));
+            }
+        }
+        v
+    };
+    store
+        .ingest(events_for(&a))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for e in events_for(&b).into_iter().rev() {
+        store
+            .ingest(vec![e])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let pa = store
+        .customer(&a)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.profile)
+        .unwrap_or_default();
+    let pb = store
+        .customer(&b)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.profile)
+        .unwrap_or_default();
+    assert_eq!(
+        (pa.events, pa.activity_events),
+        (pb.events, pb.activity_events)
+    );
+    assert_eq!(pa.reference, pb.reference);
+    for (x, y) in pa.activity.iter().zip(&pb.activity) {
+        assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+    let (ea, eb) = (
+        &pa.channels[Channel::Email.index()],
+        &pb.channels[Channel::Email.index()],
+    );
+    assert_eq!((ea.sends_total, ea.engagements_total), (6, 3));
+    assert_eq!((eb.sends_total, eb.engagements_total), (6, 3));
+    assert!((ea.engagements - eb.engagements).abs() < 1e-4);
 }

@@ -117,6 +117,9 @@ pub async fn retrain(state: &AppState) -> Result<TrainSummary, ApiError> {
             let tz = customer_tz(h.attributes.as_ref(), default_tz);
             if let Ok(mut t) = sink.lock() {
                 t.add(tz, &h.events, &add_opts);
+                if let Some(a) = &h.attributes {
+                    t.add_traits(&a.traits);
+                }
             }
         }))
         .await?;

@@ -86,7 +86,12 @@ pub fn view(record: CustomerRecord, state: &AppState) -> CustomerView {
     let models = state.models();
     let tz = customer_tz(record.attributes.as_ref(), state.config.decide.default_tz);
     let p = &record.profile;
-    let posterior = models.activity.posterior(&p.activity);
+    let pairs = record
+        .attributes
+        .as_ref()
+        .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
+        .unwrap_or_default();
+    let posterior = models.activity.posterior_traits(&p.activity, &pairs);
     let segment = posterior.segment.as_ref().and_then(|m| {
         models.activity.segments.get(m.index).map(|s| SegmentView {
             id: s.id.clone(),

@@ -102,7 +102,11 @@ pub async fn decide_one(
         _ => (params.default_tz, true),
     };
     let models = state.models();
-    let activity = models.activity.posterior(&profile.activity);
+    let pairs = attributes
+        .as_ref()
+        .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
+        .unwrap_or_default();
+    let activity = models.activity.posterior_traits(&profile.activity, &pairs);
     let segment_label = activity
         .segment
         .as_ref()
