@@ -21,6 +21,7 @@ use kairos_learn::{
 };
 use serde::Serialize;
 
+use crate::caps::{CapHit, CapState};
 use crate::{DecideError, QuietHours, Result, ValidDecideParams};
 
 const SLOT: Duration = Duration::minutes(15);
@@ -145,6 +146,10 @@ pub struct DecisionInput<'a> {
     pub days_since_active: f64,
     /// Sends to the customer on any channel in the last 7 days.
     pub sends_7d: f64,
+    /// The customer's sends and planned sends, for frequency caps.
+    pub cap_state: &'a CapState,
+    /// The customer is in a session right now: in-app reaches them at once.
+    pub active_now: bool,
     pub quiet_hours: Option<QuietHours>,
 }
 
@@ -170,6 +175,7 @@ pub enum SuppressionReason {
     NoReachableChannel,
     DeadlinePassed,
     QuietHours,
+    FrequencyCap,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -275,6 +281,55 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         );
     }
 
+    if input.active_now {
+        if let Some(i) = input
+            .candidates
+            .iter()
+            .position(|c| c.channel == Channel::InApp && c.status == ChannelStatus::Allowed)
+        {
+            let quiet = input
+                .quiet_hours
+                .is_some_and(|q| q.contains(local_minute_of_day(start, input.tz)));
+            let capped = input
+                .cap_state
+                .check(&params.caps, Channel::InApp, start, input.tz)
+                .is_err();
+            if !quiet && !capped {
+                let cand = &input.candidates[i];
+                reasons.push(
+                    "Active in the app right now: an in-app message reaches them at once.".into(),
+                );
+                let local = start.with_timezone(&input.tz).fixed_offset();
+                return Decision {
+                    action: Action::Send,
+                    channel: Some(Channel::InApp),
+                    send_at: Some(start),
+                    send_at_local: Some(local),
+                    score: cand.estimate.rate,
+                    basis,
+                    alternatives: input
+                        .candidates
+                        .iter()
+                        .filter(|c| c.channel != Channel::InApp)
+                        .map(|c| Alternative {
+                            channel: c.channel,
+                            send_at: None,
+                            score: None,
+                            why_not: if c.status == ChannelStatus::Allowed {
+                                "the customer is in the app right now".into()
+                            } else {
+                                c.status.why_not(c.channel)
+                            },
+                        })
+                        .collect(),
+                    cancel_if_active_after: None,
+                    reasons,
+                    suppression: None,
+                };
+            }
+        }
+    }
+
     let (distribution, timing_len) = if basis == DecisionBasis::Default {
         (
             default_time_distribution(params.default_send_time.minutes()),
@@ -285,8 +340,10 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     };
     let mass = QuarterMass::new(&distribution);
 
-    // Best slot per allowed candidate.
+    // Best slot per allowed candidate, within the caps and ignoring them.
     let mut best: Vec<Option<Best>> = vec![None; input.candidates.len()];
+    let mut best_uncapped: Vec<Option<Best>> = vec![None; input.candidates.len()];
+    let mut cap_hits: Vec<Option<CapHit>> = vec![None; input.candidates.len()];
     let mut any_outside_quiet = false;
     let first_aligned = start
         .duration_trunc(SLOT)
@@ -328,6 +385,17 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                     predicted(cand.estimate.rate, mass.mass(quarter, len), len)
                 }
             };
+            let i = cand_index(input, cand.channel);
+            if best_uncapped[i].is_none_or(|b| score > b.score * (1.0 + TIE)) {
+                best_uncapped[i] = Some(Best { at: t, score });
+            }
+            if let Err(hit) = input
+                .cap_state
+                .check(&params.caps, cand.channel, t, input.tz)
+            {
+                cap_hits[i].get_or_insert(hit);
+                continue;
+            }
             if slot_best.is_none_or(|b| score > b.score * (1.0 + TIE)) {
                 *slot_best = Some(Best { at: t, score });
             }
@@ -364,7 +432,10 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                     channel: cand.channel,
                     send_at: None,
                     score: None,
-                    why_not: "no slot outside quiet hours before the deadline".into(),
+                    why_not: match cap_hits[cand_index(input, cand.channel)] {
+                        Some(hit) => format!("frequency cap: {}", hit.describe()),
+                        None => "no slot outside quiet hours before the deadline".into(),
+                    },
                 },
                 (status, _) => Alternative {
                     channel: cand.channel,
@@ -381,6 +452,18 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             .candidates
             .iter()
             .any(|c| c.status == ChannelStatus::Allowed);
+        let capped: Vec<String> = cap_hits.iter().flatten().map(CapHit::describe).collect();
+        if allowed && !capped.is_empty() {
+            return suppress(
+                SuppressionReason::FrequencyCap,
+                format!(
+                    "Every allowed channel is at its frequency cap in the window: {}.",
+                    capped.join("; ")
+                ),
+                alternatives(None, 0.0),
+                reasons,
+            );
+        }
         return if allowed && !any_outside_quiet {
             let q = input
                 .quiet_hours
@@ -415,6 +498,17 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         local.format("%H:%M"),
         b.score
     ));
+    if let (Some(hit), Some(free)) = (cap_hits[idx], best_uncapped[idx]) {
+        if free.at != b.at {
+            let l = free.at.with_timezone(&input.tz);
+            reasons.push(format!(
+                "Moved from {} {} local because of the frequency cap: {}.",
+                l.format("%A"),
+                l.format("%H:%M"),
+                hit.describe()
+            ));
+        }
+    }
     if let Some(q) = input.quiet_hours {
         reasons.push(format!(
             "Quiet hours {}-{} local are respected.",
@@ -435,6 +529,14 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         reasons,
         suppression: None,
     }
+}
+
+fn cand_index(input: &DecisionInput<'_>, channel: Channel) -> usize {
+    input
+        .candidates
+        .iter()
+        .position(|c| c.channel == channel)
+        .unwrap_or(0)
 }
 
 fn timing_reason(

@@ -3,6 +3,7 @@
 //!
 //! No IO and no clock: `now` is part of the input.
 
+pub mod caps;
 mod engine;
 mod error;
 mod params;

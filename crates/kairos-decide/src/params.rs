@@ -78,6 +78,9 @@ pub struct DecideParams {
     pub default_timezone: String,
     /// How long after a send the customer typically responds, per channel, in hours.
     pub response_window_hours: BTreeMap<Channel, f64>,
+    /// Frequency caps per channel and over all channels.
+    #[serde(default)]
+    pub caps: crate::caps::Caps,
 }
 
 impl Default for DecideParams {
@@ -97,6 +100,7 @@ impl Default for DecideParams {
             default_send_time: "17:00".parse().unwrap_or_else(|_| unreachable!()),
             default_timezone: "UTC".into(),
             response_window_hours: Channel::ALL.iter().map(|&c| (c, hours(c))).collect(),
+            caps: crate::caps::Caps::default(),
         }
     }
 }

@@ -132,6 +132,16 @@ pub fn create_app(
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(
+                    web::resource("/decisions/batch")
+                        .route(web::post().to(decisions::batch))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/decisions/{decision_id}/confirm")
+                        .route(web::post().to(decisions::confirm))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
                     web::resource("/admin/train")
                         .route(web::post().to(admin::train))
                         .default_service(web::to(method_not_allowed)),

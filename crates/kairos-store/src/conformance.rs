@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use kairos_core::{Channel, CustomerId, CustomerPatch, Event, RawEvent};
 
-use crate::Store;
+use crate::{Reservation, Store};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -78,6 +78,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     batching_and_order_do_not_matter(&*store).await;
     visits_histories(&*store).await;
     rebuilds_profiles(&*store).await;
+    reservations_hold_room(&*store).await;
+    concurrent_reservations_cannot_share_the_last_place(Arc::clone(&store)).await;
     concurrent_ingest_counts_once(store).await;
 }
 
@@ -577,4 +579,181 @@ pub async fn batching_and_order_do_not_matter(store: &dyn Store) {
     assert_eq!((ea.sends_total, ea.engagements_total), (6, 3));
     assert_eq!((eb.sends_total, eb.engagements_total), (6, 3));
     assert!((ea.engagements - eb.engagements).abs() < 1e-4);
+}
+
+fn reservation(decision: &str, deadline: DateTime<Utc>) -> Reservation {
+    Reservation {
+        decision_id: decision.to_string(),
+        channel: Channel::Push,
+        send_at: deadline - Duration::hours(1),
+        deadline,
+        created_at: now(),
+        confirmed: false,
+        cancel_if_active_after: Some(now()),
+    }
+}
+
+pub async fn reservations_hold_room(store: &dyn Store) {
+    let c = unique("reserve");
+    let d1 = format!("{c}-d1");
+    let stored = store
+        .reserve(
+            &c,
+            reservation(&d1, now() + Duration::days(1)),
+            now(),
+            Box::new(|_, live| live.is_empty()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stored);
+    // The check sees the live reservation and can refuse.
+    let refused = store
+        .reserve(
+            &c,
+            reservation(&format!("{c}-d2"), now() + Duration::days(1)),
+            now(),
+            Box::new(|_, live| live.is_empty()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!refused);
+    let (owner, r) = store
+        .reservation(&d1)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("not stored"));
+    assert_eq!((owner, r.confirmed), (c.clone(), false));
+    assert!(store.update_reservation(&d1, true).await.unwrap_or(false));
+    assert_eq!(
+        store
+            .reservation(&d1)
+            .await
+            .ok()
+            .flatten()
+            .map(|(_, r)| r.confirmed),
+        Some(true)
+    );
+    // A refusal frees it; an unknown decision is not found.
+    assert!(store.update_reservation(&d1, false).await.unwrap_or(false));
+    assert!(store.reservation(&d1).await.ok().flatten().is_none());
+    assert!(!store
+        .update_reservation("no-such-decision", true)
+        .await
+        .unwrap_or(true));
+
+    // A reported send with the decision id replaces the reservation.
+    let d3 = format!("{c}-d3");
+    store
+        .reserve(
+            &c,
+            reservation(&d3, now() + Duration::days(1)),
+            now(),
+            Box::new(|_, _| true),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut sent = event_on(
+        &c,
+        "sent-d3",
+        "message_sent",
+        now() - Duration::minutes(1),
+        Some(Channel::Push),
+        Some("m-d3"),
+    );
+    sent.decision_id = Some(d3.clone());
+    store
+        .ingest(vec![sent])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rec = store
+        .customer(&c)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("missing"));
+    assert!(
+        rec.reservations.iter().all(|r| r.decision_id != d3),
+        "{:?}",
+        rec.reservations
+    );
+    assert_eq!(rec.profile.channels[Channel::Push.index()].sends_total, 1);
+
+    // Expired reservations stop holding room and are dropped by the next reservation.
+    let d4 = format!("{c}-d4");
+    store
+        .reserve(
+            &c,
+            reservation(&d4, now() - Duration::hours(1)),
+            now() - Duration::hours(2),
+            Box::new(|_, _| true),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = Arc::new(std::sync::Mutex::new(0usize));
+    let sink = Arc::clone(&seen);
+    store
+        .reserve(
+            &c,
+            reservation(&format!("{c}-d5"), now() + Duration::days(1)),
+            now(),
+            Box::new(move |_, live| {
+                if let Ok(mut n) = sink.lock() {
+                    *n = live.len();
+                }
+                true
+            }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        seen.lock().map(|n| *n).unwrap_or(9),
+        0,
+        "the expired one is not live"
+    );
+    assert!(store.reservation(&d4).await.ok().flatten().is_none());
+
+    // Erasure takes reservations along.
+    store
+        .delete_customer(&c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(store
+        .reservation(&format!("{c}-d5"))
+        .await
+        .ok()
+        .flatten()
+        .is_none());
+}
+
+pub async fn concurrent_reservations_cannot_share_the_last_place(store: Arc<dyn Store>) {
+    let c = unique("race");
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = Arc::clone(&store);
+            let c = c.clone();
+            tokio::spawn(async move {
+                s.reserve(
+                    &c,
+                    reservation(&format!("{c}-r{i}"), now() + Duration::days(1)),
+                    now(),
+                    Box::new(|_, live| live.is_empty()),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+        {
+            won += 1;
+        }
+    }
+    assert_eq!(
+        won, 1,
+        "exactly one of the concurrent reservations takes the last place"
+    );
 }

@@ -18,7 +18,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use crate::{
     customer_tz, CustomerExport, CustomerHistory, CustomerRecord, HistoryVisitor, IngestOutcome,
-    ProfileVisitor, Result, Store, StoreContext, StoreError,
+    ProfileVisitor, Reservation, ReserveCheck, Result, Store, StoreContext, StoreError,
 };
 
 /// (customer, event id) -> event as JSON. Also the idempotency record.
@@ -31,6 +31,10 @@ const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const MESSAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("messages");
 /// Customers recomputed per transaction by `rebuild_profiles`.
 const REBUILD_CHUNK: usize = 256;
+/// (customer, decision id) -> reservation (postcard).
+const RESERVATIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("reservations");
+/// decision id -> customer.
+const DECISIONS: TableDefinition<&str, &str> = TableDefinition::new("decisions");
 /// model name -> bytes.
 const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
 
@@ -68,6 +72,9 @@ impl EmbeddedStore {
             txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
             txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
             txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
+            txn.open_table(RESERVATIONS)
+                .map_err(StoreError::unavailable)?;
+            txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
             txn.open_table(MODELS).map_err(StoreError::unavailable)?;
         }
         txn.commit().map_err(StoreError::unavailable)?;
@@ -112,6 +119,28 @@ fn decode_message(bytes: &[u8]) -> Result<MessageState> {
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(v).map_err(StoreError::corrupt)
+}
+
+fn decode_reservation(bytes: &[u8]) -> Result<Reservation> {
+    postcard::from_bytes(bytes).map_err(StoreError::corrupt)
+}
+
+fn reservations_of<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
+    table: &T,
+    customer: &str,
+) -> Result<Vec<Reservation>> {
+    let mut out = Vec::new();
+    for entry in table
+        .range((customer, "")..)
+        .map_err(StoreError::unavailable)?
+    {
+        let (k, v) = entry.map_err(StoreError::unavailable)?;
+        if k.value().0 != customer {
+            break;
+        }
+        out.push(decode_reservation(v.value())?);
+    }
+    Ok(out)
 }
 
 fn decode_customer(bytes: &[u8]) -> Result<Customer> {
@@ -178,6 +207,9 @@ impl Inner {
             let mut messages = txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
             let mut profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
             let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
+            let mut reservations = txn
+                .open_table(RESERVATIONS)
+                .map_err(StoreError::unavailable)?;
             let mut touched: BTreeMap<String, (ProfileState, chrono_tz::Tz)> = BTreeMap::new();
             for event in &events {
                 let cid = event.customer_id.as_str();
@@ -225,6 +257,14 @@ impl Inner {
                 };
                 if let Some((profile, tz)) = touched.get_mut(cid) {
                     profile.observe(event, *tz, &cfg, attribution);
+                }
+                if let (kairos_core::EventType::MessageSent, Some(decision)) =
+                    (event.kind, &event.decision_id)
+                {
+                    // The send is now counted from the event: its reservation has done its job.
+                    reservations
+                        .remove((cid, decision.as_str()))
+                        .map_err(StoreError::unavailable)?;
                 }
                 outcome.accepted += 1;
             }
@@ -327,10 +367,16 @@ impl Inner {
         if attributes.is_none() && profile.is_none() {
             return Ok(None);
         }
+        let reservations = reservations_of(
+            &txn.open_table(RESERVATIONS)
+                .map_err(StoreError::unavailable)?,
+            id.as_str(),
+        )?;
         Ok(Some(CustomerRecord {
             customer_id: id.clone(),
             attributes,
             profile: profile.unwrap_or_default(),
+            reservations,
         }))
     }
 
@@ -350,6 +396,18 @@ impl Inner {
             for k in keys_of(&messages, cid)? {
                 messages
                     .remove((cid, k.as_str()))
+                    .map_err(StoreError::unavailable)?;
+            }
+            let mut reservations = txn
+                .open_table(RESERVATIONS)
+                .map_err(StoreError::unavailable)?;
+            let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
+            for k in keys_of(&reservations, cid)? {
+                reservations
+                    .remove((cid, k.as_str()))
+                    .map_err(StoreError::unavailable)?;
+                decisions
+                    .remove(k.as_str())
                     .map_err(StoreError::unavailable)?;
             }
             for table in [CUSTOMERS, PROFILES] {
@@ -389,7 +447,128 @@ impl Inner {
             profile: record.profile,
             events,
             messages,
+            reservations: record.reservations,
         }))
+    }
+
+    fn reserve(
+        &self,
+        id: &CustomerId,
+        r: Reservation,
+        now: DateTime<Utc>,
+        check: ReserveCheck,
+    ) -> Result<bool> {
+        let cid = id.as_str();
+        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+        let stored = {
+            let profile = match txn
+                .open_table(PROFILES)
+                .map_err(StoreError::unavailable)?
+                .get(cid)
+                .map_err(StoreError::unavailable)?
+            {
+                Some(v) => decode_profile(v.value())?,
+                None => ProfileState::default(),
+            };
+            let mut table = txn
+                .open_table(RESERVATIONS)
+                .map_err(StoreError::unavailable)?;
+            let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
+            let mut live = Vec::new();
+            for old in reservations_of(&table, cid)? {
+                if old.holds(now) {
+                    live.push(old);
+                } else {
+                    table
+                        .remove((cid, old.decision_id.as_str()))
+                        .map_err(StoreError::unavailable)?;
+                    decisions
+                        .remove(old.decision_id.as_str())
+                        .map_err(StoreError::unavailable)?;
+                }
+            }
+            if check(&profile, &live) {
+                table
+                    .insert((cid, r.decision_id.as_str()), encode(&r)?.as_slice())
+                    .map_err(StoreError::unavailable)?;
+                decisions
+                    .insert(r.decision_id.as_str(), cid)
+                    .map_err(StoreError::unavailable)?;
+                true
+            } else {
+                false
+            }
+        };
+        txn.commit().map_err(StoreError::unavailable)?;
+        Ok(stored)
+    }
+
+    fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>> {
+        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+        let decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
+        let Some(cid) = decisions
+            .get(decision_id)
+            .map_err(StoreError::unavailable)?
+            .map(|v| v.value().to_owned())
+        else {
+            return Ok(None);
+        };
+        let table = txn
+            .open_table(RESERVATIONS)
+            .map_err(StoreError::unavailable)?;
+        let r = table
+            .get((cid.as_str(), decision_id))
+            .map_err(StoreError::unavailable)?;
+        match r {
+            Some(v) => Ok(Some((
+                CustomerId::parse(cid).map_err(StoreError::corrupt)?,
+                decode_reservation(v.value())?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    fn update_reservation(&self, decision_id: &str, send: bool) -> Result<bool> {
+        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+        let found = {
+            let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
+            let mut table = txn
+                .open_table(RESERVATIONS)
+                .map_err(StoreError::unavailable)?;
+            let cid = decisions
+                .get(decision_id)
+                .map_err(StoreError::unavailable)?
+                .map(|v| v.value().to_owned());
+            let current = match &cid {
+                Some(c) => table
+                    .get((c.as_str(), decision_id))
+                    .map_err(StoreError::unavailable)?
+                    .map(|v| decode_reservation(v.value()))
+                    .transpose()?,
+                None => None,
+            };
+            match (cid, current) {
+                (Some(c), Some(mut r)) => {
+                    if send {
+                        r.confirmed = true;
+                        table
+                            .insert((c.as_str(), decision_id), encode(&r)?.as_slice())
+                            .map_err(StoreError::unavailable)?;
+                    } else {
+                        table
+                            .remove((c.as_str(), decision_id))
+                            .map_err(StoreError::unavailable)?;
+                        decisions
+                            .remove(decision_id)
+                            .map_err(StoreError::unavailable)?;
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        txn.commit().map_err(StoreError::unavailable)?;
+        Ok(found)
     }
 
     fn visit_histories(&self, mut visit: HistoryVisitor) -> Result<u64> {
@@ -524,6 +703,28 @@ impl Store for EmbeddedStore {
 
     async fn visit_histories(&self, visit: HistoryVisitor) -> Result<u64> {
         self.run(move |s| s.visit_histories(visit)).await
+    }
+
+    async fn reserve(
+        &self,
+        id: &CustomerId,
+        reservation: Reservation,
+        now: DateTime<Utc>,
+        check: ReserveCheck,
+    ) -> Result<bool> {
+        let id = id.clone();
+        self.run(move |s| s.reserve(&id, reservation, now, check))
+            .await
+    }
+
+    async fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>> {
+        let d = decision_id.to_owned();
+        self.run(move |s| s.reservation(&d)).await
+    }
+
+    async fn update_reservation(&self, decision_id: &str, send: bool) -> Result<bool> {
+        let d = decision_id.to_owned();
+        self.run(move |s| s.update_reservation(&d, send)).await
     }
 
     fn profile_config(&self) -> ProfileConfig {

@@ -42,13 +42,43 @@ pub struct IngestOutcome {
     pub duplicates: u64,
 }
 
-/// A customer as stored: attributes if the client set any, and the profile
-/// if any event arrived.
+/// A planned send: a `send` decision holds room under the frequency caps
+/// until it is confirmed and reported, refused, or its deadline passes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reservation {
+    pub decision_id: String,
+    pub channel: kairos_core::Channel,
+    pub send_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub confirmed: bool,
+    pub cancel_if_active_after: Option<DateTime<Utc>>,
+}
+
+impl Reservation {
+    /// Whether it still holds room at `now`: confirmed ones until a week after
+    /// their send (by then no cap can count them), others until the deadline.
+    pub fn holds(&self, now: DateTime<Utc>) -> bool {
+        if self.confirmed {
+            now <= self.send_at + chrono::Duration::days(8)
+        } else {
+            now <= self.deadline
+        }
+    }
+}
+
+/// Checks, inside the write transaction, whether a reservation still fits the
+/// customer's current profile and live reservations.
+pub type ReserveCheck = Box<dyn FnOnce(&ProfileState, &[Reservation]) -> bool + Send>;
+
+/// A customer as stored: attributes if the client set any, the profile if
+/// any event arrived, and the reservations that still hold room.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerRecord {
     pub customer_id: CustomerId,
     pub attributes: Option<Customer>,
     pub profile: ProfileState,
+    pub reservations: Vec<Reservation>,
 }
 
 /// Everything stored about one customer.
@@ -61,6 +91,7 @@ pub struct CustomerExport {
     pub events: Vec<Event>,
     /// Attribution state of the customer's messages, by "channel:message_id".
     pub messages: std::collections::BTreeMap<String, kairos_learn::MessageState>,
+    pub reservations: Vec<Reservation>,
 }
 
 /// One customer's whole history, for training.
@@ -92,8 +123,28 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<Customer>;
 
-    /// The customer, or `None` if nothing at all is stored for them.
+    /// The customer, or `None` if nothing at all is stored for them (with
+    /// every stored reservation: see [`Reservation::holds`]).
     async fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>>;
+
+    /// Stores `reservation` if `check` (run inside the write transaction on
+    /// the customer's current profile and live reservations) accepts it, so
+    /// two concurrent decisions cannot both take the last place under a cap.
+    /// Reservations that no longer hold room are dropped. True if stored.
+    async fn reserve(
+        &self,
+        id: &CustomerId,
+        reservation: Reservation,
+        now: DateTime<Utc>,
+        check: ReserveCheck,
+    ) -> Result<bool>;
+
+    /// The customer and reservation of a decision, if it is still held.
+    async fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>>;
+
+    /// Marks a decision's reservation confirmed (`send`) or frees it. False if
+    /// there is no such reservation.
+    async fn update_reservation(&self, decision_id: &str, send: bool) -> Result<bool>;
 
     /// Erases every trace of the customer. True if anything was stored.
     async fn delete_customer(&self, id: &CustomerId) -> Result<bool>;

@@ -1,9 +1,10 @@
 use chrono::{Datelike, Timelike};
-use kairos_core::{HourOfWeek, LocalTimeOfDay};
+use kairos_core::LocalTimeOfDay;
 use kairos_learn::{ActivityModel, ActivityParams, BetaPrior};
 use proptest::prelude::*;
 
 use super::*;
+use crate::caps::CapState;
 use crate::DecideParams;
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -90,6 +91,8 @@ fn run(case: &Case) -> Decision {
         response: None,
         days_since_active: 1.0,
         sends_7d: 0.0,
+        cap_state: &CapState::default(),
+        active_now: false,
         quiet_hours: case.quiet,
     };
     decide(&input, &p)
@@ -287,6 +290,58 @@ fn engine_table() {
 }
 
 #[test]
+fn a_cap_hit_mid_window_moves_the_send_or_suppresses() {
+    let tz: Tz = "Asia/Kuala_Lumpur".parse().unwrap_or(Tz::UTC);
+    let mut params = DecideParams::default();
+    params.caps.push = crate::caps::CapLimits { day: 1, week: 0 };
+    let p = params.check().unwrap_or_else(|e| panic!("{e}"));
+    // Evenings on Monday and Tuesday.
+    let (post, _) = activity(&[19, 20, 24 + 19, 24 + 20], 12.0, true);
+    let mut caps_state = CapState::default();
+    caps_state.add(Channel::Push, utc("2026-11-23T02:00:00Z")); // Monday 10:00 local, already sent
+    let now = utc("2026-11-22T00:00:00Z");
+    let ask = |not_before: &str, deadline: &str| {
+        let input = DecisionInput {
+            now,
+            tz,
+            tz_assumed: false,
+            window: Window::new(Some(utc(not_before)), Some(utc(deadline)), now, &p)
+                .unwrap_or_else(|e| panic!("{e}")),
+            candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
+            activity: &post,
+            prior_untrained: false,
+            segment_label: None,
+            response: None,
+            days_since_active: 1.0,
+            sends_7d: 1.0,
+            cap_state: &caps_state,
+            active_now: false,
+            quiet_hours: None,
+        };
+        decide(&input, &p)
+    };
+    let d = ask("2026-11-22T00:00:00Z", "2026-11-29T00:00:00Z");
+    let local = d.send_at_local.unwrap_or_else(|| panic!("{d:?}"));
+    assert_eq!(
+        local.weekday(),
+        chrono::Weekday::Tue,
+        "Monday is capped: {local}"
+    );
+    assert!((18..21).contains(&local.hour()), "{local}");
+    let text = d.reasons.join(" ");
+    assert!(
+        text.contains("Moved from Monday 19:00") && text.contains("1 of 1 allowed pushes"),
+        "{text}"
+    );
+    // Only Monday left in the window: suppressed, never over the cap.
+    let d = ask("2026-11-22T16:00:00Z", "2026-11-23T15:00:00Z");
+    assert_eq!(
+        d.suppression.map(|s| s.reason),
+        Some(SuppressionReason::FrequencyCap)
+    );
+}
+
+#[test]
 fn window_rules() {
     let p = params();
     let now = utc("2026-11-22T12:00:00Z");
@@ -390,21 +445,29 @@ const ZONES: [&str; 6] = [
 ];
 
 proptest! {
-    /// Whatever the zone, DST, window and habits: a send lies in the window
-    /// and outside quiet hours; otherwise the answer is a suppression.
+    /// Whatever the zone, DST, window, habits, caps and history: a send lies
+    /// in the window, outside quiet hours and within every cap, also when
+    /// several decisions for one customer each reserve their slot in turn;
+    /// otherwise the answer is a suppression.
     #[test]
-    fn send_at_respects_window_and_quiet_hours(
+    fn send_at_respects_window_quiet_hours_and_caps(
         zone in 0usize..ZONES.len(),
         now_secs in 1_767_225_600i64..1_798_761_600i64, // 2026
         start_offset_min in 0i64..3000,
-        len_min in 0i64..5000,
+        len_min in 0i64..8000,
         hours in proptest::collection::vec(0usize..168, 0..6),
         q_start in 0u32..96,
         q_len in 1u32..95,
         has_quiet in any::<bool>(),
+        day_cap in 0u32..3,
+        week_cap in 0u32..5,
+        history in proptest::collection::vec(-14_000i64..14_000, 0..6),
     ) {
         let tz: Tz = ZONES[zone].parse().unwrap_or(Tz::UTC);
-        let p = params();
+        let mut params = DecideParams::default();
+        params.caps.push = crate::caps::CapLimits { day: day_cap, week: 0 };
+        params.caps.all = crate::caps::CapLimits { day: 0, week: week_cap };
+        let p = params.check().unwrap_or_else(|e| panic!("{e}"));
         let now = DateTime::from_timestamp(now_secs, 0).unwrap_or_default();
         let not_before = now + Duration::minutes(start_offset_min) - Duration::minutes(600);
         let deadline = not_before + Duration::minutes(len_min);
@@ -414,30 +477,46 @@ proptest! {
             end: LocalTimeOfDay::from_minutes(((q_start + q_len) % 96) * 15).unwrap_or_else(|| unreachable!()),
         });
         let (post, untrained) = activity(&hours, 10.0, true);
-        let input = DecisionInput {
-            now, tz, tz_assumed: false, window,
-            candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
-            activity: &post, prior_untrained: untrained,
-        segment_label: None,
-        response: None,
-        days_since_active: 1.0,
-        sends_7d: 0.0, quiet_hours: quiet,
-        };
-        let d = decide(&input, &p);
-        match d.action {
-            Action::Send => {
-                let at = d.send_at.unwrap_or_else(|| panic!("send without send_at"));
-                prop_assert!(at >= not_before.max(now) && at <= deadline, "{} not in [{}, {}]", at, not_before, deadline);
-                if let Some(q) = quiet {
-                    let local = at.with_timezone(&tz);
-                    prop_assert!(!q.contains(local.hour() * 60 + local.minute()), "{} in quiet hours", local);
+        let mut caps_state = CapState::default();
+        for m in &history {
+            caps_state.add(Channel::Email, now + Duration::minutes(*m));
+        }
+        let mut planned = Vec::new();
+        for _ in 0..4 {
+            let input = DecisionInput {
+                now, tz, tz_assumed: false, window,
+                candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
+                activity: &post, prior_untrained: untrained, segment_label: None,
+                response: None, days_since_active: 1.0, sends_7d: 0.0,
+                cap_state: &caps_state, active_now: false, quiet_hours: quiet,
+            };
+            let d = decide(&input, &p);
+            match d.action {
+                Action::Send => {
+                    let at = d.send_at.unwrap_or_else(|| panic!("send without send_at"));
+                    prop_assert!(at >= not_before.max(now) && at <= deadline, "{} not in [{}, {}]", at, not_before, deadline);
+                    if let Some(q) = quiet {
+                        let local = at.with_timezone(&tz);
+                        prop_assert!(!q.contains(local.hour() * 60 + local.minute()), "{} in quiet hours", local);
+                    }
+                    prop_assert!(caps_state.check(&p.caps, Channel::Push, at, tz).is_ok(), "over a cap at {}", at);
+                    prop_assert!(d.score > 0.0 && d.score < 1.0);
+                    caps_state.add(Channel::Push, at);
+                    planned.push(at);
                 }
-                prop_assert!(d.score > 0.0 && d.score < 1.0);
-                let _ = HourOfWeek::of(at, tz);
+                Action::Suppress => {
+                    prop_assert!(d.suppression.is_some());
+                    prop_assert!(d.send_at.is_none());
+                    break;
+                }
             }
-            Action::Suppress => {
-                prop_assert!(d.suppression.is_some());
-                prop_assert!(d.send_at.is_none());
+        }
+        // Directly: no local day holds more planned pushes than the day cap.
+        if day_cap > 0 {
+            for at in &planned {
+                let day = at.with_timezone(&tz).date_naive();
+                let same = planned.iter().filter(|t| t.with_timezone(&tz).date_naive() == day).count();
+                prop_assert!(same as u32 <= day_cap, "{} pushes on {}", same, day);
             }
         }
     }

@@ -4,11 +4,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, FixedOffset, Utc};
 use kairos_core::time::parse_instant;
 use kairos_core::Channel;
+use kairos_core::CustomerId;
+use kairos_decide::caps::CapState;
 use kairos_decide::{
     channel_status, decide, Action, Alternative, Candidate, DecisionBasis, DecisionInput,
     QuietHours, Suppression, Window,
 };
 use kairos_learn::{ChannelEstimate, ProfileState};
+use kairos_store::{Reservation, ReserveCheck};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::body::json_body;
@@ -63,141 +66,243 @@ pub struct DecisionResponse {
     pub timezone: String,
 }
 
-/// Decides for one request against the current state.
-pub async fn decide_one(
-    state: &AppState,
-    req: DecisionRequest,
-) -> Result<DecisionResponse, ApiError> {
-    let now = state.now();
-    let id = customer_id(req.customer_id)?;
-    let params = &state.config.decide;
-    let parse = |field, v: Option<String>| v.map(|s| parse_instant(field, &s)).transpose();
-    let window = Window::new(
-        parse("not_before", req.not_before)?,
-        parse("deadline", req.deadline)?,
-        now,
-        params,
-    )?;
-    let quiet_hours = match req.quiet_hours {
-        None => params.quiet_hours,
-        Some(q) => q.map(QuietHours::check).transpose()?,
-    };
-    if let Some(ch) = &req.channels {
-        if ch.is_empty() {
+/// What every decision of a request shares, checked once.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub channels: Option<Vec<Channel>>,
+    pub window: Window,
+    pub quiet_hours: Option<QuietHours>,
+    pub campaign: Option<String>,
+    pub message_id: Option<String>,
+    pub experiment: Option<String>,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        state: &AppState,
+        now: chrono::DateTime<Utc>,
+        channels: Option<Vec<Channel>>,
+        not_before: Option<String>,
+        deadline: Option<String>,
+        quiet_hours: Option<Option<QuietHours>>,
+        campaign: Option<String>,
+        message_id: Option<String>,
+        experiment: Option<String>,
+    ) -> Result<Self, ApiError> {
+        let params = &state.config.decide;
+        let parse = |field, v: Option<String>| v.map(|s| parse_instant(field, &s)).transpose();
+        let window = Window::new(
+            parse("not_before", not_before)?,
+            parse("deadline", deadline)?,
+            now,
+            params,
+        )?;
+        let quiet_hours = match quiet_hours {
+            None => params.quiet_hours,
+            Some(q) => q.map(QuietHours::check).transpose()?,
+        };
+        if channels.as_ref().is_some_and(Vec::is_empty) {
             return Err(ApiError::bad_request(
                 "invalid_field",
                 "channels: must name at least one channel, or be left out for every reachable one",
             ));
         }
+        Ok(Self {
+            channels,
+            window,
+            quiet_hours,
+            campaign,
+            message_id,
+            experiment,
+        })
     }
+}
 
-    let record = state.store.customer(&id).await?;
-    let (attributes, profile) = match record {
-        Some(r) => (r.attributes, r.profile),
-        None => (None, ProfileState::default()),
-    };
-    let zone_name = attributes.as_ref().and_then(|a| a.timezone.clone());
-    let (tz, tz_assumed) = match zone_name.as_deref().map(str::parse::<chrono_tz::Tz>) {
-        Some(Ok(tz)) => (tz, false),
-        _ => (params.default_tz, true),
-    };
-    let models = state.models();
-    let pairs = attributes
-        .as_ref()
-        .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
-        .unwrap_or_default();
-    let activity = models.activity.posterior_traits(&profile.activity, &pairs);
-    let segment_label = activity
-        .segment
-        .as_ref()
-        .and_then(|m| models.activity.segments.get(m.index))
-        .map(|s| s.label.clone());
-
-    let mut requested: Vec<Channel> = Vec::new();
-    for c in req
-        .channels
-        .clone()
-        .unwrap_or_else(|| Channel::ALL.to_vec())
-    {
-        if !requested.contains(&c) {
-            requested.push(c);
+/// Sends and live reservations of a customer, for the caps.
+fn cap_state(
+    profile: &ProfileState,
+    reservations: &[Reservation],
+    now: chrono::DateTime<Utc>,
+) -> CapState {
+    let mut caps = CapState::default();
+    for (c, stats) in Channel::ALL.iter().zip(&profile.channels) {
+        for t in &stats.recent_sends {
+            caps.add(*c, *t);
         }
     }
-    let candidates = requested
-        .into_iter()
-        .map(|c| {
-            let stats = &profile.channels[c.index()];
-            Candidate {
-                channel: c,
-                status: channel_status(
-                    attributes.as_ref().and_then(|a| a.channels.get(&c)),
-                    stats,
-                    req.channels.is_some(),
-                ),
-                estimate: ChannelEstimate::new(stats, models.channels.get(c)),
-            }
-        })
-        .collect();
-    let input = DecisionInput {
-        now,
-        tz,
-        tz_assumed,
-        window,
-        candidates,
-        activity: &activity,
-        prior_untrained: !models.activity.is_trained(),
-        segment_label,
-        response: models.response.as_ref(),
-        days_since_active: profile
-            .last_active_at
-            .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
-        sends_7d: {
-            let week_ago = now - chrono::Duration::days(7);
-            profile
-                .channels
-                .iter()
-                .map(|c| {
-                    c.recent_sends
-                        .iter()
-                        .filter(|t| **t > week_ago && **t <= now)
-                        .count()
-                })
-                .sum::<usize>() as f64
-        },
-        quiet_hours,
-    };
-    let mut d = decide(&input, params);
-    if let Some(exp) = &req.experiment {
-        d.reasons.push(format!(
-            "Experiment {exp:?} is not defined: no content variant was chosen."
-        ));
+    for r in reservations.iter().filter(|r| r.holds(now)) {
+        caps.add(r.channel, r.send_at);
     }
-    let decision_id = uuid::Uuid::now_v7().to_string();
-    tracing::info!(
-        customer_id = %id,
-        decision_id = %decision_id,
-        action = ?d.action,
-        channel = ?d.channel,
-        basis = ?d.basis,
-        "decision"
-    );
-    Ok(DecisionResponse {
-        decision_id,
-        customer_id: id.to_string(),
-        action: d.action,
-        channel: d.channel,
-        send_at: d.send_at,
-        send_at_local: d.send_at_local,
-        score: d.score,
-        basis: d.basis,
-        alternatives: d.alternatives,
-        cancel_if_active_after: d.cancel_if_active_after,
-        reasons: d.reasons,
-        suppression: d.suppression,
-        campaign: req.campaign,
-        message_id: req.message_id,
-        timezone: tz.name().to_string(),
-    })
+    caps
+}
+
+/// Recently active enough to be in a session now.
+const IN_SESSION: chrono::Duration = chrono::Duration::minutes(30);
+/// Attempts when concurrent decisions for one customer race for cap room.
+const ATTEMPTS: usize = 3;
+
+/// Decides for one customer and reserves cap room for a send.
+pub async fn decide_for(
+    state: &AppState,
+    id: CustomerId,
+    shared: &Shared,
+) -> Result<DecisionResponse, ApiError> {
+    let now = state.now();
+    let params = &state.config.decide;
+    for _attempt in 0..ATTEMPTS {
+        let record = state.store.customer(&id).await?;
+        let (attributes, profile, reservations) = match record {
+            Some(r) => (r.attributes, r.profile, r.reservations),
+            None => (None, ProfileState::default(), Vec::new()),
+        };
+        let zone_name = attributes.as_ref().and_then(|a| a.timezone.clone());
+        let (tz, tz_assumed) = match zone_name.as_deref().map(str::parse::<chrono_tz::Tz>) {
+            Some(Ok(tz)) => (tz, false),
+            _ => (params.default_tz, true),
+        };
+        let models = state.models();
+        let pairs = attributes
+            .as_ref()
+            .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
+            .unwrap_or_default();
+        let activity = models.activity.posterior_traits(&profile.activity, &pairs);
+        let segment_label = activity
+            .segment
+            .as_ref()
+            .and_then(|m| models.activity.segments.get(m.index))
+            .map(|s| s.label.clone());
+        let mut requested: Vec<Channel> = Vec::new();
+        for c in shared
+            .channels
+            .clone()
+            .unwrap_or_else(|| Channel::ALL.to_vec())
+        {
+            if !requested.contains(&c) {
+                requested.push(c);
+            }
+        }
+        let candidates = requested
+            .into_iter()
+            .map(|c| {
+                let stats = &profile.channels[c.index()];
+                Candidate {
+                    channel: c,
+                    status: channel_status(
+                        attributes.as_ref().and_then(|a| a.channels.get(&c)),
+                        stats,
+                        shared.channels.is_some(),
+                    ),
+                    estimate: ChannelEstimate::new(stats, models.channels.get(c)),
+                }
+            })
+            .collect();
+        let caps = cap_state(&profile, &reservations, now);
+        let week_ago = now - chrono::Duration::days(7);
+        let input = DecisionInput {
+            now,
+            tz,
+            tz_assumed,
+            window: shared.window,
+            candidates,
+            activity: &activity,
+            prior_untrained: !models.activity.is_trained(),
+            segment_label,
+            response: models.response.as_ref(),
+            days_since_active: profile
+                .last_active_at
+                .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
+            sends_7d: caps
+                .sends
+                .iter()
+                .flatten()
+                .filter(|t| **t > week_ago && **t <= now)
+                .count() as f64,
+            cap_state: &caps,
+            active_now: profile
+                .last_active_at
+                .is_some_and(|l| l <= now && now - l <= IN_SESSION),
+            quiet_hours: shared.quiet_hours,
+        };
+        let mut d = decide(&input, params);
+        if let Some(exp) = &shared.experiment {
+            d.reasons.push(format!(
+                "Experiment {exp:?} is not defined: no content variant was chosen."
+            ));
+        }
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        if let (Action::Send, Some(channel), Some(send_at)) = (d.action, d.channel, d.send_at) {
+            let reservation = Reservation {
+                decision_id: decision_id.clone(),
+                channel,
+                send_at,
+                deadline: shared.window.deadline,
+                created_at: now,
+                confirmed: false,
+                cancel_if_active_after: d.cancel_if_active_after,
+            };
+            let limits = params.caps.clone();
+            let check: ReserveCheck = Box::new(move |profile, live| {
+                cap_state(profile, live, now)
+                    .check(&limits, channel, send_at, tz)
+                    .is_ok()
+            });
+            if !state.store.reserve(&id, reservation, now, check).await? {
+                // A concurrent decision took the room: decide again on the new state.
+                continue;
+            }
+        }
+        tracing::info!(
+            customer_id = %id,
+            decision_id = %decision_id,
+            action = ?d.action,
+            channel = ?d.channel,
+            basis = ?d.basis,
+            "decision"
+        );
+        return Ok(DecisionResponse {
+            decision_id,
+            customer_id: id.to_string(),
+            action: d.action,
+            channel: d.channel,
+            send_at: d.send_at,
+            send_at_local: d.send_at_local,
+            score: d.score,
+            basis: d.basis,
+            alternatives: d.alternatives,
+            cancel_if_active_after: d.cancel_if_active_after,
+            reasons: d.reasons,
+            suppression: d.suppression,
+            campaign: shared.campaign.clone(),
+            message_id: shared.message_id.clone(),
+            timezone: tz.name().to_string(),
+        });
+    }
+    Err(ApiError::new(
+        actix_web::http::StatusCode::CONFLICT,
+        "concurrent_decisions",
+        "concurrent decisions for this customer kept taking the remaining room; retry",
+    ))
+}
+
+/// Decides for one request against the current state.
+pub async fn decide_one(
+    state: &AppState,
+    req: DecisionRequest,
+) -> Result<DecisionResponse, ApiError> {
+    let id = customer_id(req.customer_id)?;
+    let shared = Shared::check(
+        state,
+        state.now(),
+        req.channels,
+        req.not_before,
+        req.deadline,
+        req.quiet_hours,
+        req.campaign,
+        req.message_id,
+        req.experiment,
+    )?;
+    decide_for(state, id, &shared).await
 }
 
 pub async fn post_decision(
@@ -209,4 +314,186 @@ pub async fn post_decision(
     let body: DecisionRequest =
         json_body(&req, payload, state.config.server().max_body_bytes).await?;
     Ok(HttpResponse::Ok().json(decide_one(&state, body).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub send: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfirmResponse {
+    pub decision_id: String,
+    pub customer_id: String,
+    pub channel: Channel,
+    pub send: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A channel that reaches the customer now instead, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggested_channel: Option<Channel>,
+}
+
+/// `POST /v1/decisions/{decision_id}/confirm`: at send time, turn the
+/// reservation into a send, or free it. A push or in-app send is called off
+/// (`customer_active`) when the customer became active after the decision.
+pub async fn confirm(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Decide)?;
+    let decision_id = path.into_inner();
+    let body: ConfirmRequest =
+        json_body(&req, payload, state.config.server().max_body_bytes).await?;
+    let now = state.now();
+    let not_found = || {
+        ApiError::not_found(
+            "decision_not_found",
+            format!(
+                "no planned send {decision_id:?}: unknown, already refused, or reported as sent"
+            ),
+        )
+    };
+    let (customer, reservation) = state
+        .store
+        .reservation(&decision_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !reservation.holds(now) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "decision_expired",
+            format!(
+                "the decision's deadline {} has passed",
+                reservation.deadline.to_rfc3339()
+            ),
+        ));
+    }
+    let mut answer = ConfirmResponse {
+        decision_id: decision_id.clone(),
+        customer_id: customer.to_string(),
+        channel: reservation.channel,
+        send: body.send,
+        reason: body.reason.clone(),
+        suggested_channel: None,
+    };
+    if body.send {
+        let record = state.store.customer(&customer).await?;
+        let last_active = record.as_ref().and_then(|r| r.profile.last_active_at);
+        let came_back = match (reservation.cancel_if_active_after, last_active) {
+            (Some(after), Some(active)) => active > after,
+            _ => false,
+        };
+        if came_back {
+            answer.send = false;
+            answer.reason = Some("customer_active".into());
+            let in_session = last_active.is_some_and(|l| now - l <= IN_SESSION);
+            let in_app_ok = record.as_ref().is_some_and(|r| {
+                let prefs = r
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.channels.get(&Channel::InApp));
+                channel_status(prefs, &r.profile.channels[Channel::InApp.index()], true)
+                    == kairos_decide::ChannelStatus::Allowed
+            });
+            if in_session && in_app_ok && reservation.channel != Channel::InApp {
+                answer.suggested_channel = Some(Channel::InApp);
+            }
+        }
+    }
+    if !state
+        .store
+        .update_reservation(&decision_id, answer.send)
+        .await?
+    {
+        return Err(not_found());
+    }
+    tracing::info!(decision_id = %decision_id, send = answer.send, reason = ?answer.reason, "decision confirmed");
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// Largest number of customers in one batch request.
+pub const MAX_BATCH: usize = 100_000;
+/// Decisions computed at once while streaming a batch.
+const BATCH_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub customers: Vec<String>,
+    pub channels: Option<Vec<Channel>>,
+    pub not_before: Option<String>,
+    pub deadline: Option<String>,
+    pub campaign: Option<String>,
+    pub message_id: Option<String>,
+    pub experiment: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub quiet_hours: Option<Option<QuietHours>>,
+    #[allow(dead_code)]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `POST /v1/decisions/batch`: one decision per customer, NDJSON, streamed in
+/// input order with a bounded number in flight. A customer whose decision
+/// fails gets a line `{"customer_id", "error": {...}}`; the rest go on.
+pub async fn batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use futures_util::StreamExt;
+    crate::auth::authorize(&req, &state, Scope::Decide)?;
+    let body: BatchRequest = json_body(&req, payload, state.config.server().max_body_bytes).await?;
+    if body.customers.is_empty() || body.customers.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "customers: give 1 to {MAX_BATCH} customer ids, got {}",
+                body.customers.len()
+            ),
+        ));
+    }
+    let shared = Shared::check(
+        &state,
+        state.now(),
+        body.channels,
+        body.not_before,
+        body.deadline,
+        body.quiet_hours,
+        body.campaign,
+        body.message_id,
+        body.experiment,
+    )?;
+    let shared = std::sync::Arc::new(shared);
+    let n = body.customers.len();
+    let stream = futures_util::stream::iter(body.customers)
+        .map(move |raw| {
+            let state = state.clone();
+            let shared = std::sync::Arc::clone(&shared);
+            async move {
+                let result = match customer_id(raw.clone()) {
+                    Ok(id) => decide_for(&state, id, &shared).await.map_err(|e| (raw, e)),
+                    Err(e) => Err((raw, e)),
+                };
+                let mut line = match result {
+                    Ok(d) => serde_json::to_vec(&d),
+                    Err((raw, e)) => serde_json::to_vec(&serde_json::json!({
+                        "customer_id": raw,
+                        "error": {"code": e.code, "message": e.message, "details": e.details},
+                    })),
+                }
+                .unwrap_or_default();
+                line.push(b'\n');
+                Ok::<_, actix_web::Error>(web::Bytes::from(line))
+            }
+        })
+        .buffered(BATCH_CONCURRENCY);
+    tracing::info!(customers = n, "batch decisions");
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(stream))
 }

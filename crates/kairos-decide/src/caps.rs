@@ -1,0 +1,253 @@
+//! Frequency caps: per channel and over all channels, per local calendar day
+//! and per rolling 7 days.
+//!
+//! What counts: messages sent (from `message_sent` events) and planned sends
+//! (reservations of `send` decisions until they are confirmed and reported,
+//! refused, or their deadline passes). A send at `t` is allowed when, with it,
+//! no local day and no 7-day window containing `t` goes over its limit, so a
+//! planned send later in the week is protected as well as the past.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use kairos_core::Channel;
+use serde::{Deserialize, Serialize};
+
+/// At most `day` sends per local day and `week` per rolling 7 days (0: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapLimits {
+    #[serde(default)]
+    pub day: u32,
+    #[serde(default)]
+    pub week: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Caps {
+    #[serde(default)]
+    pub email: CapLimits,
+    #[serde(default)]
+    pub push: CapLimits,
+    #[serde(default)]
+    pub sms: CapLimits,
+    #[serde(default)]
+    pub in_app: CapLimits,
+    #[serde(default)]
+    pub web: CapLimits,
+    /// Every channel together.
+    #[serde(default)]
+    pub all: CapLimits,
+}
+
+impl Caps {
+    pub fn channel(&self, c: Channel) -> CapLimits {
+        match c {
+            Channel::Email => self.email,
+            Channel::Push => self.push,
+            Channel::Sms => self.sms,
+            Channel::InApp => self.in_app,
+            Channel::Web => self.web,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPeriod {
+    Day,
+    Week,
+}
+
+/// Which limit a send would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CapHit {
+    /// `None`: the limit over all channels.
+    pub channel: Option<Channel>,
+    pub period: CapPeriod,
+    pub used: u32,
+    pub limit: u32,
+}
+
+impl CapHit {
+    pub fn describe(&self) -> String {
+        let what = match self.channel {
+            Some(Channel::Email) => "emails",
+            Some(Channel::Push) => "pushes",
+            Some(Channel::Sms) => "SMS",
+            Some(Channel::InApp) => "in-app messages",
+            Some(Channel::Web) => "web messages",
+            None => "messages",
+        };
+        let when = match self.period {
+            CapPeriod::Day => "that day",
+            CapPeriod::Week => "within 7 days",
+        };
+        format!(
+            "{} of {} allowed {what} already sent or planned {when}",
+            self.used, self.limit
+        )
+    }
+}
+
+/// A customer's sends and planned sends, per channel, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapState {
+    pub sends: [Vec<DateTime<Utc>>; 5],
+}
+
+impl CapState {
+    pub fn add(&mut self, channel: Channel, at: DateTime<Utc>) {
+        let v = &mut self.sends[channel.index()];
+        let pos = v.partition_point(|t| *t <= at);
+        v.insert(pos, at);
+    }
+
+    fn count_day(
+        times: &mut dyn Iterator<Item = DateTime<Utc>>,
+        day: chrono::NaiveDate,
+        tz: Tz,
+    ) -> u32 {
+        times
+            .filter(|t| t.with_timezone(&tz).date_naive() == day)
+            .count() as u32
+    }
+
+    /// The most sends in any 7-day window containing `t`, counting `t`.
+    fn max_week(times: &[DateTime<Utc>], t: DateTime<Utc>) -> u32 {
+        let week = Duration::days(7);
+        let mut all: Vec<DateTime<Utc>> = times
+            .iter()
+            .copied()
+            .filter(|x| (*x - t).abs() < week)
+            .collect();
+        all.push(t);
+        all.sort();
+        // Windows (s, s + 7d] containing t: the count only changes at sends, so
+        // try the windows that start just before each send no later than t.
+        all.iter()
+            .filter(|s| **s <= t)
+            .map(|s| {
+                let start = *s - Duration::milliseconds(1);
+                all.iter()
+                    .filter(|x| **x > start && **x <= start + week)
+                    .count() as u32
+            })
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Whether one more send on `channel` at `t` keeps every limit; the first limit broken otherwise.
+    pub fn check(
+        &self,
+        caps: &Caps,
+        channel: Channel,
+        t: DateTime<Utc>,
+        tz: Tz,
+    ) -> Result<(), CapHit> {
+        let day = t.with_timezone(&tz).date_naive();
+        let one = &self.sends[channel.index()];
+        let every: Vec<DateTime<Utc>> = {
+            let mut v: Vec<DateTime<Utc>> = self.sends.iter().flatten().copied().collect();
+            v.sort();
+            v
+        };
+        for (scope, times, limits) in [
+            (Some(channel), one.as_slice(), caps.channel(channel)),
+            (None, every.as_slice(), caps.all),
+        ] {
+            if limits.day > 0 {
+                let used = Self::count_day(&mut times.iter().copied(), day, tz);
+                if used + 1 > limits.day {
+                    return Err(CapHit {
+                        channel: scope,
+                        period: CapPeriod::Day,
+                        used,
+                        limit: limits.day,
+                    });
+                }
+            }
+            if limits.week > 0 {
+                let with = Self::max_week(times, t);
+                if with > limits.week {
+                    return Err(CapHit {
+                        channel: scope,
+                        period: CapPeriod::Week,
+                        used: with - 1,
+                        limit: limits.week,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn caps() -> Caps {
+        Caps {
+            push: CapLimits { day: 1, week: 0 },
+            all: CapLimits { day: 0, week: 3 },
+            ..Caps::default()
+        }
+    }
+
+    #[test]
+    fn a_push_a_day_in_local_days() {
+        let tz: Tz = "Asia/Kuala_Lumpur".parse().unwrap_or(Tz::UTC);
+        let mut s = CapState::default();
+        s.add(Channel::Push, utc("2026-11-23T02:00:00Z")); // Monday 10:00 local
+        let hit = s
+            .check(&caps(), Channel::Push, utc("2026-11-23T11:00:00Z"), tz)
+            .err();
+        assert_eq!(
+            hit.map(|h| (h.channel, h.period, h.used, h.limit)),
+            Some((Some(Channel::Push), CapPeriod::Day, 1, 1))
+        );
+        assert!(hit.is_some_and(
+            |h| h.describe() == "1 of 1 allowed pushes already sent or planned that day"
+        ));
+        // 16:30 UTC is 00:30 Tuesday in Kuala Lumpur: another local day.
+        assert!(s
+            .check(&caps(), Channel::Push, utc("2026-11-23T16:30:00Z"), tz)
+            .is_ok());
+        // Email is not capped per day.
+        assert!(s
+            .check(&caps(), Channel::Email, utc("2026-11-23T11:00:00Z"), tz)
+            .is_ok());
+    }
+
+    #[test]
+    fn rolling_week_protects_later_planned_sends_too() {
+        let tz = Tz::UTC;
+        let mut s = CapState::default();
+        s.add(Channel::Email, utc("2026-11-16T10:00:00Z"));
+        s.add(Channel::Sms, utc("2026-11-18T10:00:00Z"));
+        // Two sends in the past 7 days: a third fits.
+        assert!(s
+            .check(&caps(), Channel::Email, utc("2026-11-20T10:00:00Z"), tz)
+            .is_ok());
+        s.add(Channel::Email, utc("2026-11-22T10:00:00Z")); // planned
+                                                            // Now 11-20 would put four sends in (11-16, 11-23]: over 3.
+        let hit = s
+            .check(&caps(), Channel::Email, utc("2026-11-20T10:00:00Z"), tz)
+            .err();
+        assert_eq!(
+            hit.map(|h| (h.channel, h.period)),
+            Some((None, CapPeriod::Week))
+        );
+        // After the first send leaves the window, room again.
+        assert!(s
+            .check(&caps(), Channel::Email, utc("2026-12-03T10:00:00Z"), tz)
+            .is_ok());
+    }
+}
