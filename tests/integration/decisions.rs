@@ -179,3 +179,243 @@ async fn default_quiet_hours_apply_unless_the_request_says_otherwise() {
     }))).await;
     assert_eq!(d["suppression"]["reason"], "quiet_hours", "{d}");
 }
+
+#[actix_web::test]
+async fn concurrent_decisions_cannot_both_take_the_last_place() {
+    let t = app_with(&[("KAIROS__DECIDE__CAPS", "{ push = { day = 1 } }")]).await;
+    call(
+        &t.app,
+        put("/v1/customers/racer", &json!({"timezone": "UTC"})),
+    )
+    .await;
+    // Four decisions at once for one customer, all within one local day.
+    let ask = json!({
+        "customer_id": "racer", "channels": ["push"], "quiet_hours": null,
+        "not_before": "2026-11-22T12:00:00Z", "deadline": "2026-11-22T23:00:00Z"
+    });
+    let results =
+        futures_util::future::join_all((0..4).map(|_| call(&t.app, post("/v1/decisions", &ask))))
+            .await;
+    let sends = results
+        .iter()
+        .filter(|(s, d)| *s == 200 && d["action"] == "send")
+        .count();
+    let capped = results
+        .iter()
+        .filter(|(_, d)| d["suppression"]["reason"] == "frequency_cap")
+        .count();
+    assert_eq!((sends, capped), (1, 3), "{results:?}");
+    // Refusing the planned send frees the room for the next decision.
+    let (_, won) = results
+        .iter()
+        .find(|(_, d)| d["action"] == "send")
+        .cloned()
+        .unwrap_or_default();
+    let id = won["decision_id"].as_str().unwrap_or_default();
+    let (s, c) = call(
+        &t.app,
+        post(
+            &format!("/v1/decisions/{id}/confirm"),
+            &json!({"send": false, "reason": "campaign cancelled"}),
+        ),
+    )
+    .await;
+    assert_eq!((s, c["send"].as_bool()), (200, Some(false)), "{c}");
+    let (_, d) = call(&t.app, post("/v1/decisions", &ask)).await;
+    assert_eq!(d["action"], "send", "{d}");
+}
+
+#[actix_web::test]
+async fn a_reported_send_counts_against_the_cap() {
+    let t = app_with(&[("KAIROS__DECIDE__CAPS", "{ push = { day = 1 } }")]).await;
+    call(
+        &t.app,
+        put("/v1/customers/sent", &json!({"timezone": "UTC"})),
+    )
+    .await;
+    call(
+        &t.app,
+        post(
+            "/v1/events",
+            &json!({"events": [{
+                "event_id": "p1", "customer_id": "sent", "type": "message_sent", "channel": "push",
+                "message_id": "m1", "timestamp": "2026-11-22T09:00:00Z"
+            }]}),
+        ),
+    )
+    .await;
+    let (_, d) = call(
+        &t.app,
+        post(
+            "/v1/decisions",
+            &json!({
+                "customer_id": "sent", "channels": ["push"], "quiet_hours": null,
+                "deadline": "2026-11-23T23:00:00Z"
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(d["action"], "send", "{d}");
+    assert!(
+        d["send_at"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("2026-11-23"),
+        "today's push was sent: {d}"
+    );
+}
+
+#[actix_web::test]
+async fn confirm_calls_off_a_push_when_the_customer_came_back() {
+    let t = app().await;
+    call(&t.app, put("/v1/customers/back", &json!({
+        "timezone": "UTC",
+        "channels": {"push": {"reachable": true, "consent": true}, "in_app": {"reachable": true, "consent": true}}
+    }))).await;
+    let decide = || {
+        post(
+            "/v1/decisions",
+            &json!({"customer_id": "back", "channels": ["push"], "quiet_hours": null}),
+        )
+    };
+    let (_, d) = call(&t.app, decide()).await;
+    assert_eq!(d["cancel_if_active_after"], "2026-11-22T12:00:00Z", "{d}");
+    let id = d["decision_id"].as_str().unwrap_or_default().to_string();
+    // Still away: the send goes ahead.
+    let (s, c) = call(
+        &t.app,
+        post(
+            &format!("/v1/decisions/{id}/confirm"),
+            &json!({"send": true}),
+        ),
+    )
+    .await;
+    assert_eq!((s, c["send"].as_bool()), (200, Some(true)), "{c}");
+
+    let (_, d) = call(&t.app, decide()).await;
+    let id = d["decision_id"].as_str().unwrap_or_default().to_string();
+    // The customer opens the app on their own after the decision.
+    call(&t.app, post("/v1/events", &json!({"events": [{
+        "event_id": "came-back", "customer_id": "back", "type": "app_open", "timestamp": "2026-11-22T12:05:00Z"
+    }]}))).await;
+    let (s, c) = call(
+        &t.app,
+        post(
+            &format!("/v1/decisions/{id}/confirm"),
+            &json!({"send": true}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (c["send"].as_bool(), c["reason"].as_str()),
+        (Some(false), Some("customer_active")),
+        "{c}"
+    );
+    assert_eq!(c["suggested_channel"], "in_app");
+    // The refusal freed it: confirming again finds nothing.
+    let (s, e) = call(
+        &t.app,
+        post(
+            &format!("/v1/decisions/{id}/confirm"),
+            &json!({"send": true}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (404, Some("decision_not_found"))
+    );
+    let (s, _) = call(
+        &t.app,
+        post("/v1/decisions/nope/confirm", &json!({"send": true})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &t.app,
+        post(
+            &format!("/v1/decisions/{id}/confirm"),
+            &json!({"sent": true}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 400);
+
+    // Active right now: in-app reaches them at once.
+    let (_, d) = call(
+        &t.app,
+        post(
+            "/v1/decisions",
+            &json!({"customer_id": "back", "quiet_hours": null}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (d["channel"].as_str(), d["send_at"].as_str()),
+        (Some("in_app"), Some("2026-11-22T12:00:00Z")),
+        "{d}"
+    );
+}
+
+#[actix_web::test]
+async fn batch_streams_one_line_per_customer_in_order() {
+    let t = app().await;
+    for c in ["b1", "b2", "b3"] {
+        call(
+            &t.app,
+            put(
+                &format!("/v1/customers/{c}"),
+                &json!({"timezone": "Europe/London",
+            "channels": {"email": {"reachable": true, "consent": true}}}),
+            ),
+        )
+        .await;
+    }
+    let req = post(
+        "/v1/decisions/batch",
+        &json!({
+            "customers": ["b3", "", "b1", "unknown", "b2"], "quiet_hours": null
+        }),
+    );
+    let resp = actix_web::test::call_service(&t.app, req.to_request()).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-ndjson")
+    );
+    let body = actix_web::test::read_body(resp).await;
+    let lines: Vec<serde_json::Value> = std::str::from_utf8(&body)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_default())
+        .collect();
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["customer_id"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(ids, vec!["b3", "", "b1", "unknown", "b2"]);
+    assert_eq!(lines[1]["error"]["code"], "invalid_field");
+    assert_eq!(
+        (lines[0]["action"].as_str(), lines[0]["channel"].as_str()),
+        (Some("send"), Some("email"))
+    );
+    assert_eq!(lines[3]["suppression"]["reason"], "no_reachable_channel");
+    for (body, code) in [
+        (json!({"customers": []}), "invalid_field"),
+        (
+            json!({"customers": ["a"], "not_before": "2026-11-25T00:00:00Z", "deadline": "2026-11-24T00:00:00Z"}),
+            "invalid_window",
+        ),
+        (json!({"customers": "a"}), "invalid_body"),
+    ] {
+        let (s, e) = call(&t.app, post("/v1/decisions/batch", &body)).await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+}

@@ -372,6 +372,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                     let len = model.window_quarters[cand.channel.index()];
                     model.predict(&SendContext {
                         lift: lift(mass.mass(quarter, len), len),
+                        activity: input.activity.evidence,
                         rate: cand.estimate.rate,
                         days_since_active: input.days_since_active,
                         sends_7d: input.sends_7d,

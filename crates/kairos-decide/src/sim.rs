@@ -262,7 +262,7 @@ pub fn generate(cfg: &SimConfig) -> Population {
                 }
             }
             for ch in Channel::ALL {
-                if !c.reachable[ch.index()] || ch == Channel::Web {
+                if !c.reachable[ch.index()] {
                     continue;
                 }
                 let sends = Poisson::new(cfg.sends_per_week)

@@ -50,19 +50,39 @@ impl ChannelPriors {
         self.priors[channel.index()]
     }
 
-    /// Fits each channel's prior to customers' (sends, engagements); a
-    /// channel with fewer than `min_customers` keeps `fallback`.
+    /// Fits each channel's prior to customers' (sends, engagements). A
+    /// channel with fewer than `min_customers` gets the lowest mean among the
+    /// fitted channels (an untried channel should not win on optimism) with
+    /// the fallback's strength, or `fallback` when no channel could be fitted.
     pub fn fit(
         observations: &[Vec<(u32, u32)>],
         fallback: BetaPrior,
         min_customers: usize,
     ) -> Self {
         let mut out = Self::uniform(fallback);
+        let mut fitted = [false; 5];
         for (i, obs) in observations.iter().enumerate().take(Channel::ALL.len()) {
             let obs: Vec<(u32, u32)> = obs.iter().copied().filter(|(s, _)| *s > 0).collect();
             out.customers[i] = obs.len() as u64;
             if obs.len() >= min_customers {
                 out.priors[i] = fit_beta_binomial(&obs);
+                fitted[i] = true;
+            }
+        }
+        let lowest = out
+            .priors
+            .iter()
+            .zip(fitted)
+            .filter(|(_, f)| *f)
+            .map(|(p, _)| p.mean())
+            .fold(None, |acc: Option<f64>, m| {
+                Some(acc.map_or(m, |a| a.min(m)))
+            });
+        if let Some(mean) = lowest {
+            for (p, f) in out.priors.iter_mut().zip(fitted) {
+                if !f {
+                    *p = BetaPrior::from_mean(mean, fallback.strength());
+                }
             }
         }
         out
@@ -141,5 +161,13 @@ mod tests {
         let fitted = ChannelPriors::fit(&obs, fallback, 20);
         assert_eq!(fitted.get(Channel::Email), fallback);
         assert_eq!(fitted.customers[0], 3);
+        // With a fitted channel, untried ones take the lowest fitted mean.
+        obs[1] = (0..50)
+            .map(|i| (10, if i % 10 == 0 { 1 } else { 0 }))
+            .collect();
+        let fitted = ChannelPriors::fit(&obs, fallback, 20);
+        let push = fitted.get(Channel::Push).mean();
+        assert!(push < 0.05, "{push}");
+        assert!((fitted.get(Channel::Web).mean() - push).abs() < 1e-12);
     }
 }

@@ -5,11 +5,13 @@
 //! Features, taken from the customer's profile as it was just before the send:
 //! - `ln_lift`: log of the activity mass in the channel's response window after
 //!   the send, relative to an average window of that length;
+//! - `ln_activity`: how often the customer is around (decayed activity count);
 //! - `logit_rate`: the channel's engagement rate (Beta posterior mean);
 //! - `ln_days_since_active`: recency;
 //! - `sends_7d`: sends on any channel in the previous 7 days (fatigue);
 //! - `hour_sin`, `hour_cos`, `weekend`: local time of the send;
-//! - one indicator per channel other than email.
+//! - one indicator per channel other than email, and `ln_lift` per channel
+//!   (a 1-hour push window depends on timing far more than a 24-hour in-app one).
 //!
 //! Features are standardized with the training means and deviations. 20% of
 //! customers (by a hash of their id) are held out to report calibration.
@@ -25,8 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{LearnError, Result};
 
-pub const FEATURES: [&str; 11] = [
+pub const FEATURES: [&str; 16] = [
     "ln_lift",
+    "ln_activity",
     "logit_rate",
     "ln_days_since_active",
     "sends_7d",
@@ -37,6 +40,10 @@ pub const FEATURES: [&str; 11] = [
     "sms",
     "in_app",
     "web",
+    "ln_lift_push",
+    "ln_lift_sms",
+    "ln_lift_in_app",
+    "ln_lift_web",
 ];
 const N: usize = FEATURES.len();
 
@@ -45,6 +52,8 @@ const N: usize = FEATURES.len();
 pub struct SendContext {
     /// Activity mass in the response window relative to an average window.
     pub lift: f64,
+    /// The customer's (decayed) number of activities: how often they are around.
+    pub activity: f64,
     /// The channel's engagement rate for this customer.
     pub rate: f64,
     pub days_since_active: f64,
@@ -68,9 +77,12 @@ impl SendContext {
         let rate = self.rate.clamp(1e-4, 1.0 - 1e-4);
         let angle = self.local_hour / 24.0 * std::f64::consts::TAU;
         let is = |c| if self.channel == c { 1.0 } else { 0.0 };
+        let ln_lift = self.lift.max(0.01).ln();
+        let logit_rate = (rate / (1.0 - rate)).ln();
         [
-            self.lift.max(0.01).ln(),
-            (rate / (1.0 - rate)).ln(),
+            ln_lift,
+            (1.0 + self.activity.max(0.0)).ln(),
+            logit_rate,
             (1.0 + self.days_since_active.clamp(0.0, 365.0)).ln(),
             self.sends_7d.min(50.0),
             angle.sin(),
@@ -80,6 +92,10 @@ impl SendContext {
             is(Channel::Sms),
             is(Channel::InApp),
             is(Channel::Web),
+            ln_lift * is(Channel::Push),
+            ln_lift * is(Channel::Sms),
+            ln_lift * is(Channel::InApp),
+            ln_lift * is(Channel::Web),
         ]
     }
 }
@@ -309,6 +325,7 @@ mod tests {
                 SendRow {
                     context: SendContext {
                         lift,
+                        activity: 10.0,
                         rate,
                         days_since_active: rng.gen_range(0.0..20.0),
                         sends_7d: f64::from(rng.gen_range(0..5)),
@@ -330,7 +347,7 @@ mod tests {
             model.weights
         );
         assert!(
-            model.weights[1] > 0.2,
+            model.weights[2] > 0.2,
             "rate must raise engagement: {:?}",
             model.weights
         );
@@ -341,6 +358,7 @@ mod tests {
         }
         let at = |lift| SendContext {
             lift,
+            activity: 10.0,
             rate: 0.2,
             days_since_active: 1.0,
             sends_7d: 1.0,

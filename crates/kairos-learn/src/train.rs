@@ -232,6 +232,7 @@ fn send_rows(
                 .sum::<usize>();
             let context = SendContext {
                 lift: lift(mass.mass(quarter, len), len),
+                activity: post.evidence,
                 rate: ChannelEstimate::new(&state.channels[channel.index()], channels.get(channel))
                     .rate,
                 days_since_active: state.last_active_at.map_or(30.0, |l| {

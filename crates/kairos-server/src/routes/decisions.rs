@@ -219,9 +219,10 @@ pub async fn decide_for(
                 .filter(|t| **t > week_ago && **t <= now)
                 .count() as f64,
             cap_state: &caps,
+            // Within 30 minutes either way: clients' clocks run a little ahead or behind.
             active_now: profile
                 .last_active_at
-                .is_some_and(|l| l <= now && now - l <= IN_SESSION),
+                .is_some_and(|l| (now - l).abs() <= IN_SESSION),
             quiet_hours: shared.quiet_hours,
         };
         let mut d = decide(&input, params);
@@ -391,7 +392,7 @@ pub async fn confirm(
         if came_back {
             answer.send = false;
             answer.reason = Some("customer_active".into());
-            let in_session = last_active.is_some_and(|l| now - l <= IN_SESSION);
+            let in_session = last_active.is_some_and(|l| (now - l).abs() <= IN_SESSION);
             let in_app_ok = record.as_ref().is_some_and(|r| {
                 let prefs = r
                     .attributes
