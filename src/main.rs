@@ -2,6 +2,7 @@
 
 mod evaluate;
 mod ingest;
+mod simulate;
 mod train;
 
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ enum Command {
     /// Load events from NDJSON or CSV files (optionally .gz) into a running
     /// server, or straight into a data directory.
     Ingest(ingest::IngestArgs),
+    /// Generate a population with hidden weekly habits and its history; load it
+    /// into a server, train, and score the server's decisions against the truth.
+    Simulate(simulate::SimulateArgs),
     /// Leave-last-out evaluation of the activity model against baselines.
     Evaluate(evaluate::EvaluateArgs),
     /// Fit the models to the history in the data directory (while no server
@@ -66,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             .context("kairos serve"),
         Command::Ingest(args) => ingest::run(args, config),
         Command::Evaluate(args) => evaluate::run(args, config),
+        Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args, config),
     }
 }

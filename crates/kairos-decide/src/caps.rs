@@ -7,8 +7,9 @@
 //! no local day and no 7-day window containing `t` goes over its limit, so a
 //! planned send later in the week is protected as well as the past.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use kairos_core::time::LocalClock;
 use kairos_core::Channel;
 use serde::{Deserialize, Serialize};
 
@@ -103,38 +104,26 @@ impl CapState {
         v.insert(pos, at);
     }
 
-    fn count_day(
-        times: &mut dyn Iterator<Item = DateTime<Utc>>,
-        day: chrono::NaiveDate,
-        tz: Tz,
-    ) -> u32 {
-        times
-            .filter(|t| t.with_timezone(&tz).date_naive() == day)
-            .count() as u32
-    }
-
-    /// The most sends in any 7-day window containing `t`, counting `t`.
-    fn max_week(times: &[DateTime<Utc>], t: DateTime<Utc>) -> u32 {
-        let week = Duration::days(7);
-        let mut all: Vec<DateTime<Utc>> = times
-            .iter()
-            .copied()
-            .filter(|x| (*x - t).abs() < week)
-            .collect();
-        all.push(t);
-        all.sort();
-        // Windows (s, s + 7d] containing t: the count only changes at sends, so
-        // try the windows that start just before each send no later than t.
-        all.iter()
-            .filter(|s| **s <= t)
-            .map(|s| {
-                let start = *s - Duration::milliseconds(1);
-                all.iter()
-                    .filter(|x| **x > start && **x <= start + week)
-                    .count() as u32
-            })
-            .max()
-            .unwrap_or(1)
+    /// The sends read in the customer's zone once, for many checks.
+    pub fn prepare<'a>(&self, caps: &'a Caps, clock: &mut LocalClock) -> PreparedCaps<'a> {
+        let mut read = |times: &[DateTime<Utc>]| -> Vec<(i64, i64)> {
+            let mut v: Vec<(i64, i64)> = times
+                .iter()
+                .map(|t| (t.timestamp(), clock.read(*t).day))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let per = [
+            read(&self.sends[0]),
+            read(&self.sends[1]),
+            read(&self.sends[2]),
+            read(&self.sends[3]),
+            read(&self.sends[4]),
+        ];
+        let mut all: Vec<(i64, i64)> = per.iter().flatten().copied().collect();
+        all.sort_unstable();
+        PreparedCaps { caps, per, all }
     }
 
     /// Whether one more send on `channel` at `t` keeps every limit; the first limit broken otherwise.
@@ -145,19 +134,68 @@ impl CapState {
         t: DateTime<Utc>,
         tz: Tz,
     ) -> Result<(), CapHit> {
-        let day = t.with_timezone(&tz).date_naive();
-        let one = &self.sends[channel.index()];
-        let every: Vec<DateTime<Utc>> = {
-            let mut v: Vec<DateTime<Utc>> = self.sends.iter().flatten().copied().collect();
-            v.sort();
-            v
-        };
+        let mut clock = LocalClock::new(tz);
+        let day = clock.read(t).day;
+        self.prepare(caps, &mut clock)
+            .check(channel, t.timestamp(), day)
+    }
+}
+
+/// A [`CapState`] read in the customer's zone: checks allocate nothing.
+#[derive(Debug, Clone)]
+pub struct PreparedCaps<'a> {
+    caps: &'a Caps,
+    /// (unix seconds, local day) per channel, sorted.
+    per: [Vec<(i64, i64)>; 5],
+    all: Vec<(i64, i64)>,
+}
+
+const WEEK_SECS: i64 = 7 * 86_400;
+
+fn count_day(times: &[(i64, i64)], day: i64) -> u32 {
+    // Sorted by instant, so local days are sorted too.
+    let lo = times.partition_point(|(_, d)| *d < day);
+    let hi = times.partition_point(|(_, d)| *d <= day);
+    (hi - lo) as u32
+}
+
+/// The most sends in any 7-day window [s, s + 7d) containing `t`, counting `t`.
+fn max_week(times: &[(i64, i64)], t: i64) -> u32 {
+    let count = |s: i64| {
+        let lo = times.partition_point(|(x, _)| *x < s);
+        let hi = times.partition_point(|(x, _)| *x < s + WEEK_SECS);
+        (hi - lo) as u32
+    };
+    // The count only changes at sends: try windows starting at t and at each
+    // send in (t - 7d, t].
+    let first = times.partition_point(|(x, _)| *x <= t - WEEK_SECS);
+    let last = times.partition_point(|(x, _)| *x <= t);
+    let mut best = count(t) + 1;
+    for (x, _) in &times[first..last] {
+        best = best.max(count(*x) + 1);
+    }
+    best
+}
+
+impl PreparedCaps<'_> {
+    /// No limit applies at all: every check passes.
+    pub fn unlimited(&self) -> bool {
+        let none = |l: CapLimits| l.day == 0 && l.week == 0;
+        none(self.caps.all) && Channel::ALL.iter().all(|c| none(self.caps.channel(*c)))
+    }
+
+    /// Whether one more send on `channel` at `secs` (local day `day`) keeps every limit.
+    pub fn check(&self, channel: Channel, secs: i64, day: i64) -> Result<(), CapHit> {
         for (scope, times, limits) in [
-            (Some(channel), one.as_slice(), caps.channel(channel)),
-            (None, every.as_slice(), caps.all),
+            (
+                Some(channel),
+                self.per[channel.index()].as_slice(),
+                self.caps.channel(channel),
+            ),
+            (None, self.all.as_slice(), self.caps.all),
         ] {
             if limits.day > 0 {
-                let used = Self::count_day(&mut times.iter().copied(), day, tz);
+                let used = count_day(times, day);
                 if used + 1 > limits.day {
                     return Err(CapHit {
                         channel: scope,
@@ -168,7 +206,7 @@ impl CapState {
                 }
             }
             if limits.week > 0 {
-                let with = Self::max_week(times, t);
+                let with = max_week(times, secs);
                 if with > limits.week {
                     return Err(CapHit {
                         channel: scope,

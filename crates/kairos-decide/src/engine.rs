@@ -10,11 +10,13 @@
 //! falls to 0 when the customer is never around, and timing alone at most
 //! doubles a channel's rate.
 
-use chrono::{DateTime, Duration, DurationRound, FixedOffset, Utc};
+use chrono::{DateTime, Duration, FixedOffset, Utc};
 use chrono_tz::Tz;
-use kairos_core::time::{local_minute_of_day, quarter_of_week};
+use kairos_core::time::local_minute_of_day;
+use kairos_core::time::LocalClock;
 use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
-use kairos_learn::response::lift;
+use kairos_learn::response::{lift, sigmoid, LinearScore};
+use kairos_learn::stats::fast_ln;
 use kairos_learn::{
     ActivityPosterior, Basis, ChannelEstimate, ChannelStats, QuarterMass, ResponseModel,
     SendContext,
@@ -224,6 +226,114 @@ fn predicted(rate: f64, mass: f64, len: usize) -> f64 {
     (rate * 2.0 * lift / (1.0 + lift)).min(1.0)
 }
 
+/// A slot while searching: compared on `key`, which orders slots like their score.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Unix seconds.
+    at: i64,
+    key: f64,
+    quarter: usize,
+}
+
+/// Whether `slot` replaces `best`: a higher key, or an equal key earlier
+/// (the earliest slot wins ties, whatever order slots are visited in).
+fn improves(slot: &Slot, best: Option<Slot>) -> bool {
+    match best {
+        None => true,
+        Some(b) => {
+            let tie = TIE * b.key.abs().max(1e-12);
+            slot.key > b.key + tie || (slot.key >= b.key - tie && slot.at < b.at)
+        }
+    }
+}
+
+/// How one channel's slots are scored.
+#[derive(Debug, Clone)]
+struct Scorer {
+    channel: Channel,
+    len: usize,
+    rate: f64,
+    /// The response model's logit as a function of the slot, if there is a model.
+    linear: Option<LinearScore>,
+    /// The largest time-of-day (and weekend) term of `linear`.
+    max_h: f64,
+}
+
+impl Scorer {
+    fn new(
+        c: &Candidate,
+        input: &DecisionInput<'_>,
+        params: &ValidDecideParams,
+        timing_len: Option<usize>,
+    ) -> Self {
+        match (input.response, timing_len) {
+            (Some(model), None) => {
+                let len = model.window_quarters[c.channel.index()];
+                let ctx = SendContext {
+                    lift: 1.0,
+                    activity: input.activity.evidence,
+                    rate: c.estimate.rate,
+                    days_since_active: input.days_since_active,
+                    sends_7d: input.sends_7d,
+                    local_hour: 0.0,
+                    weekend: false,
+                    channel: c.channel,
+                };
+                let linear = model.linearize(&ctx);
+                let max_h = linear
+                    .by_quarter_of_day
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max)
+                    + linear.weekend.max(0.0);
+                Self {
+                    channel: c.channel,
+                    len,
+                    rate: c.estimate.rate,
+                    linear: Some(linear),
+                    max_h,
+                }
+            }
+            _ => Self {
+                channel: c.channel,
+                len: timing_len.unwrap_or(params.response_quarters[c.channel.index()]),
+                rate: c.estimate.rate,
+                linear: None,
+                max_h: 0.0,
+            },
+        }
+    }
+
+    /// The mass at or below which no slot can have a key above `best`: with
+    /// the model, `z ≤ c + a·ln(lift) + max h`, so when `a > 0` a lift under
+    /// `exp((best - c - max h) / a)` cannot win; with the formula, the key is the mass.
+    fn floor(&self, best: f64) -> f64 {
+        match &self.linear {
+            Some(lin) if lin.ln_lift > 0.0 => {
+                // A little lower than exact, so that ties (and fast_ln's error) are still scored.
+                let lift_floor =
+                    ((best - lin.constant - self.max_h) / lin.ln_lift).exp() * (1.0 - 1e-4);
+                // Slots below 0.01 lift all score as 0.01 (the model clamps).
+                if lift_floor <= 0.01 {
+                    f64::NEG_INFINITY
+                } else {
+                    lift_floor * self.len as f64 / kairos_core::QUARTERS_PER_WEEK as f64
+                }
+            }
+            Some(_) => f64::NEG_INFINITY,
+            None => best * (1.0 - 1e-6),
+        }
+    }
+
+    fn score(&self, mass: &QuarterMass, quarter: usize) -> f64 {
+        let m = mass.mass(quarter, self.len);
+        match &self.linear {
+            Some(lin) => sigmoid(lin.z(lift(m, self.len).max(0.01).ln(), quarter)),
+            None => predicted(self.rate, m, self.len),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Best {
     at: DateTime<Utc>,
@@ -340,68 +450,137 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     };
     let mass = QuarterMass::new(&distribution);
 
+    // Each allowed channel's scorer: slots are compared on a cheap key that
+    // orders them like the score; the score itself is computed for winners.
+    let scorers: Vec<Option<Scorer>> = input
+        .candidates
+        .iter()
+        .map(|c| {
+            (c.status == ChannelStatus::Allowed).then(|| Scorer::new(c, input, params, timing_len))
+        })
+        .collect();
+    // Channels share window lengths: the mass (and its log) per distinct length once a slot.
+    let mut lens: Vec<usize> = Vec::new();
+    let len_index: Vec<usize> = scorers
+        .iter()
+        .map(|s| {
+            let len = s.as_ref().map_or(0, |s| s.len);
+            lens.iter().position(|l| *l == len).unwrap_or_else(|| {
+                lens.push(len);
+                lens.len() - 1
+            })
+        })
+        .collect();
+    let mut masses = vec![0.0; lens.len()];
+    let mut ln_lifts = vec![f64::NAN; lens.len()];
+    // Per channel, the mass at or below which a slot cannot beat the best so far.
+    let mut floors = vec![f64::NEG_INFINITY; input.candidates.len()];
+    let mut clock = LocalClock::new(input.tz);
+    let prepared = input.cap_state.prepare(&params.caps, &mut clock);
+    let unlimited = prepared.unlimited();
+
     // Best slot per allowed candidate, within the caps and ignoring them.
-    let mut best: Vec<Option<Best>> = vec![None; input.candidates.len()];
-    let mut best_uncapped: Vec<Option<Best>> = vec![None; input.candidates.len()];
+    let mut best_key: Vec<Option<Slot>> = vec![None; input.candidates.len()];
+    let mut best_uncapped_key: Vec<Option<Slot>> = vec![None; input.candidates.len()];
     let mut cap_hits: Vec<Option<CapHit>> = vec![None; input.candidates.len()];
     let mut any_outside_quiet = false;
-    let first_aligned = start
-        .duration_trunc(SLOT)
-        .map(|t| if t < start { t + SLOT } else { t })
-        .unwrap_or(start);
-    // The window's own start, then every quarter hour after it.
-    let slots = (first_aligned != start)
-        .then_some(start)
+    // The window's own start, then every quarter hour after it, in Unix seconds.
+    // Whole seconds inside the window: the start rounded up, the deadline down.
+    let start_secs = start.timestamp() + i64::from(start.timestamp_subsec_nanos() > 0);
+    let deadline_secs = input.window.deadline.timestamp();
+    let slot_secs = SLOT.num_seconds();
+    let first_aligned = (start_secs + slot_secs - 1).div_euclid(slot_secs) * slot_secs;
+    let slots = (first_aligned != start_secs)
+        .then_some(start_secs)
         .into_iter()
-        .chain((0..).map(|i| first_aligned + SLOT * i))
-        .take_while(|t| *t <= input.window.deadline);
+        .chain((0..).map(|i| first_aligned + slot_secs * i))
+        .take_while(|t| *t <= deadline_secs);
+    // Pass 1: read every slot outside quiet hours once, and find the
+    // highest-mass slot for each window length.
+    let mut readings: Vec<(i64, kairos_core::time::LocalReading)> = Vec::new();
+    let mut top: Vec<Option<(f64, usize)>> = vec![None; lens.len()];
     for t in slots {
-        if let Some(q) = input.quiet_hours {
-            if q.contains(local_minute_of_day(t, input.tz)) {
-                continue;
-            }
+        let local = clock.read_secs(t);
+        if input.quiet_hours.is_some_and(|q| q.contains(local.minute)) {
+            continue;
         }
         any_outside_quiet = true;
-        let quarter = quarter_of_week(t, input.tz);
-        for (cand, slot_best) in input.candidates.iter().zip(best.iter_mut()) {
-            if cand.status != ChannelStatus::Allowed {
+        for (k, len) in lens.iter().enumerate() {
+            let m = mass.mass(local.quarter, *len);
+            if top[k].is_none_or(|(best, _)| m > best) {
+                top[k] = Some((m, readings.len()));
+            }
+        }
+        readings.push((t, local));
+    }
+    // Each channel first scores its window length's highest-mass slot: a
+    // high best early lets the floors skip most other slots unscored.
+    let seeds: Vec<usize> = (0..scorers.len())
+        .filter_map(|i| {
+            scorers[i]
+                .as_ref()
+                .and(top[len_index[i]])
+                .map(|(_, idx)| idx)
+        })
+        .collect();
+    for idx in seeds.into_iter().chain(0..readings.len()) {
+        let (t, local) = readings[idx];
+        for (k, len) in lens.iter().enumerate() {
+            masses[k] = mass.mass(local.quarter, *len);
+            ln_lifts[k] = f64::NAN;
+        }
+        for (i, scorer) in scorers.iter().enumerate() {
+            let Some(scorer) = scorer else { continue };
+            let k = len_index[i];
+            if masses[k] < floors[i] {
                 continue;
             }
-            let score = match (input.response, timing_len) {
-                (Some(model), None) => {
-                    let len = model.window_quarters[cand.channel.index()];
-                    model.predict(&SendContext {
-                        lift: lift(mass.mass(quarter, len), len),
-                        activity: input.activity.evidence,
-                        rate: cand.estimate.rate,
-                        days_since_active: input.days_since_active,
-                        sends_7d: input.sends_7d,
-                        local_hour: (quarter % 96) as f64 / 4.0,
-                        weekend: quarter / 96 >= 5,
-                        channel: cand.channel,
-                    })
+            let key = match &scorer.linear {
+                Some(lin) => {
+                    if ln_lifts[k].is_nan() {
+                        ln_lifts[k] = fast_ln(lift(masses[k], lens[k]).max(0.01));
+                    }
+                    lin.z(ln_lifts[k], local.quarter)
                 }
-                _ => {
-                    let len = timing_len.unwrap_or(params.response_quarters[cand.channel.index()]);
-                    predicted(cand.estimate.rate, mass.mass(quarter, len), len)
-                }
+                // The formula grows with the mass.
+                None => masses[k],
             };
-            let i = cand_index(input, cand.channel);
-            if best_uncapped[i].is_none_or(|b| score > b.score * (1.0 + TIE)) {
-                best_uncapped[i] = Some(Best { at: t, score });
+            let slot = Slot {
+                at: t,
+                key,
+                quarter: local.quarter,
+            };
+            if improves(&slot, best_uncapped_key[i]) {
+                best_uncapped_key[i] = Some(slot);
             }
-            if let Err(hit) = input
-                .cap_state
-                .check(&params.caps, cand.channel, t, input.tz)
-            {
-                cap_hits[i].get_or_insert(hit);
-                continue;
-            }
-            if slot_best.is_none_or(|b| score > b.score * (1.0 + TIE)) {
-                *slot_best = Some(Best { at: t, score });
+            // Caps are checked only for a slot that would become the best.
+            if improves(&slot, best_key[i]) {
+                if !unlimited {
+                    if let Err(hit) = prepared.check(scorer.channel, t, local.day) {
+                        cap_hits[i].get_or_insert(hit);
+                        continue;
+                    }
+                }
+                best_key[i] = Some(slot);
+                floors[i] = scorer.floor(key);
             }
         }
     }
+    let score_of = |slots: &[Option<Slot>]| -> Vec<Option<Best>> {
+        slots
+            .iter()
+            .zip(&scorers)
+            .map(|(b, s)| match (b, s) {
+                (Some(b), Some(s)) => Some(Best {
+                    at: DateTime::from_timestamp(b.at, 0).unwrap_or(start),
+                    score: s.score(&mass, b.quarter),
+                }),
+                _ => None,
+            })
+            .collect()
+    };
+    let best = score_of(&best_key);
+    let best_uncapped = score_of(&best_uncapped_key);
 
     let chosen = best
         .iter()

@@ -474,8 +474,15 @@ pub fn baselines<'a>(
     seed: u64,
 ) -> Vec<Policy<'a>> {
     let first = |c: &SimCustomer| Channel::ALL.into_iter().find(|ch| c.reachable[ch.index()]);
+    // Local wall-clock times are looked for on the quarter hours of the window.
+    let quarter = 15 * 60;
+    let aligned = DateTime::from_timestamp(
+        (from.timestamp() + quarter - 1).div_euclid(quarter) * quarter,
+        0,
+    )
+    .unwrap_or(from);
     let next_local = move |c: &SimCustomer, minute: u32| -> Option<DateTime<Utc>> {
-        let mut t = from;
+        let mut t = aligned;
         while t <= to {
             if local_minute_of_day(t, c.tz) == minute {
                 return Some(t);
@@ -526,7 +533,7 @@ pub fn baselines<'a>(
             "most frequent hour".to_string(),
             Box::new(move |i, c: &SimCustomer| {
                 let (how, _) = frequent[i]?;
-                let mut t = from;
+                let mut t = aligned;
                 while t <= to {
                     if kairos_core::HourOfWeek::of(t, c.tz).index() == how
                         && local_minute_of_day(t, c.tz) % 60 == 0

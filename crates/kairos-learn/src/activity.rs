@@ -347,35 +347,42 @@ impl ActivityModel {
     }
 }
 
-/// Cumulative mass of a week distribution in quarter hours, twice round so
-/// that windows crossing Sunday midnight need no special case: the mass of
-/// any window costs two lookups.
+/// Cumulative mass of a week distribution in quarter hours (each hour's mass
+/// spread evenly over its quarters): the mass of any window, the week
+/// wrapping, costs two or three lookups.
 #[derive(Debug, Clone)]
 pub struct QuarterMass {
+    /// prefix[q] = mass of quarters 0..q (673 entries).
     prefix: Vec<f64>,
 }
 
 impl QuarterMass {
     pub fn new(hour_of_week: &[f64]) -> Self {
-        let mut prefix = Vec::with_capacity(2 * kairos_core::QUARTERS_PER_WEEK + 1);
-        prefix.push(0.0);
+        let mut prefix = Vec::with_capacity(kairos_core::QUARTERS_PER_WEEK + 1);
         let mut acc = 0.0;
-        for _round in 0..2 {
-            for p in hour_of_week {
-                for _ in 0..4 {
-                    acc += p / 4.0;
-                    prefix.push(acc);
-                }
+        prefix.push(acc);
+        for p in hour_of_week.iter().take(H) {
+            let quarter = p / 4.0;
+            for _ in 0..4 {
+                acc += quarter;
+                prefix.push(acc);
             }
         }
         Self { prefix }
     }
 
     /// Mass of the `len` quarter hours starting at local quarter `start` (0..672).
+    #[inline]
     pub fn mass(&self, start: usize, len: usize) -> f64 {
-        let len = len.min(kairos_core::QUARTERS_PER_WEEK);
-        let start = start % kairos_core::QUARTERS_PER_WEEK;
-        self.prefix[start + len] - self.prefix[start]
+        let q = kairos_core::QUARTERS_PER_WEEK;
+        let len = len.min(q);
+        let start = start % q;
+        let end = start + len;
+        if end <= q {
+            self.prefix[end] - self.prefix[start]
+        } else {
+            self.prefix[q] - self.prefix[start] + self.prefix[end - q]
+        }
     }
 }
 
@@ -564,5 +571,25 @@ mod tests {
         assert!(placed.hour_of_week[20] > 5.0 * placed.hour_of_week[8]);
         let unplaced = m.posterior_with(&none, &["plan=unknown".to_string()]);
         assert_eq!(unplaced.basis, Basis::Global);
+    }
+}
+
+#[cfg(test)]
+mod quarter_mass_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every window's mass equals the sum over its quarter hours, wrapping the week.
+        #[test]
+        fn windows_sum_their_quarters(
+            hours in proptest::collection::vec(0.0f64..1.0, 168),
+            start in 0usize..672,
+            len in 1usize..700,
+        ) {
+            let m = QuarterMass::new(&hours);
+            let direct: f64 = (0..len.min(672)).map(|k| hours[((start + k) % 672) / 4] / 4.0).sum();
+            prop_assert!((m.mass(start, len) - direct).abs() < 1e-9, "{} vs {}", m.mass(start, len), direct);
+        }
     }
 }

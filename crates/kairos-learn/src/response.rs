@@ -101,6 +101,7 @@ impl SendContext {
 }
 
 /// Lift of `mass` over a window of `quarters` quarter hours.
+#[inline]
 pub fn lift(mass: f64, quarters: usize) -> f64 {
     mass / (quarters.max(1) as f64 / QUARTERS_PER_WEEK as f64)
 }
@@ -138,7 +139,87 @@ pub struct ResponseModel {
     pub calibration: Calibration,
 }
 
+/// The response model's logit for one customer and channel as a function of
+/// the send slot only: `z = constant + ln_lift·ln(lift) + by_quarter_of_day[q]
+/// (+ weekend)`. The decision engine compares slots on it.
+#[derive(Debug, Clone)]
+pub struct LinearScore {
+    pub constant: f64,
+    pub ln_lift: f64,
+    pub by_quarter_of_day: [f64; 96],
+    pub weekend: f64,
+}
+
+impl LinearScore {
+    /// The logit for `ln_lift` (of the lift clamped at 0.01, as the model
+    /// does) at local quarter of the week `quarter`.
+    #[inline]
+    pub fn z(&self, ln_lift: f64, quarter: usize) -> f64 {
+        let weekend = if quarter / 96 >= 5 { self.weekend } else { 0.0 };
+        self.constant + self.ln_lift * ln_lift + self.by_quarter_of_day[quarter % 96] + weekend
+    }
+}
+
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Index of `ln_lift` and of the per-channel `ln_lift_*` in [`FEATURES`].
+const LN_LIFT: usize = 0;
+const HOUR_SIN: usize = 5;
+const HOUR_COS: usize = 6;
+const WEEKEND: usize = 7;
+fn lift_interaction(channel: Channel) -> Option<usize> {
+    match channel {
+        Channel::Email => None,
+        Channel::Push => Some(12),
+        Channel::Sms => Some(13),
+        Channel::InApp => Some(14),
+        Channel::Web => Some(15),
+    }
+}
+
+/// sin and cos of the local time of day at each quarter hour, computed once.
+fn quarter_trig() -> &'static [(f64, f64); 96] {
+    static TABLE: std::sync::OnceLock<[(f64, f64); 96]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [(0.0, 0.0); 96];
+        for (q, v) in t.iter_mut().enumerate() {
+            let angle = q as f64 / 96.0 * std::f64::consts::TAU;
+            *v = (angle.sin(), angle.cos());
+        }
+        t
+    })
+}
+
 impl ResponseModel {
+    /// Everything of `ctx` but the slot (lift, local hour, weekend) folded
+    /// into a [`LinearScore`].
+    pub fn linearize(&self, ctx: &SendContext) -> LinearScore {
+        let x = ctx.features();
+        let coef = |i: usize| self.weights[i] / self.scale[i];
+        let mut constant = self.intercept;
+        for (i, (x, m)) in x.iter().zip(&self.mean).enumerate() {
+            constant += coef(i) * (x - m);
+        }
+        let lift_coef = coef(LN_LIFT) + lift_interaction(ctx.channel).map_or(0.0, coef);
+        constant -= lift_coef * x[LN_LIFT];
+        constant -= coef(HOUR_SIN) * x[HOUR_SIN]
+            + coef(HOUR_COS) * x[HOUR_COS]
+            + coef(WEEKEND) * x[WEEKEND];
+        let trig = quarter_trig();
+        let mut by_quarter_of_day = [0.0; 96];
+        for (v, (sin, cos)) in by_quarter_of_day.iter_mut().zip(trig) {
+            *v = coef(HOUR_SIN) * sin + coef(HOUR_COS) * cos;
+        }
+        LinearScore {
+            constant,
+            ln_lift: lift_coef,
+            by_quarter_of_day,
+            weekend: coef(WEEKEND),
+        }
+    }
+
     pub fn predict(&self, ctx: &SendContext) -> f64 {
         let x = ctx.features();
         let z: f64 = self.intercept
@@ -367,6 +448,17 @@ mod tests {
             channel: Channel::Email,
         };
         assert!(model.predict(&at(5.0)) > model.predict(&at(0.2)) + 0.05);
+        // The linear form agrees with predict at every quarter of the week.
+        for q in (0..672).step_by(7) {
+            let ctx = SendContext {
+                local_hour: (q % 96) as f64 / 4.0,
+                weekend: q / 96 >= 5,
+                ..at(3.0)
+            };
+            let lin = model.linearize(&ctx);
+            let z = lin.z(ctx.lift.max(0.01).ln(), q);
+            assert!((sigmoid(z) - model.predict(&ctx)).abs() < 1e-12);
+        }
         // Too little data: no model.
         assert_eq!(
             fit_response(&rows[..100], [16, 4, 4, 96, 96], 200)
