@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             .context("kairos serve"),
         Command::Ingest(args) => ingest::run(args, config),
         Command::Evaluate(args) => evaluate::run(args, config),
-        Command::Simulate(args) => simulate::run(args),
+        Command::Simulate(args) => simulate::run(args, config),
         Command::Train(args) => train::run(args, config),
     }
 }

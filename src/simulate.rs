@@ -29,6 +29,10 @@ pub struct SimulateArgs {
     /// Write customers.ndjson, events.ndjson and truth.json here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Load the customers' histories straight into this data directory (no
+    /// server may be running on it), generated in parts of 20,000 customers.
+    #[arg(long, conflicts_with_all = ["server", "out"])]
+    data: Option<PathBuf>,
     /// Load the customers and their history into this running server.
     #[arg(long)]
     server: Option<String>,
@@ -72,7 +76,50 @@ impl Client {
     }
 }
 
-pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
+/// Writes a large population straight into a data directory, part by part.
+fn load_into_data_dir(
+    args: &SimulateArgs,
+    dir: &std::path::Path,
+    mut config: kairos_server::ValidConfig,
+) -> anyhow::Result<()> {
+    config.raw.store.path = dir.to_path_buf();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let state = rt
+        .block_on(kairos_server::AppState::open(config))
+        .with_context(|| format!("opening {} (is a server running on it?)", dir.display()))?;
+    let bar = indicatif::ProgressBar::new(args.customers as u64);
+    const PART: usize = 20_000;
+    let mut events = 0usize;
+    for (n, first) in (0..args.customers).step_by(PART).enumerate() {
+        let pop = generate(&SimConfig {
+            customers: PART.min(args.customers - first),
+            weeks: args.weeks,
+            seed: args.seed.wrapping_add(n as u64),
+            end: Utc::now() - chrono::Duration::days(1),
+            sends_per_week: args.sends_per_week,
+            id_offset: first,
+        });
+        for chunk in pop.events.chunks(20_000) {
+            rt.block_on(state.store.ingest(chunk.to_vec()))?;
+        }
+        events += pop.events.len();
+        bar.inc(pop.customers.len() as u64);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "{} customers, {events} events written to {}",
+        args.customers,
+        dir.display()
+    );
+    Ok(())
+}
+
+pub fn run(args: SimulateArgs, config: kairos_server::ValidConfig) -> anyhow::Result<()> {
+    if let Some(dir) = args.data.clone() {
+        return load_into_data_dir(&args, &dir, config);
+    }
     let now = Utc::now();
     let cfg = SimConfig {
         customers: args.customers,
@@ -80,6 +127,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         end: now - chrono::Duration::days(1),
         sends_per_week: args.sends_per_week,
+        id_offset: 0,
     };
     let pop = generate(&cfg);
     eprintln!(

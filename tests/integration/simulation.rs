@@ -23,6 +23,7 @@ async fn decisions_reach_most_of_the_oracle() {
         seed: 11,
         end: now(),
         sends_per_week: 2.0,
+        id_offset: 0,
     };
     let pop = generate(&cfg);
     for c in &pop.customers {

@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
         seed: 1,
         end: now,
         sends_per_week: 2.0,
+        id_offset: 0,
     });
     let mut trainer = Trainer::new();
     let opts = TrainOptions::default();

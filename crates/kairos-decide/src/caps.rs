@@ -289,3 +289,24 @@ mod tests {
             .is_ok());
     }
 }
+#[cfg(test)]
+mod agree {
+    use super::*;
+    use proptest::prelude::*;
+    proptest! {
+        #[test]
+        fn prepared_and_direct_agree(sends in proptest::collection::vec((0usize..5, -20_000i64..20_000), 0..12), t in -10_000i64..10_000) {
+            let base = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+            let caps = Caps { email: CapLimits{day:1,week:5}, push: CapLimits{day:1,week:7}, sms: CapLimits{day:1,week:3}, in_app: CapLimits{day:3,week:14}, web: CapLimits::default(), all: CapLimits{day:3,week:14} };
+            let mut s = CapState::default();
+            for (c, m) in &sends { s.add(Channel::ALL[*c], base + chrono::Duration::minutes(*m)); }
+            let at = base + chrono::Duration::minutes(t);
+            let mut clock = LocalClock::new(Tz::UTC);
+            let day = clock.read(at).day;
+            let p = s.prepare(&caps, &mut clock);
+            for c in Channel::ALL {
+                prop_assert_eq!(p.check(c, at.timestamp(), day).is_ok(), s.check(&caps, c, at, Tz::UTC).is_ok());
+            }
+        }
+    }
+}

@@ -233,6 +233,8 @@ struct Slot {
     at: i64,
     key: f64,
     quarter: usize,
+    /// Local calendar day.
+    day: i64,
 }
 
 /// Whether `slot` replaces `best`: a higher key, or an equal key earlier
@@ -549,23 +551,56 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 at: t,
                 key,
                 quarter: local.quarter,
+                day: local.day,
             };
             if improves(&slot, best_uncapped_key[i]) {
                 best_uncapped_key[i] = Some(slot);
-            }
-            // Caps are checked only for a slot that would become the best.
-            if improves(&slot, best_key[i]) {
-                if !unlimited {
-                    if let Err(hit) = prepared.check(scorer.channel, t, local.day) {
-                        cap_hits[i].get_or_insert(hit);
-                        continue;
-                    }
-                }
-                best_key[i] = Some(slot);
                 floors[i] = scorer.floor(key);
             }
         }
     }
+    // Caps rarely bind: each channel's best slot is checked once, and only a
+    // channel whose best is capped is searched again within the caps.
+    for (i, scorer) in scorers.iter().enumerate() {
+        let (Some(scorer), Some(free)) = (scorer, best_uncapped_key[i]) else {
+            continue;
+        };
+        match if unlimited {
+            Ok(())
+        } else {
+            prepared.check(scorer.channel, free.at, free.day)
+        } {
+            Ok(()) => best_key[i] = Some(free),
+            Err(hit) => {
+                cap_hits[i] = Some(hit);
+                let k = len_index[i];
+                let mut floor = f64::NEG_INFINITY;
+                for (t, local) in &readings {
+                    let m = mass.mass(local.quarter, lens[k]);
+                    if m < floor {
+                        continue;
+                    }
+                    let key = match &scorer.linear {
+                        Some(lin) => lin.z(fast_ln(lift(m, lens[k]).max(0.01)), local.quarter),
+                        None => m,
+                    };
+                    let slot = Slot {
+                        at: *t,
+                        key,
+                        quarter: local.quarter,
+                        day: local.day,
+                    };
+                    if improves(&slot, best_key[i])
+                        && prepared.check(scorer.channel, *t, local.day).is_ok()
+                    {
+                        best_key[i] = Some(slot);
+                        floor = scorer.floor(key);
+                    }
+                }
+            }
+        }
+    }
+
     let score_of = |slots: &[Option<Slot>]| -> Vec<Option<Best>> {
         slots
             .iter()
@@ -763,6 +798,7 @@ fn channel_reason(input: &DecisionInput<'_>, chosen: usize) -> String {
         )
     };
     let chosen = &input.candidates[chosen];
+    let ci = chosen.estimate.rate_ci();
     let others: Vec<String> = input
         .candidates
         .iter()
@@ -773,8 +809,8 @@ fn channel_reason(input: &DecisionInput<'_>, chosen: usize) -> String {
         "{} (estimated rate {:.0}%, 95% interval {:.0}-{:.0}%)",
         describe(chosen),
         chosen.estimate.rate * 100.0,
-        chosen.estimate.rate_ci[0] * 100.0,
-        chosen.estimate.rate_ci[1] * 100.0
+        ci[0] * 100.0,
+        ci[1] * 100.0
     );
     if !others.is_empty() {
         s.push_str(" vs ");

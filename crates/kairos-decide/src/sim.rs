@@ -148,6 +148,9 @@ pub struct SimConfig {
     pub end: DateTime<Utc>,
     /// Company sends per reachable channel per week.
     pub sends_per_week: f64,
+    /// Number of the first customer (ids are "sim-NNNNN"), to generate a large
+    /// population in parts.
+    pub id_offset: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -234,7 +237,7 @@ pub fn generate(cfg: &SimConfig) -> Population {
         // In-app needs the app, like push.
         reachable[Channel::InApp.index()] = reachable[Channel::Push.index()];
         let mut c = SimCustomer {
-            id: format!("sim-{i:05}"),
+            id: format!("sim-{:05}", i + cfg.id_offset),
             tz,
             habits,
             background: rng.gen_range(0.05..0.3),
@@ -359,6 +362,7 @@ mod tests {
                 .map(|t| t.to_utc())
                 .unwrap_or_default(),
             sends_per_week: 2.0,
+            id_offset: 0,
         }
     }
 

@@ -107,8 +107,9 @@ pub struct ChannelEstimate {
     pub engagements_total: u32,
     /// Posterior mean.
     pub rate: f64,
-    /// Central 95% credible interval.
-    pub rate_ci: [f64; 2],
+    /// The posterior Beta(alpha, beta).
+    pub alpha: f64,
+    pub beta: f64,
 }
 
 impl ChannelEstimate {
@@ -118,19 +119,25 @@ impl ChannelEstimate {
         let engagements = f64::from(stats.engagements);
         // Guard against rounding: never more engagements than sends.
         let sends = f64::from(stats.sends).max(engagements);
-        let a = prior.alpha + engagements;
-        let b = prior.beta + sends - engagements;
+        let alpha = prior.alpha + engagements;
+        let beta = prior.beta + sends - engagements;
         Self {
             sends,
             engagements,
             sends_total: stats.sends_total,
             engagements_total: stats.engagements_total,
-            rate: a / (a + b),
-            rate_ci: [
-                crate::stats::beta_quantile(0.025, a, b),
-                crate::stats::beta_quantile(0.975, a, b),
-            ],
+            rate: alpha / (alpha + beta),
+            alpha,
+            beta,
         }
+    }
+
+    /// Central 95% credible interval (computed on demand: it is not cheap).
+    pub fn rate_ci(&self) -> [f64; 2] {
+        [
+            crate::stats::beta_quantile(0.025, self.alpha, self.beta),
+            crate::stats::beta_quantile(0.975, self.alpha, self.beta),
+        ]
     }
 }
 
@@ -187,10 +194,10 @@ mod tests {
         };
         let e = ChannelEstimate::new(&stats, prior);
         assert!((e.rate - 6.6 / 13.0).abs() < 1e-12);
-        assert!(e.rate_ci[0] < e.rate && e.rate < e.rate_ci[1]);
+        assert!(e.rate_ci()[0] < e.rate && e.rate < e.rate_ci()[1]);
         let none = ChannelEstimate::new(&ChannelStats::default(), prior);
         assert!((none.rate - 0.15).abs() < 1e-12);
-        assert!(none.rate_ci[1] - none.rate_ci[0] > e.rate_ci[1] - e.rate_ci[0]);
+        assert!(none.rate_ci()[1] - none.rate_ci()[0] > e.rate_ci()[1] - e.rate_ci()[0]);
     }
 
     proptest::proptest! {

@@ -80,6 +80,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     rebuilds_profiles(&*store).await;
     reservations_hold_room(&*store).await;
     concurrent_reservations_cannot_share_the_last_place(Arc::clone(&store)).await;
+    many_at_once(&*store).await;
     concurrent_ingest_counts_once(store).await;
 }
 
@@ -756,4 +757,74 @@ pub async fn concurrent_reservations_cannot_share_the_last_place(store: Arc<dyn 
         won, 1,
         "exactly one of the concurrent reservations takes the last place"
     );
+}
+
+pub async fn many_at_once(store: &dyn Store) {
+    let (a, b, missing) = (unique("many-a"), unique("many-b"), unique("many-missing"));
+    store
+        .ingest(vec![event(&a, "x", "app_open", monday_evening_kl(0))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .put_customer(&b, patch(serde_json::json!({"timezone": "UTC"})), now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let records = store
+        .customers(vec![a.clone(), missing.clone(), b.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0].as_ref().map(|r| r.profile.events), Some(1));
+    assert!(records[1].is_none());
+    assert_eq!(records[2], store.customer(&b).await.ok().flatten());
+    // In one transaction, in order: the second reservation for `a` sees the first.
+    let stored = store
+        .reserve_many(
+            vec![
+                (
+                    a.clone(),
+                    reservation(&format!("{a}-1"), now() + Duration::days(1)),
+                    Box::new(|_, live| live.is_empty()),
+                ),
+                (
+                    a.clone(),
+                    reservation(&format!("{a}-2"), now() + Duration::days(1)),
+                    Box::new(|_, live| live.is_empty()),
+                ),
+                (
+                    b.clone(),
+                    reservation(&format!("{b}-1"), now() + Duration::days(1)),
+                    Box::new(|_, live| live.is_empty()),
+                ),
+            ],
+            now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, vec![true, false, true]);
+
+    // A customer known only by a planned send exists, with the room it holds.
+    store
+        .reserve(
+            &missing,
+            reservation(&format!("{missing}-1"), now() + Duration::days(1)),
+            now(),
+            Box::new(|_, _| true),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let only = store
+        .customer(&missing)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("not found"));
+    assert_eq!((only.reservations.len(), only.profile.events), (1, 0));
+    let many = store
+        .customers(vec![missing.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(many[0].as_ref().map(|r| r.reservations.len()), Some(1));
+    assert_eq!(store.delete_customer(&missing).await.ok(), Some(true));
+    assert!(store.customer(&missing).await.ok().flatten().is_none());
 }

@@ -364,14 +364,16 @@ impl Inner {
             Some(v) => Some(decode_profile(v.value())?),
             None => None,
         };
-        if attributes.is_none() && profile.is_none() {
-            return Ok(None);
-        }
         let reservations = reservations_of(
             &txn.open_table(RESERVATIONS)
                 .map_err(StoreError::unavailable)?,
             id.as_str(),
         )?;
+        // A customer known only by a planned send still exists: decisions
+        // must see the room it holds.
+        if attributes.is_none() && profile.is_none() && reservations.is_empty() {
+            return Ok(None);
+        }
         Ok(Some(CustomerRecord {
             customer_id: id.clone(),
             attributes,
@@ -403,9 +405,10 @@ impl Inner {
                 .map_err(StoreError::unavailable)?;
             let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
             for k in keys_of(&reservations, cid)? {
-                reservations
+                found |= reservations
                     .remove((cid, k.as_str()))
-                    .map_err(StoreError::unavailable)?;
+                    .map_err(StoreError::unavailable)?
+                    .is_some();
                 decisions
                     .remove(k.as_str())
                     .map_err(StoreError::unavailable)?;
@@ -451,56 +454,100 @@ impl Inner {
         }))
     }
 
-    fn reserve(
-        &self,
+    /// One reservation inside `txn` (see [`Store::reserve`]).
+    fn reserve_in(
+        txn: &WriteTransaction,
         id: &CustomerId,
         r: Reservation,
         now: DateTime<Utc>,
         check: ReserveCheck,
     ) -> Result<bool> {
         let cid = id.as_str();
-        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
-        let stored = {
-            let profile = match txn
-                .open_table(PROFILES)
-                .map_err(StoreError::unavailable)?
-                .get(cid)
-                .map_err(StoreError::unavailable)?
-            {
-                Some(v) => decode_profile(v.value())?,
-                None => ProfileState::default(),
-            };
-            let mut table = txn
-                .open_table(RESERVATIONS)
-                .map_err(StoreError::unavailable)?;
-            let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
-            let mut live = Vec::new();
-            for old in reservations_of(&table, cid)? {
-                if old.holds(now) {
-                    live.push(old);
-                } else {
-                    table
-                        .remove((cid, old.decision_id.as_str()))
-                        .map_err(StoreError::unavailable)?;
-                    decisions
-                        .remove(old.decision_id.as_str())
-                        .map_err(StoreError::unavailable)?;
-                }
-            }
-            if check(&profile, &live) {
+        let profile = match txn
+            .open_table(PROFILES)
+            .map_err(StoreError::unavailable)?
+            .get(cid)
+            .map_err(StoreError::unavailable)?
+        {
+            Some(v) => decode_profile(v.value())?,
+            None => ProfileState::default(),
+        };
+        let mut table = txn
+            .open_table(RESERVATIONS)
+            .map_err(StoreError::unavailable)?;
+        let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
+        let mut live = Vec::new();
+        for old in reservations_of(&table, cid)? {
+            if old.holds(now) {
+                live.push(old);
+            } else {
                 table
-                    .insert((cid, r.decision_id.as_str()), encode(&r)?.as_slice())
+                    .remove((cid, old.decision_id.as_str()))
                     .map_err(StoreError::unavailable)?;
                 decisions
-                    .insert(r.decision_id.as_str(), cid)
+                    .remove(old.decision_id.as_str())
                     .map_err(StoreError::unavailable)?;
-                true
-            } else {
-                false
             }
-        };
+        }
+        if check(&profile, &live) {
+            table
+                .insert((cid, r.decision_id.as_str()), encode(&r)?.as_slice())
+                .map_err(StoreError::unavailable)?;
+            decisions
+                .insert(r.decision_id.as_str(), cid)
+                .map_err(StoreError::unavailable)?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn reserve_many(
+        &self,
+        items: Vec<(CustomerId, Reservation, ReserveCheck)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (id, r, check) in items {
+            out.push(Self::reserve_in(&txn, &id, r, now, check)?);
+        }
         txn.commit().map_err(StoreError::unavailable)?;
-        Ok(stored)
+        Ok(out)
+    }
+
+    fn customers(&self, ids: &[CustomerId]) -> Result<Vec<Option<CustomerRecord>>> {
+        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+        let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
+        let profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
+        let reservations = txn
+            .open_table(RESERVATIONS)
+            .map_err(StoreError::unavailable)?;
+        ids.iter()
+            .map(|id| {
+                let attributes = match customers
+                    .get(id.as_str())
+                    .map_err(StoreError::unavailable)?
+                {
+                    Some(v) => Some(decode_customer(v.value())?),
+                    None => None,
+                };
+                let profile = match profiles.get(id.as_str()).map_err(StoreError::unavailable)? {
+                    Some(v) => Some(decode_profile(v.value())?),
+                    None => None,
+                };
+                let held = reservations_of(&reservations, id.as_str())?;
+                if attributes.is_none() && profile.is_none() && held.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(CustomerRecord {
+                    customer_id: id.clone(),
+                    attributes,
+                    profile: profile.unwrap_or_default(),
+                    reservations: held,
+                }))
+            })
+            .collect()
     }
 
     fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>> {
@@ -713,8 +760,22 @@ impl Store for EmbeddedStore {
         check: ReserveCheck,
     ) -> Result<bool> {
         let id = id.clone();
-        self.run(move |s| s.reserve(&id, reservation, now, check))
-            .await
+        let mut stored = self
+            .run(move |s| s.reserve_many(vec![(id, reservation, check)], now))
+            .await?;
+        Ok(stored.pop().unwrap_or(false))
+    }
+
+    async fn customers(&self, ids: Vec<CustomerId>) -> Result<Vec<Option<CustomerRecord>>> {
+        self.run(move |s| s.customers(&ids)).await
+    }
+
+    async fn reserve_many(
+        &self,
+        items: Vec<(CustomerId, Reservation, ReserveCheck)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        self.run(move |s| s.reserve_many(items, now)).await
     }
 
     async fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>> {

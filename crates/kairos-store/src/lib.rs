@@ -127,6 +127,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// every stored reservation: see [`Reservation::holds`]).
     async fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>>;
 
+    /// Many customers in one read: `None` where nothing is stored.
+    async fn customers(&self, ids: Vec<CustomerId>) -> Result<Vec<Option<CustomerRecord>>>;
+
+    /// [`Store::reserve`] for many reservations in one write transaction, in
+    /// order (a check sees the reservations stored before it in the batch).
+    async fn reserve_many(
+        &self,
+        items: Vec<(CustomerId, Reservation, ReserveCheck)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>>;
+
     /// Stores `reservation` if `check` (run inside the write transaction on
     /// the customer's current profile and live reservations) accepts it, so
     /// two concurrent decisions cannot both take the last place under a cap.

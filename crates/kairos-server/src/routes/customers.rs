@@ -126,7 +126,7 @@ pub fn view(record: CustomerRecord, state: &AppState) -> CustomerView {
                     sends_total: e.sends_total,
                     engagements_total: e.engagements_total,
                     rate: e.rate,
-                    rate_ci: e.rate_ci,
+                    rate_ci: e.rate_ci(),
                     hour_of_week,
                     unsubscribed_at: stats.unsubscribed_at,
                 },

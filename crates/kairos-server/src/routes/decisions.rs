@@ -11,7 +11,7 @@ use kairos_decide::{
     QuietHours, Suppression, Window,
 };
 use kairos_learn::{ChannelEstimate, ProfileState};
-use kairos_store::{Reservation, ReserveCheck};
+use kairos_store::{CustomerRecord, Reservation, ReserveCheck};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::body::json_body;
@@ -142,126 +142,127 @@ const IN_SESSION: chrono::Duration = chrono::Duration::minutes(30);
 /// Attempts when concurrent decisions for one customer race for cap room.
 const ATTEMPTS: usize = 3;
 
-/// Decides for one customer and reserves cap room for a send.
-pub async fn decide_for(
+/// A decision computed from a customer's record, and the reservation its
+/// send needs.
+pub struct Planned {
+    pub response: DecisionResponse,
+    pub reservation: Option<(Reservation, ReserveCheck)>,
+}
+
+/// Decides for one customer from their stored record: CPU only, no IO.
+pub fn plan(
     state: &AppState,
-    id: CustomerId,
+    id: &CustomerId,
+    record: Option<CustomerRecord>,
     shared: &Shared,
-) -> Result<DecisionResponse, ApiError> {
-    let now = state.now();
+    now: chrono::DateTime<Utc>,
+) -> Planned {
     let params = &state.config.decide;
-    for _attempt in 0..ATTEMPTS {
-        let record = state.store.customer(&id).await?;
-        let (attributes, profile, reservations) = match record {
-            Some(r) => (r.attributes, r.profile, r.reservations),
-            None => (None, ProfileState::default(), Vec::new()),
-        };
-        let zone_name = attributes.as_ref().and_then(|a| a.timezone.clone());
-        let (tz, tz_assumed) = match zone_name.as_deref().map(str::parse::<chrono_tz::Tz>) {
-            Some(Ok(tz)) => (tz, false),
-            _ => (params.default_tz, true),
-        };
-        let models = state.models();
-        let pairs = attributes
-            .as_ref()
-            .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
-            .unwrap_or_default();
-        let activity = models.activity.posterior_traits(&profile.activity, &pairs);
-        let segment_label = activity
-            .segment
-            .as_ref()
-            .and_then(|m| models.activity.segments.get(m.index))
-            .map(|s| s.label.clone());
-        let mut requested: Vec<Channel> = Vec::new();
-        for c in shared
-            .channels
-            .clone()
-            .unwrap_or_else(|| Channel::ALL.to_vec())
-        {
-            if !requested.contains(&c) {
-                requested.push(c);
+    let (attributes, profile, reservations) = match record {
+        Some(r) => (r.attributes, r.profile, r.reservations),
+        None => (None, ProfileState::default(), Vec::new()),
+    };
+    let zone_name = attributes.as_ref().and_then(|a| a.timezone.clone());
+    let (tz, tz_assumed) = match zone_name.as_deref().map(str::parse::<chrono_tz::Tz>) {
+        Some(Ok(tz)) => (tz, false),
+        _ => (params.default_tz, true),
+    };
+    let models = state.models();
+    let pairs = attributes
+        .as_ref()
+        .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
+        .unwrap_or_default();
+    let activity = models.activity.posterior_traits(&profile.activity, &pairs);
+    let segment_label = activity
+        .segment
+        .as_ref()
+        .and_then(|m| models.activity.segments.get(m.index))
+        .map(|s| s.label.clone());
+    let mut requested: Vec<Channel> = Vec::new();
+    for c in shared
+        .channels
+        .clone()
+        .unwrap_or_else(|| Channel::ALL.to_vec())
+    {
+        if !requested.contains(&c) {
+            requested.push(c);
+        }
+    }
+    let candidates = requested
+        .into_iter()
+        .map(|c| {
+            let stats = &profile.channels[c.index()];
+            Candidate {
+                channel: c,
+                status: channel_status(
+                    attributes.as_ref().and_then(|a| a.channels.get(&c)),
+                    stats,
+                    shared.channels.is_some(),
+                ),
+                estimate: ChannelEstimate::new(stats, models.channels.get(c)),
             }
-        }
-        let candidates = requested
-            .into_iter()
-            .map(|c| {
-                let stats = &profile.channels[c.index()];
-                Candidate {
-                    channel: c,
-                    status: channel_status(
-                        attributes.as_ref().and_then(|a| a.channels.get(&c)),
-                        stats,
-                        shared.channels.is_some(),
-                    ),
-                    estimate: ChannelEstimate::new(stats, models.channels.get(c)),
-                }
-            })
-            .collect();
-        let caps = cap_state(&profile, &reservations, now);
-        let week_ago = now - chrono::Duration::days(7);
-        let input = DecisionInput {
-            now,
-            tz,
-            tz_assumed,
-            window: shared.window,
-            candidates,
-            activity: &activity,
-            prior_untrained: !models.activity.is_trained(),
-            segment_label,
-            response: models.response.as_ref(),
-            days_since_active: profile
-                .last_active_at
-                .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
-            sends_7d: caps
-                .sends
-                .iter()
-                .flatten()
-                .filter(|t| **t > week_ago && **t <= now)
-                .count() as f64,
-            cap_state: &caps,
-            // Within 30 minutes either way: clients' clocks run a little ahead or behind.
-            active_now: profile
-                .last_active_at
-                .is_some_and(|l| (now - l).abs() <= IN_SESSION),
-            quiet_hours: shared.quiet_hours,
-        };
-        let mut d = decide(&input, params);
-        if let Some(exp) = &shared.experiment {
-            d.reasons.push(format!(
-                "Experiment {exp:?} is not defined: no content variant was chosen."
-            ));
-        }
-        let decision_id = uuid::Uuid::now_v7().to_string();
-        if let (Action::Send, Some(channel), Some(send_at)) = (d.action, d.channel, d.send_at) {
-            let reservation = Reservation {
-                decision_id: decision_id.clone(),
-                channel,
-                send_at,
-                deadline: shared.window.deadline,
-                created_at: now,
-                confirmed: false,
-                cancel_if_active_after: d.cancel_if_active_after,
-            };
+        })
+        .collect();
+    let caps = cap_state(&profile, &reservations, now);
+    let week_ago = now - chrono::Duration::days(7);
+    let input = DecisionInput {
+        now,
+        tz,
+        tz_assumed,
+        window: shared.window,
+        candidates,
+        activity: &activity,
+        prior_untrained: !models.activity.is_trained(),
+        segment_label,
+        response: models.response.as_ref(),
+        days_since_active: profile
+            .last_active_at
+            .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
+        sends_7d: caps
+            .sends
+            .iter()
+            .flatten()
+            .filter(|t| **t > week_ago && **t <= now)
+            .count() as f64,
+        cap_state: &caps,
+        // Within 30 minutes either way: clients' clocks run a little ahead or behind.
+        active_now: profile
+            .last_active_at
+            .is_some_and(|l| (now - l).abs() <= IN_SESSION),
+        quiet_hours: shared.quiet_hours,
+    };
+    let mut d = decide(&input, params);
+    if let Some(exp) = &shared.experiment {
+        d.reasons.push(format!(
+            "Experiment {exp:?} is not defined: no content variant was chosen."
+        ));
+    }
+    let decision_id = uuid::Uuid::now_v7().to_string();
+    let reservation = match (d.action, d.channel, d.send_at) {
+        (Action::Send, Some(channel), Some(send_at)) => {
             let limits = params.caps.clone();
             let check: ReserveCheck = Box::new(move |profile, live| {
                 cap_state(profile, live, now)
                     .check(&limits, channel, send_at, tz)
                     .is_ok()
             });
-            if !state.store.reserve(&id, reservation, now, check).await? {
-                // A concurrent decision took the room: decide again on the new state.
-                continue;
-            }
+            Some((
+                Reservation {
+                    decision_id: decision_id.clone(),
+                    channel,
+                    send_at,
+                    deadline: shared.window.deadline,
+                    created_at: now,
+                    confirmed: false,
+                    cancel_if_active_after: d.cancel_if_active_after,
+                },
+                check,
+            ))
         }
-        tracing::info!(
-            customer_id = %id,
-            decision_id = %decision_id,
-            action = ?d.action,
-            channel = ?d.channel,
-            basis = ?d.basis,
-            "decision"
-        );
-        return Ok(DecisionResponse {
+        _ => None,
+    };
+    Planned {
+        response: DecisionResponse {
             decision_id,
             customer_id: id.to_string(),
             action: d.action,
@@ -277,13 +278,46 @@ pub async fn decide_for(
             campaign: shared.campaign.clone(),
             message_id: shared.message_id.clone(),
             timezone: tz.name().to_string(),
-        });
+        },
+        reservation,
+    }
+}
+
+/// Decides for one customer and reserves cap room for a send; when a
+/// concurrent decision took the room meanwhile, decides again on the new state.
+pub async fn decide_for(
+    state: &AppState,
+    id: CustomerId,
+    shared: &Shared,
+) -> Result<DecisionResponse, ApiError> {
+    for _attempt in 0..ATTEMPTS {
+        let now = state.now();
+        let record = state.store.customer(&id).await?;
+        let planned = plan(state, &id, record, shared, now);
+        if let Some((reservation, check)) = planned.reservation {
+            if !state.store.reserve(&id, reservation, now, check).await? {
+                continue;
+            }
+        }
+        log_decision(&planned.response);
+        return Ok(planned.response);
     }
     Err(ApiError::new(
         actix_web::http::StatusCode::CONFLICT,
         "concurrent_decisions",
         "concurrent decisions for this customer kept taking the remaining room; retry",
     ))
+}
+
+fn log_decision(d: &DecisionResponse) {
+    tracing::debug!(
+        customer_id = %d.customer_id,
+        decision_id = %d.decision_id,
+        action = ?d.action,
+        channel = ?d.channel,
+        basis = ?d.basis,
+        "decision"
+    );
 }
 
 /// Decides for one request against the current state.
@@ -419,8 +453,10 @@ pub async fn confirm(
 
 /// Largest number of customers in one batch request.
 pub const MAX_BATCH: usize = 100_000;
-/// Decisions computed at once while streaming a batch.
-const BATCH_CONCURRENCY: usize = 16;
+/// Customers read, decided and reserved together (one read, one write).
+const BATCH_CHUNK: usize = 1024;
+/// Chunks being decided at once: both cores busy, memory bounded.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,9 +474,111 @@ pub struct BatchRequest {
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+fn error_line(customer: &str, e: &ApiError) -> serde_json::Value {
+    serde_json::json!({
+        "customer_id": customer,
+        "error": {"code": e.code, "message": e.message, "details": e.details},
+    })
+}
+
+mod erased_line {
+    /// Something written as one NDJSON line.
+    pub trait Line {
+        fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    }
+    impl<T: serde::Serialize> Line for T {
+        fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+            serde_json::to_writer(out, self)
+        }
+    }
+}
+
+/// One chunk of a batch: one read of every record, the decisions computed on
+/// the blocking pool, one write of every reservation; NDJSON lines in order.
+async fn decide_chunk(
+    state: web::Data<AppState>,
+    shared: std::sync::Arc<Shared>,
+    raws: Vec<String>,
+) -> web::Bytes {
+    let now = state.now();
+    let parsed: Vec<Result<CustomerId, ApiError>> =
+        raws.iter().map(|r| customer_id(r.clone())).collect();
+    let ids: Vec<CustomerId> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+
+    let outcome: Result<Vec<DecisionResponse>, ApiError> = async {
+        let records = state.store.customers(ids.clone()).await?;
+        let (st, sh, planned_ids) = (state.clone(), std::sync::Arc::clone(&shared), ids.clone());
+        let planned: Vec<Planned> = tokio::task::spawn_blocking(move || {
+            planned_ids
+                .iter()
+                .zip(records)
+                .map(|(id, rec)| plan(&st, id, rec, &sh, now))
+                .collect()
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+            )
+        })?;
+        let mut responses = Vec::with_capacity(planned.len());
+        let mut items = Vec::new();
+        let mut reserved_at = Vec::new();
+        for (i, p) in planned.into_iter().enumerate() {
+            if let Some((r, check)) = p.reservation {
+                items.push((ids[i].clone(), r, check));
+                reserved_at.push(i);
+            }
+            responses.push(p.response);
+        }
+        let stored = state.store.reserve_many(items, now).await?;
+        for (i, ok) in reserved_at.into_iter().zip(stored) {
+            if !ok {
+                // A concurrent decision took the room: decide this one again, alone.
+                responses[i] = decide_for(&state, ids[i].clone(), &shared).await?;
+            }
+        }
+        Ok(responses)
+    }
+    .await;
+    let mut out = Vec::with_capacity(raws.len() * 900);
+    let mut write = |value: &dyn erased_line::Line| {
+        if value.write_to(&mut out).is_ok() {
+            out.push(b'\n');
+        }
+    };
+    match outcome {
+        Ok(responses) => {
+            let mut responses = responses.into_iter();
+            for (p, raw) in parsed.iter().zip(&raws) {
+                match p {
+                    Ok(_) => {
+                        if let Some(d) = responses.next() {
+                            log_decision(&d);
+                            write(&d);
+                        }
+                    }
+                    Err(e) => write(&error_line(raw, e)),
+                }
+            }
+        }
+        Err(e) => {
+            for raw in &raws {
+                write(&error_line(raw, &e));
+            }
+        }
+    }
+    web::Bytes::from(out)
+}
+
 /// `POST /v1/decisions/batch`: one decision per customer, NDJSON, streamed in
-/// input order with a bounded number in flight. A customer whose decision
-/// fails gets a line `{"customer_id", "error": {...}}`; the rest go on.
+/// input order with bounded memory. A customer whose decision fails gets a
+/// line `{"customer_id", "error": {...}}`; the rest go on.
 pub async fn batch(
     req: HttpRequest,
     payload: web::Payload,
@@ -458,7 +596,7 @@ pub async fn batch(
             ),
         ));
     }
-    let shared = Shared::check(
+    let shared = std::sync::Arc::new(Shared::check(
         &state,
         state.now(),
         body.channels,
@@ -468,31 +606,17 @@ pub async fn batch(
         body.campaign,
         body.message_id,
         body.experiment,
-    )?;
-    let shared = std::sync::Arc::new(shared);
+    )?);
     let n = body.customers.len();
-    let stream = futures_util::stream::iter(body.customers)
-        .map(move |raw| {
-            let state = state.clone();
-            let shared = std::sync::Arc::clone(&shared);
-            async move {
-                let result = match customer_id(raw.clone()) {
-                    Ok(id) => decide_for(&state, id, &shared).await.map_err(|e| (raw, e)),
-                    Err(e) => Err((raw, e)),
-                };
-                let mut line = match result {
-                    Ok(d) => serde_json::to_vec(&d),
-                    Err((raw, e)) => serde_json::to_vec(&serde_json::json!({
-                        "customer_id": raw,
-                        "error": {"code": e.code, "message": e.message, "details": e.details},
-                    })),
-                }
-                .unwrap_or_default();
-                line.push(b'\n');
-                Ok::<_, actix_web::Error>(web::Bytes::from(line))
-            }
-        })
-        .buffered(BATCH_CONCURRENCY);
+    let chunks: Vec<Vec<String>> = body
+        .customers
+        .chunks(BATCH_CHUNK)
+        .map(<[String]>::to_vec)
+        .collect();
+    let stream = futures_util::stream::iter(chunks)
+        .map(move |chunk| decide_chunk(state.clone(), std::sync::Arc::clone(&shared), chunk))
+        .buffered(CHUNKS_IN_FLIGHT)
+        .map(Ok::<_, actix_web::Error>);
     tracing::info!(customers = n, "batch decisions");
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A million-recipient campaign over HTTP: POST /v1/decisions/batch in requests
+# of 100,000 customers (the API's limit), all answers streamed back and counted.
+#
+#   scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
+#
+# The first run seeds DATA_DIR (default /tmp/kairos-load) with simulated
+# customers and a week of history each (`kairos simulate --data`); later runs
+# reuse it. The server runs on loopback only; nothing leaves this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CUSTOMERS=${1:-1000000}
+DATA=${2:-/tmp/kairos-load}
+PER_REQUEST=100000
+PORT=${PORT:-18181}
+
+cargo build --release --locked --quiet
+BIN=target/release/kairos
+
+if [ ! -f "$DATA/.seeded-$CUSTOMERS" ]; then
+  rm -rf "$DATA"
+  echo "seeding $CUSTOMERS customers into $DATA ..."
+  start=$(date +%s.%N)
+  $BIN simulate --customers "$CUSTOMERS" --weeks 1 --sends-per-week 1 --data "$DATA"
+  echo "seeded in $(echo "$(date +%s.%N) - $start" | bc) s"
+  touch "$DATA/.seeded-$CUSTOMERS"
+fi
+
+KAIROS__STORE__PATH="$DATA" KAIROS__SERVER__BIND="127.0.0.1:$PORT" RUST_LOG=warn $BIN serve &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+
+body() { # first, count -> a batch request body
+  python3 -c "import json,sys; f,n=int(sys.argv[1]),int(sys.argv[2]); print(json.dumps({'customers':['sim-%05d'%i for i in range(f,f+n)],'channels':['email','push','sms','in_app'],'quiet_hours':None,'campaign':'load'}))" "$1" "$2"
+}
+for ((first = 0; first < CUSTOMERS; first += PER_REQUEST)); do
+  n=$(( CUSTOMERS - first < PER_REQUEST ? CUSTOMERS - first : PER_REQUEST ))
+  body "$first" "$n" > "$DATA/req-$first.json"
+done
+
+echo "campaign: $CUSTOMERS recipients in requests of $PER_REQUEST"
+start=$(date +%s.%N)
+lines=0
+for ((first = 0; first < CUSTOMERS; first += PER_REQUEST)); do
+  got=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/decisions/batch" \
+    -H 'content-type: application/json' --data-binary "@$DATA/req-$first.json" | wc -l)
+  lines=$((lines + got))
+done
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+errors=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/decisions/batch" -H 'content-type: application/json' \
+  --data-binary "@$DATA/req-0.json" | grep -c '"error"' || true)
+echo "decisions: $lines in ${elapsed} s ($(echo "$lines / $elapsed" | bc) per second); error lines in a sample request: $errors"
+[ "$lines" -eq "$CUSTOMERS" ] || { echo "expected $CUSTOMERS answers"; exit 1; }
