@@ -2,7 +2,7 @@
 # A million-recipient campaign over HTTP: POST /v1/decisions/batch in requests
 # of 100,000 customers (the API's limit), all answers streamed back and counted.
 #
-#   scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
+#   [CONCURRENCY=2] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
 #
 # The first run seeds DATA_DIR (default /tmp/kairos-load) with simulated
 # customers and a week of history each (`kairos simulate --data`); later runs
@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 CUSTOMERS=${1:-1000000}
 DATA=${2:-/tmp/kairos-load}
 PER_REQUEST=100000
+# Requests in flight at once, as a sender splitting a campaign would.
+CONCURRENCY=${CONCURRENCY:-2}
 PORT=${PORT:-18181}
 
 cargo build --release --locked --quiet
@@ -39,15 +41,12 @@ for ((first = 0; first < CUSTOMERS; first += PER_REQUEST)); do
   body "$first" "$n" > "$DATA/req-$first.json"
 done
 
-echo "campaign: $CUSTOMERS recipients in requests of $PER_REQUEST"
+echo "campaign: $CUSTOMERS recipients in requests of $PER_REQUEST, $CONCURRENCY at a time"
 start=$(date +%s.%N)
-lines=0
-for ((first = 0; first < CUSTOMERS; first += PER_REQUEST)); do
-  got=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/decisions/batch" \
-    -H 'content-type: application/json' --data-binary "@$DATA/req-$first.json" | wc -l)
-  lines=$((lines + got))
-done
+ls "$DATA"/req-*.json | xargs -P "$CONCURRENCY" -I{} sh -c \
+  "curl -sf -X POST 'http://127.0.0.1:$PORT/v1/decisions/batch' -H 'content-type: application/json' --data-binary @{} | wc -l > {}.lines"
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+lines=$(cat "$DATA"/req-*.json.lines | paste -sd+ | bc)
 errors=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/decisions/batch" -H 'content-type: application/json' \
   --data-binary "@$DATA/req-0.json" | grep -c '"error"' || true)
 echo "decisions: $lines in ${elapsed} s ($(echo "$lines / $elapsed" | bc) per second); error lines in a sample request: $errors"

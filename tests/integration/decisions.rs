@@ -419,3 +419,34 @@ async fn batch_streams_one_line_per_customer_in_order() {
         );
     }
 }
+
+#[actix_web::test]
+async fn the_same_state_and_request_give_the_same_decision() {
+    // Without caps, a decision's reservation does not change what the next one sees.
+    let t = app_with(&[("KAIROS__DECIDE__CAPS", "{}")]).await;
+    call(&t.app, put("/v1/customers/same", &json!({"timezone": "Asia/Kuala_Lumpur",
+        "channels": {"email": {"reachable": true, "consent": true}, "push": {"reachable": true, "consent": true}}}))).await;
+    call(
+        &t.app,
+        post(
+            "/v1/events",
+            &json!({"events": monday_evening_sessions("same")}),
+        ),
+    )
+    .await;
+    let ask = json!({"customer_id": "same", "deadline": "2026-11-29T12:00:00Z"});
+    let (_, a) = call(&t.app, post("/v1/decisions", &ask)).await;
+    let (_, b) = call(&t.app, post("/v1/decisions", &ask)).await;
+    assert_ne!(a["decision_id"], b["decision_id"]);
+    for field in [
+        "action",
+        "channel",
+        "send_at",
+        "score",
+        "basis",
+        "alternatives",
+        "reasons",
+    ] {
+        assert_eq!(a[field], b[field], "{field}");
+    }
+}

@@ -423,9 +423,9 @@ impl LocalClock {
         let until = if ahead == here {
             secs + SPAN_SECS
         } else {
-            // A change within the span: find it to the minute.
+            // A change within the span: find the first second of the new offset.
             let (mut lo, mut hi) = (secs, secs + SPAN_SECS);
-            while hi - lo > 60 {
+            while hi - lo > 1 {
                 let mid = lo + (hi - lo) / 2;
                 if self.offset_at(mid) == here {
                     lo = mid;
@@ -463,6 +463,36 @@ impl LocalClock {
 mod clock_tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Every quarter hour across DST changes, read in order as the engine
+    /// does, including the first instant of each new offset.
+    #[test]
+    fn quarter_hours_across_dst_changes() {
+        let cases = [
+            ("Australia/Sydney", "2026-10-03T00:00:00Z"),
+            ("Australia/Sydney", "2026-04-04T00:00:00Z"),
+            ("America/New_York", "2026-03-07T12:00:00Z"),
+            ("America/New_York", "2026-10-31T12:00:00Z"),
+            ("Europe/London", "2026-03-28T12:00:00Z"),
+            ("Australia/Lord_Howe", "2026-10-03T00:00:00Z"),
+        ];
+        for (zone, from) in cases {
+            let tz: Tz = zone.parse().unwrap_or(Tz::UTC);
+            let start = DateTime::parse_from_rfc3339(from)
+                .map(|t| t.to_utc())
+                .unwrap_or_default();
+            let mut clock = LocalClock::new(tz);
+            for k in 0..(4 * 72) {
+                let t = start + Duration::minutes(15 * k);
+                assert_eq!(clock.read(t).quarter, quarter_of_week(t, tz), "{zone} {t}");
+                assert_eq!(
+                    clock.read(t).minute,
+                    local_minute_of_day(t, tz),
+                    "{zone} {t}"
+                );
+            }
+        }
+    }
 
     proptest! {
         /// The fast reading equals chrono-tz's, across DST, in every zone,
