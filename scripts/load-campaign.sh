@@ -2,7 +2,7 @@
 # A million-recipient campaign over HTTP: POST /v1/decisions/batch in requests
 # of 100,000 customers (the API's limit), all answers streamed back and counted.
 #
-#   [CONCURRENCY=2] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
+#   [CONCURRENCY=1] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
 #
 # The first run seeds DATA_DIR (default /tmp/kairos-load) with simulated
 # customers and a week of history each (`kairos simulate --data`); later runs
@@ -13,7 +13,7 @@ CUSTOMERS=${1:-1000000}
 DATA=${2:-/tmp/kairos-load}
 PER_REQUEST=100000
 # Requests in flight at once, as a sender splitting a campaign would.
-CONCURRENCY=${CONCURRENCY:-2}
+CONCURRENCY=${CONCURRENCY:-1}
 PORT=${PORT:-18181}
 
 cargo build --release --locked --quiet

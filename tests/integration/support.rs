@@ -41,7 +41,12 @@ pub async fn app_with(
         .collect();
     vars.push((
         "KAIROS__STORE__PATH".into(),
-        dir.path().display().to_string(),
+        dir.path().join("data").display().to_string(),
+    ));
+    // Training writes versioned artifacts: into the test's own directory, never the repository's.
+    vars.push((
+        "KAIROS__MODELS__DIR".into(),
+        dir.path().join("models").display().to_string(),
     ));
     let config = Config::load(None, vars).unwrap_or_else(|e| panic!("{e}"));
     let opened = AppState::open(config)
