@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use kairos_core::{Event, HourOfWeek, RawEvent};
+use kairos_core::{Event, RawEvent};
 use kairos_learn::eval::{evaluate, table};
-use kairos_learn::fit::{ActivityHistory, FitOptions, Observation};
+use kairos_learn::fit::{ActivityHistory, FitOptions};
 use kairos_server::ValidConfig;
 
 #[derive(Debug, Args)]
@@ -62,17 +62,7 @@ pub fn histories_from_files(
 ) -> anyhow::Result<BTreeMap<String, ActivityHistory>> {
     Ok(events_by_customer(files)?
         .into_iter()
-        .map(|(k, events)| {
-            let obs = events
-                .iter()
-                .filter(|e| e.is_organic_activity())
-                .map(|e| Observation {
-                    at: e.timestamp.timestamp(),
-                    how: HourOfWeek::of(e.timestamp, tz).index() as u8,
-                })
-                .collect();
-            (k, ActivityHistory::new(obs))
-        })
+        .map(|(k, events)| (k, ActivityHistory::from_events(&events, tz)))
         .collect())
 }
 

@@ -39,6 +39,23 @@ impl ActivityHistory {
         Self { observations }
     }
 
+    /// The organic activity among `events` (any order), local hours in `tz`.
+    pub fn from_events<'a>(
+        events: impl IntoIterator<Item = &'a kairos_core::Event>,
+        tz: chrono_tz::Tz,
+    ) -> Self {
+        Self::new(
+            events
+                .into_iter()
+                .filter(|e| e.is_organic_activity())
+                .map(|e| Observation {
+                    at: e.timestamp.timestamp(),
+                    how: kairos_core::HourOfWeek::of(e.timestamp, tz).index() as u8,
+                })
+                .collect(),
+        )
+    }
+
     /// Decayed counts per hour of week at the latest observation.
     pub fn counts(&self, half_life_days: f64) -> Vec<f64> {
         let mut c = vec![0.0; H];

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use kairos_core::{Channel, Event, EventType, HourOfWeek};
+use kairos_core::{Channel, Event, EventType};
 
 use std::collections::HashMap;
 
@@ -11,7 +11,7 @@ use chrono::Duration;
 
 use crate::activity::{ActivityModel, QuarterMass};
 use crate::channel::{BetaPrior, ChannelPriors};
-use crate::fit::{fit_activity, ActivityHistory, FitOptions, Observation};
+use crate::fit::{fit_activity, ActivityHistory, FitOptions};
 use crate::model::{DataSize, Manifest, ModelBundle, FORMAT};
 use crate::posterior::ChannelEstimate;
 use crate::profile::{concerns_attribution, message_key, Attribution, MessageState};
@@ -85,17 +85,10 @@ impl Trainer {
     pub fn add(&mut self, tz: Tz, events: &[Event], opts: &TrainOptions) {
         let mut sorted: Vec<&Event> = events.iter().collect();
         sorted.sort_by_key(|e| e.timestamp);
-        let observations: Vec<Observation> = sorted
-            .iter()
-            .filter(|e| e.is_organic_activity())
-            .map(|e| Observation {
-                at: e.timestamp.timestamp(),
-                how: HourOfWeek::of(e.timestamp, tz).index() as u8,
-            })
-            .collect();
+        let history = ActivityHistory::from_events(sorted.iter().copied(), tz);
         self.size.customers += 1;
         self.size.events += events.len() as u64;
-        self.size.activities += observations.len() as u64;
+        self.size.activities += history.observations.len() as u64;
         self.size.sends += events
             .iter()
             .filter(|e| e.kind == EventType::MessageSent)
@@ -113,7 +106,7 @@ impl Trainer {
             self.senders
                 .push((hash, tz, sorted.into_iter().cloned().collect()));
         }
-        self.histories.push(ActivityHistory::new(observations));
+        self.histories.push(history);
     }
 
     pub fn finish(
