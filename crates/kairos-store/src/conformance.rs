@@ -74,7 +74,6 @@ pub async fn run_all(store: Arc<dyn Store>) {
     delete_erases_everything(&*store).await;
     export_has_everything(&*store).await;
     models_round_trip(&*store).await;
-    visits_profiles(&*store).await;
     batching_and_order_do_not_matter(&*store).await;
     visits_histories(&*store).await;
     rebuilds_profiles(&*store).await;
@@ -361,27 +360,6 @@ pub async fn models_round_trip(store: &dyn Store) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(store.model(&name).await.ok(), Some(Some(b"v2".to_vec())));
-}
-
-pub async fn visits_profiles(store: &dyn Store) {
-    let c = unique("visit");
-    store
-        .ingest(vec![event(&c, "v", "app_open", monday_evening_kl(0))])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    let n = store
-        .visit_profiles(Box::new(move |id, p| {
-            if let Ok(mut v) = sink.lock() {
-                v.push((id.clone(), p.events));
-            }
-        }))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
-    assert_eq!(n as usize, seen.len());
-    assert!(seen.contains(&(c, 1)));
 }
 
 pub async fn concurrent_ingest_counts_once(store: Arc<dyn Store>) {

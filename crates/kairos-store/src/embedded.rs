@@ -18,7 +18,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use crate::{
     customer_tz, CustomerExport, CustomerHistory, CustomerRecord, HistoryVisitor, IngestOutcome,
-    ProfileVisitor, Reservation, ReserveCheck, Result, Store, StoreContext, StoreError,
+    Reservation, ReserveCheck, Result, Store, StoreContext, StoreError,
 };
 
 /// (customer, event id) -> event as JSON. Also the idempotency record.
@@ -125,21 +125,36 @@ fn decode_reservation(bytes: &[u8]) -> Result<Reservation> {
     postcard::from_bytes(bytes).map_err(StoreError::corrupt)
 }
 
-fn reservations_of<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
+/// Calls `visit` with the second key part and the value of each entry of
+/// one customer in a byte-valued table keyed by (customer, _).
+fn scan_customer<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     table: &T,
     customer: &str,
-) -> Result<Vec<Reservation>> {
-    let mut out = Vec::new();
+    mut visit: impl FnMut(&str, &[u8]) -> Result<()>,
+) -> Result<()> {
     for entry in table
         .range((customer, "")..)
         .map_err(StoreError::unavailable)?
     {
         let (k, v) = entry.map_err(StoreError::unavailable)?;
-        if k.value().0 != customer {
+        let (c, rest) = k.value();
+        if c != customer {
             break;
         }
-        out.push(decode_reservation(v.value())?);
+        visit(rest, v.value())?;
     }
+    Ok(())
+}
+
+fn reservations_of<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
+    table: &T,
+    customer: &str,
+) -> Result<Vec<Reservation>> {
+    let mut out = Vec::new();
+    scan_customer(table, customer, |_, v| {
+        out.push(decode_reservation(v)?);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -176,16 +191,10 @@ fn events_of<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     customer: &str,
 ) -> Result<Vec<Event>> {
     let mut events = Vec::new();
-    for entry in table
-        .range((customer, "")..)
-        .map_err(StoreError::unavailable)?
-    {
-        let (k, v) = entry.map_err(StoreError::unavailable)?;
-        if k.value().0 != customer {
-            break;
-        }
-        events.push(decode_event(v.value())?);
-    }
+    scan_customer(table, customer, |_, v| {
+        events.push(decode_event(v)?);
+        Ok(())
+    })?;
     events.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
     Ok(events)
 }
@@ -433,17 +442,10 @@ impl Inner {
         )?;
         let table = txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
         let mut messages = BTreeMap::new();
-        for entry in table
-            .range((id.as_str(), "")..)
-            .map_err(StoreError::unavailable)?
-        {
-            let (k, v) = entry.map_err(StoreError::unavailable)?;
-            let (c, key) = k.value();
-            if c != id.as_str() {
-                break;
-            }
-            messages.insert(key.to_owned(), decode_message(v.value())?);
-        }
+        scan_customer(&table, id.as_str(), |key, v| {
+            messages.insert(key.to_owned(), decode_message(v)?);
+            Ok(())
+        })?;
         Ok(Some(CustomerExport {
             customer_id: record.customer_id,
             attributes: record.attributes,
@@ -698,19 +700,6 @@ impl Inner {
         }
         Ok(ids.len() as u64)
     }
-
-    fn visit_profiles(&self, mut visit: ProfileVisitor) -> Result<u64> {
-        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
-        let profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
-        let mut n = 0;
-        for entry in profiles.iter().map_err(StoreError::unavailable)? {
-            let (k, v) = entry.map_err(StoreError::unavailable)?;
-            let id = CustomerId::parse(k.value()).map_err(StoreError::corrupt)?;
-            visit(&id, &decode_profile(v.value())?);
-            n += 1;
-        }
-        Ok(n)
-    }
 }
 
 #[async_trait]
@@ -742,10 +731,6 @@ impl Store for EmbeddedStore {
     async fn export_customer(&self, id: &CustomerId) -> Result<Option<CustomerExport>> {
         let id = id.clone();
         self.run(move |s| s.export_customer(&id)).await
-    }
-
-    async fn visit_profiles(&self, visit: ProfileVisitor) -> Result<u64> {
-        self.run(move |s| s.visit_profiles(visit)).await
     }
 
     async fn visit_histories(&self, visit: HistoryVisitor) -> Result<u64> {

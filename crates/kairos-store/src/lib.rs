@@ -103,8 +103,6 @@ pub struct CustomerHistory {
     pub events: Vec<Event>,
 }
 
-/// Called once per stored profile by [`Store::visit_profiles`].
-pub type ProfileVisitor = Box<dyn FnMut(&CustomerId, &ProfileState) + Send>;
 /// Called once per customer with events by [`Store::visit_histories`].
 pub type HistoryVisitor = Box<dyn FnMut(CustomerHistory) + Send>;
 
@@ -162,9 +160,6 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Everything stored about the customer.
     async fn export_customer(&self, id: &CustomerId) -> Result<Option<CustomerExport>>;
-
-    /// Calls `visit` for every stored profile; returns how many.
-    async fn visit_profiles(&self, visit: ProfileVisitor) -> Result<u64>;
 
     /// Calls `visit` with every customer's history; returns how many.
     async fn visit_histories(&self, visit: HistoryVisitor) -> Result<u64>;
