@@ -3,10 +3,15 @@
 //! Every write is one redb transaction with `Durability::Immediate`: committed
 //! and fsynced before the call returns. redb calls block, so each runs on
 //! tokio's blocking pool, never on an async worker thread.
+//!
+//! Single reservations are group-committed: concurrent `reserve` calls queue,
+//! and one blocking task writes everything queued in one transaction (one
+//! fsync), then answers each caller, so a decision's reservation is durable
+//! when its answer is sent while concurrent decisions share the disk flush.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -51,6 +56,89 @@ struct Inner {
     default_tz: chrono_tz::Tz,
     profile: RwLock<ProfileConfig>,
     path: PathBuf,
+    reservations: Mutex<ReserveQueue>,
+}
+
+/// One queued reservation and where its answer goes.
+struct QueuedReservation {
+    id: CustomerId,
+    reservation: Reservation,
+    now: DateTime<Utc>,
+    check: ReserveCheck,
+    reply: tokio::sync::oneshot::Sender<Result<bool>>,
+}
+
+/// Reservations waiting for the next group commit; `writing` while a task is
+/// committing (it takes everything queued before it stops).
+#[derive(Default)]
+struct ReserveQueue {
+    queued: Vec<QueuedReservation>,
+    writing: bool,
+}
+
+impl std::fmt::Debug for ReserveQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReserveQueue")
+            .field("queued", &self.queued.len())
+            .field("writing", &self.writing)
+            .finish()
+    }
+}
+
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+    }
+}
+
+impl Inner {
+    fn reserve_queue(&self) -> std::sync::MutexGuard<'_, ReserveQueue> {
+        self.reservations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commits queued reservations, a transaction per round, until none is left.
+    fn drain_reservations(&self) {
+        loop {
+            let items = {
+                let mut q = self.reserve_queue();
+                if q.queued.is_empty() {
+                    q.writing = false;
+                    return;
+                }
+                std::mem::take(&mut q.queued)
+            };
+            let mut replies = Vec::with_capacity(items.len());
+            let mut work = Vec::with_capacity(items.len());
+            for q in items {
+                replies.push(q.reply);
+                work.push((q.id, q.reservation, q.now, q.check));
+            }
+            let result = (|| {
+                let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+                let mut out = Vec::with_capacity(work.len());
+                for (id, r, now, check) in work {
+                    out.push(Self::reserve_in(&txn, &id, r, now, check)?);
+                }
+                txn.commit().map_err(StoreError::unavailable)?;
+                Ok(out)
+            })();
+            match result {
+                Ok(stored) => {
+                    for (reply, ok) in replies.into_iter().zip(stored) {
+                        let _ = reply.send(Ok(ok));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(same_error(&e)));
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl EmbeddedStore {
@@ -84,6 +172,7 @@ impl EmbeddedStore {
                 default_tz: ctx.default_tz,
                 profile: RwLock::new(ctx.profile),
                 path,
+                reservations: Mutex::new(ReserveQueue::default()),
             }),
         })
     }
@@ -744,11 +833,25 @@ impl Store for EmbeddedStore {
         now: DateTime<Utc>,
         check: ReserveCheck,
     ) -> Result<bool> {
-        let id = id.clone();
-        let mut stored = self
-            .run(move |s| s.reserve_many(vec![(id, reservation, check)], now))
-            .await?;
-        Ok(stored.pop().unwrap_or(false))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.inner.reserve_queue();
+            q.queued.push(QueuedReservation {
+                id: id.clone(),
+                reservation,
+                now,
+                check,
+                reply,
+            });
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start {
+            let inner = Arc::clone(&self.inner);
+            tokio::task::spawn_blocking(move || inner.drain_reservations());
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the reservation writer stopped".into()))?
     }
 
     async fn customers(&self, ids: Vec<CustomerId>) -> Result<Vec<Option<CustomerRecord>>> {
