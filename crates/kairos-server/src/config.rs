@@ -68,6 +68,8 @@ pub enum Backend {
 pub struct StoreConfig {
     pub backend: Backend,
     pub path: PathBuf,
+    /// Customer records kept in memory in front of the embedded store.
+    pub cache_customers: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

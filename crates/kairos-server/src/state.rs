@@ -56,6 +56,7 @@ impl AppState {
         let ctx = StoreContext {
             profile: config.learn.profile,
             default_tz: config.decide.default_tz,
+            cache_customers: config.raw.store.cache_customers,
         };
         let store: Arc<dyn Store> = match config.raw.store.backend {
             Backend::Embedded => Arc::new(EmbeddedStore::open(&config.raw.store.path, ctx)?),

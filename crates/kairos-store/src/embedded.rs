@@ -21,6 +21,7 @@ use kairos_learn::{
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
+use crate::cache::RecordCache;
 use crate::{
     customer_tz, CustomerExport, CustomerHistory, CustomerRecord, HistoryVisitor, IngestOutcome,
     Reservation, ReserveCheck, Result, Store, StoreContext, StoreError,
@@ -57,6 +58,7 @@ struct Inner {
     profile: RwLock<ProfileConfig>,
     path: PathBuf,
     reservations: Mutex<ReserveQueue>,
+    cache: RecordCache,
 }
 
 /// One queued reservation and where its answer goes.
@@ -112,6 +114,7 @@ impl Inner {
             };
             let mut replies = Vec::with_capacity(items.len());
             let mut work = Vec::with_capacity(items.len());
+            let ids: Vec<CustomerId> = items.iter().map(|q| q.id.clone()).collect();
             for q in items {
                 replies.push(q.reply);
                 work.push((q.id, q.reservation, q.now, q.check));
@@ -125,6 +128,9 @@ impl Inner {
                 txn.commit().map_err(StoreError::unavailable)?;
                 Ok(out)
             })();
+            for id in &ids {
+                self.cache.invalidate(id.as_str());
+            }
             match result {
                 Ok(stored) => {
                     for (reply, ok) in replies.into_iter().zip(stored) {
@@ -173,6 +179,7 @@ impl EmbeddedStore {
                 profile: RwLock::new(ctx.profile),
                 path,
                 reservations: Mutex::new(ReserveQueue::default()),
+                cache: RecordCache::new(ctx.cache_customers),
             }),
         })
     }
@@ -666,8 +673,10 @@ impl Inner {
         }
     }
 
-    fn update_reservation(&self, decision_id: &str, send: bool) -> Result<bool> {
+    /// Confirms or frees a reservation; answers whether it existed and whose it is.
+    fn update_reservation(&self, decision_id: &str, send: bool) -> Result<(bool, Option<String>)> {
         let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+        let mut customer = None;
         let found = {
             let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
             let mut table = txn
@@ -687,6 +696,7 @@ impl Inner {
             };
             match (cid, current) {
                 (Some(c), Some(mut r)) => {
+                    customer = Some(c.clone());
                     if send {
                         r.confirmed = true;
                         table
@@ -706,7 +716,7 @@ impl Inner {
             }
         };
         txn.commit().map_err(StoreError::unavailable)?;
-        Ok(found)
+        Ok((found, customer))
     }
 
     fn visit_histories(&self, mut visit: HistoryVisitor) -> Result<u64> {
@@ -794,7 +804,17 @@ impl Inner {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn ingest(&self, events: Vec<Event>) -> Result<IngestOutcome> {
-        self.run(move |s| s.ingest(events)).await
+        let mut ids: Vec<String> = events
+            .iter()
+            .map(|e| e.customer_id.as_str().to_owned())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let out = self.run(move |s| s.ingest(events)).await;
+        for id in &ids {
+            self.inner.cache.invalidate(id);
+        }
+        out
     }
 
     async fn put_customer(
@@ -803,18 +823,30 @@ impl Store for EmbeddedStore {
         patch: CustomerPatch,
         now: DateTime<Utc>,
     ) -> Result<Customer> {
-        let id = id.clone();
-        self.run(move |s| s.put_customer(&id, patch, now)).await
+        let key = id.clone();
+        let out = self.run(move |s| s.put_customer(&key, patch, now)).await;
+        self.inner.cache.invalidate(id.as_str());
+        out
     }
 
     async fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>> {
-        let id = id.clone();
-        self.run(move |s| s.customer(&id)).await
+        let ticket = match self.inner.cache.get(id.as_str()) {
+            Ok(record) => return Ok(Some(record)),
+            Err(ticket) => ticket,
+        };
+        let key = id.clone();
+        let record = self.run(move |s| s.customer(&key)).await?;
+        if let Some(r) = &record {
+            self.inner.cache.insert(ticket, r);
+        }
+        Ok(record)
     }
 
     async fn delete_customer(&self, id: &CustomerId) -> Result<bool> {
-        let id = id.clone();
-        self.run(move |s| s.delete_customer(&id)).await
+        let key = id.clone();
+        let out = self.run(move |s| s.delete_customer(&key)).await;
+        self.inner.cache.invalidate(id.as_str());
+        out
     }
 
     async fn export_customer(&self, id: &CustomerId) -> Result<Option<CustomerExport>> {
@@ -863,7 +895,12 @@ impl Store for EmbeddedStore {
         items: Vec<(CustomerId, Reservation, ReserveCheck)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
-        self.run(move |s| s.reserve_many(items, now)).await
+        let ids: Vec<CustomerId> = items.iter().map(|(id, _, _)| id.clone()).collect();
+        let out = self.run(move |s| s.reserve_many(items, now)).await;
+        for id in &ids {
+            self.inner.cache.invalidate(id.as_str());
+        }
+        out
     }
 
     async fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>> {
@@ -873,7 +910,11 @@ impl Store for EmbeddedStore {
 
     async fn update_reservation(&self, decision_id: &str, send: bool) -> Result<bool> {
         let d = decision_id.to_owned();
-        self.run(move |s| s.update_reservation(&d, send)).await
+        let (found, customer) = self.run(move |s| s.update_reservation(&d, send)).await?;
+        if let Some(c) = customer {
+            self.inner.cache.invalidate(&c);
+        }
+        Ok(found)
     }
 
     fn profile_config(&self) -> ProfileConfig {
@@ -882,10 +923,13 @@ impl Store for EmbeddedStore {
 
     fn set_profile_config(&self, config: ProfileConfig) {
         self.inner.set_config(config);
+        self.inner.cache.clear();
     }
 
     async fn rebuild_profiles(&self, config: ProfileConfig) -> Result<u64> {
-        self.run(move |s| s.rebuild_profiles(config)).await
+        let out = self.run(move |s| s.rebuild_profiles(config)).await;
+        self.inner.cache.clear();
+        out
     }
 
     async fn put_model(&self, name: &str, bytes: Vec<u8>) -> Result<()> {

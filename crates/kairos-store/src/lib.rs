@@ -10,6 +10,7 @@
 //! fsynced before the call returns, and the profile update happens in the same
 //! transaction as the events it reflects.
 
+mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
@@ -34,6 +35,8 @@ pub struct StoreContext {
     pub profile: ProfileConfig,
     /// Zone used for customers whose own zone is unknown.
     pub default_tz: Tz,
+    /// Customer records kept in memory in front of the embedded store (0: none).
+    pub cache_customers: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

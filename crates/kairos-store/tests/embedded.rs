@@ -9,13 +9,27 @@ fn ctx() -> StoreContext {
     StoreContext {
         profile: ProfileConfig::default(),
         default_tz: chrono_tz::Tz::UTC,
+        cache_customers: 10_000,
     }
 }
 
+/// With the in-memory record cache, as `kairos serve` runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_passes_conformance() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = EmbeddedStore::open(dir.path(), ctx()).unwrap_or_else(|e| panic!("{e}"));
+    conformance::run_all(Arc::new(store)).await;
+}
+
+/// Without the cache: every read goes to the redb file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_without_cache_passes_conformance() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ctx = StoreContext {
+        cache_customers: 0,
+        ..ctx()
+    };
+    let store = EmbeddedStore::open(dir.path(), ctx).unwrap_or_else(|e| panic!("{e}"));
     conformance::run_all(Arc::new(store)).await;
 }
 
