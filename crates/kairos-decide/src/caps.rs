@@ -177,6 +177,39 @@ fn max_week(times: &[(i64, i64)], t: i64) -> u32 {
     best
 }
 
+/// How long a cap hit found at one slot holds for later slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapSpan {
+    /// Every slot of this local day.
+    Day(i64),
+    /// Every slot before this instant (Unix seconds).
+    Until(i64),
+}
+
+impl CapSpan {
+    /// Whether a slot at `secs` on local day `day` is certainly capped too.
+    #[inline]
+    pub fn covers(self, secs: i64, day: i64) -> bool {
+        match self {
+            CapSpan::Day(d) => d == day,
+            CapSpan::Until(u) => secs < u,
+        }
+    }
+}
+
+/// The first instant after `t` at which the count of sends in some 7-day
+/// window around it can change: a send entering (`x > t`) or leaving
+/// (`x + 7d > t`).
+fn next_week_change(times: &[(i64, i64)], t: i64) -> i64 {
+    let entering = times
+        .get(times.partition_point(|(x, _)| *x <= t))
+        .map_or(i64::MAX, |(x, _)| *x);
+    let leaving = times
+        .get(times.partition_point(|(x, _)| *x + WEEK_SECS <= t))
+        .map_or(i64::MAX, |(x, _)| *x + WEEK_SECS);
+    entering.min(leaving)
+}
+
 impl PreparedCaps<'_> {
     /// No limit applies at all: every check passes.
     pub fn unlimited(&self) -> bool {
@@ -186,6 +219,19 @@ impl PreparedCaps<'_> {
 
     /// Whether one more send on `channel` at `secs` (local day `day`) keeps every limit.
     pub fn check(&self, channel: Channel, secs: i64, day: i64) -> Result<(), CapHit> {
+        self.check_span(channel, secs, day).map_err(|(hit, _)| hit)
+    }
+
+    /// [`Self::check`], and on a hit how long it holds: a daily cap holds for
+    /// the whole local day; a weekly one at least until the returned instant
+    /// (Unix seconds), the next time a send enters or leaves a 7-day window
+    /// around the slot. Searching slots in time order can skip that span.
+    pub fn check_span(
+        &self,
+        channel: Channel,
+        secs: i64,
+        day: i64,
+    ) -> Result<(), (CapHit, CapSpan)> {
         for (scope, times, limits) in [
             (
                 Some(channel),
@@ -197,23 +243,29 @@ impl PreparedCaps<'_> {
             if limits.day > 0 {
                 let used = count_day(times, day);
                 if used + 1 > limits.day {
-                    return Err(CapHit {
-                        channel: scope,
-                        period: CapPeriod::Day,
-                        used,
-                        limit: limits.day,
-                    });
+                    return Err((
+                        CapHit {
+                            channel: scope,
+                            period: CapPeriod::Day,
+                            used,
+                            limit: limits.day,
+                        },
+                        CapSpan::Day(day),
+                    ));
                 }
             }
             if limits.week > 0 {
                 let with = max_week(times, secs);
                 if with > limits.week {
-                    return Err(CapHit {
-                        channel: scope,
-                        period: CapPeriod::Week,
-                        used: with - 1,
-                        limit: limits.week,
-                    });
+                    return Err((
+                        CapHit {
+                            channel: scope,
+                            period: CapPeriod::Week,
+                            used: with - 1,
+                            limit: limits.week,
+                        },
+                        CapSpan::Until(next_week_change(times, secs)),
+                    ));
                 }
             }
         }
@@ -306,6 +358,49 @@ mod agree {
             let p = s.prepare(&caps, &mut clock);
             for c in Channel::ALL {
                 prop_assert_eq!(p.check(c, at.timestamp(), day).is_ok(), s.check(&caps, c, at, Tz::UTC).is_ok());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// A hit's span is sound: every later slot it covers is capped too,
+        /// so the engine may skip those slots unchecked.
+        #[test]
+        fn a_cap_span_covers_only_capped_slots(
+            sends in proptest::collection::vec((0usize..2, -20_000i64..20_000), 0..12),
+            day in 0u32..3,
+            week in 0u32..6,
+            all_week in 0u32..8,
+            zone in 0usize..3,
+        ) {
+            let tz: Tz = ["UTC", "America/New_York", "Australia/Sydney"][zone].parse().unwrap_or(Tz::UTC);
+            let caps = Caps {
+                push: CapLimits { day, week },
+                all: CapLimits { day: 0, week: all_week },
+                ..Caps::default()
+            };
+            let base = DateTime::from_timestamp(1_793_491_200, 0).unwrap_or_default();
+            let mut state = CapState::default();
+            for (c, m) in &sends {
+                state.add([Channel::Push, Channel::Email][*c], base + chrono::Duration::minutes(*m));
+            }
+            let mut clock = LocalClock::new(tz);
+            let slots: Vec<(i64, i64)> = (-700..700)
+                .map(|k| {
+                    let t = base.timestamp() + k * 15 * 60;
+                    (t, clock.read_secs(t).day)
+                })
+                .collect();
+            let prepared = state.prepare(&caps, &mut clock);
+            for (i, (t, d)) in slots.iter().enumerate() {
+                if let Err((_, span)) = prepared.check_span(Channel::Push, *t, *d) {
+                    for (t2, d2) in slots[i..].iter().take_while(|(t2, d2)| span.covers(*t2, *d2)) {
+                        proptest::prop_assert!(
+                            prepared.check(Channel::Push, *t2, *d2).is_err(),
+                            "{:?} from {} covers {} which is not capped", span, t, t2
+                        );
+                    }
+                }
             }
         }
     }

@@ -575,9 +575,11 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 cap_hits[i] = Some(hit);
                 let k = len_index[i];
                 let mut floor = f64::NEG_INFINITY;
+                // A hit holds for a span of later slots: skip them unchecked.
+                let mut capped: Option<crate::caps::CapSpan> = None;
                 for (t, local) in &readings {
                     let m = mass.mass(local.quarter, lens[k]);
-                    if m < floor {
+                    if m < floor || capped.is_some_and(|c| c.covers(*t, local.day)) {
                         continue;
                     }
                     let key = match &scorer.linear {
@@ -590,11 +592,15 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                         quarter: local.quarter,
                         day: local.day,
                     };
-                    if improves(&slot, best_key[i])
-                        && prepared.check(scorer.channel, *t, local.day).is_ok()
-                    {
-                        best_key[i] = Some(slot);
-                        floor = scorer.floor(key);
+                    if !improves(&slot, best_key[i]) {
+                        continue;
+                    }
+                    match prepared.check_span(scorer.channel, *t, local.day) {
+                        Ok(()) => {
+                            best_key[i] = Some(slot);
+                            floor = scorer.floor(key);
+                        }
+                        Err((_, span)) => capped = Some(span),
                     }
                 }
             }
