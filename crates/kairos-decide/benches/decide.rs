@@ -96,6 +96,7 @@ fn bench(c: &mut Criterion) {
             window,
             candidates: candidates.clone(),
             activity: &posterior,
+            activity_mass: None,
             prior_untrained: false,
             segment_label: None,
             response,

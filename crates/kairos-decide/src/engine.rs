@@ -138,6 +138,9 @@ pub struct DecisionInput<'a> {
     /// In preference order: ties go to the earlier one.
     pub candidates: Vec<Candidate>,
     pub activity: &'a ActivityPosterior,
+    /// Prefix sums of `activity.hour_of_week` (`QuarterMass::new`), when the
+    /// caller keeps them per customer; computed here otherwise.
+    pub activity_mass: Option<&'a QuarterMass>,
     /// No trained population prior exists (the "global" prior is flat).
     pub prior_untrained: bool,
     /// Label of the customer's segment, when the timing comes from it.
@@ -442,15 +445,21 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         }
     }
 
+    let default_distribution;
     let (distribution, timing_len) = if basis == DecisionBasis::Default {
-        (
-            default_time_distribution(params.default_send_time.minutes()),
-            Some(1),
-        )
+        default_distribution = default_time_distribution(params.default_send_time.minutes());
+        (default_distribution.as_slice(), Some(1))
     } else {
-        (input.activity.hour_of_week.clone(), None)
+        (input.activity.hour_of_week.as_slice(), None)
     };
-    let mass = QuarterMass::new(&distribution);
+    let computed;
+    let mass = match (input.activity_mass, timing_len) {
+        (Some(m), None) => m,
+        _ => {
+            computed = QuarterMass::new(distribution);
+            &computed
+        }
+    };
 
     // Each allowed channel's scorer: slots are compared on a cheap key that
     // orders them like the score; the score itself is computed for winners.
@@ -614,7 +623,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             .map(|(b, s)| match (b, s) {
                 (Some(b), Some(s)) => Some(Best {
                     at: DateTime::from_timestamp(b.at, 0).unwrap_or(start),
-                    score: s.score(&mass, b.quarter),
+                    score: s.score(mass, b.quarter),
                 }),
                 _ => None,
             })

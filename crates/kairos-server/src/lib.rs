@@ -6,6 +6,7 @@
 mod auth;
 mod body;
 pub mod config;
+mod derived;
 mod error;
 mod routes;
 pub mod state;

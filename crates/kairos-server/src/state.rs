@@ -24,6 +24,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Clock,
     models: RwLock<Arc<ModelBundle>>,
+    /// Per-customer posteriors and prefix sums, derived from stored profiles.
+    pub(crate) derived: crate::derived::DerivedCache,
 }
 
 impl std::fmt::Debug for AppState {
@@ -81,11 +83,13 @@ impl AppState {
             }
             None => ModelBundle::untrained(config.learn.activity, config.learn.channel_prior),
         };
+        let derived = crate::derived::DerivedCache::new(config.raw.store.cache_customers);
         let state = Self {
             config,
             store,
             clock,
             models: RwLock::new(Arc::new(bundle)),
+            derived,
         };
         state.align_profiles().await?;
         Ok(state)

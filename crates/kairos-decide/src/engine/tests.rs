@@ -86,6 +86,7 @@ fn run(case: &Case) -> Decision {
         window,
         candidates: case.candidates.clone(),
         activity: &post,
+        activity_mass: None,
         prior_untrained: untrained,
         segment_label: None,
         response: None,
@@ -351,6 +352,7 @@ fn a_cap_hit_mid_window_moves_the_send_or_suppresses() {
                 .unwrap_or_else(|e| panic!("{e}")),
             candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
             activity: &post,
+            activity_mass: None,
             prior_untrained: false,
             segment_label: None,
             response: None,
@@ -528,7 +530,7 @@ proptest! {
             let input = DecisionInput {
                 now, tz, tz_assumed: false, window,
                 candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
-                activity: &post, prior_untrained: untrained, segment_label: None,
+                activity: &post, activity_mass: None, prior_untrained: untrained, segment_label: None,
                 response: None, days_since_active: 1.0, sends_7d: 0.0,
                 cap_state: &caps_state, active_now: false, quiet_hours: quiet,
             };

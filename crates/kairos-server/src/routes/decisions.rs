@@ -172,12 +172,23 @@ pub fn plan(
         .as_ref()
         .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
         .unwrap_or_default();
-    let activity = models.activity.posterior_traits(&profile.activity, &pairs);
-    let segment_label = activity
-        .segment
-        .as_ref()
-        .and_then(|m| models.activity.segments.get(m.index))
-        .map(|s| s.label.clone());
+    let fingerprint = crate::derived::fingerprint(&models, &profile.activity, &pairs);
+    let derived = state.derived.get(id.as_str(), fingerprint, || {
+        let activity = models.activity.posterior_traits(&profile.activity, &pairs);
+        let mass = kairos_learn::QuarterMass::new(&activity.hour_of_week);
+        let segment_label = activity
+            .segment
+            .as_ref()
+            .and_then(|m| models.activity.segments.get(m.index))
+            .map(|s| s.label.clone());
+        crate::derived::Derived {
+            activity,
+            mass,
+            segment_label,
+        }
+    });
+    let activity = &derived.activity;
+    let segment_label = derived.segment_label.clone();
     let mut requested: Vec<Channel> = Vec::new();
     for c in shared
         .channels
@@ -211,7 +222,8 @@ pub fn plan(
         tz_assumed,
         window: shared.window,
         candidates,
-        activity: &activity,
+        activity,
+        activity_mass: Some(&derived.mass),
         prior_untrained: !models.activity.is_trained(),
         segment_label,
         response: models.response.as_ref(),

@@ -1,0 +1,129 @@
+//! Per-customer structures a decision derives from the stored profile: the
+//! activity posterior (smoothing, segment prior) and its prefix sums over
+//! the 672 local quarter hours. They are a pure function of the model, the
+//! profile's activity counts and the customer's trait pairs, so they are
+//! kept under a fingerprint of exactly those and recomputed when it changes.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::{Arc, Mutex};
+
+use kairos_learn::{ActivityPosterior, ModelBundle, QuarterMass};
+
+const SHARDS: usize = 64;
+
+#[derive(Debug)]
+pub struct Derived {
+    pub activity: ActivityPosterior,
+    pub mass: QuarterMass,
+    /// Label of the customer's segment, when the timing comes from it.
+    pub segment_label: Option<String>,
+}
+
+type Entry = (u64, Arc<Derived>);
+
+#[derive(Debug)]
+pub struct DerivedCache {
+    shards: Vec<Mutex<HashMap<String, Entry>>>,
+    per_shard: usize,
+    hasher: RandomState,
+}
+
+/// What the posterior depends on, hashed: the model (by identity of the
+/// bundle in memory and its version), the activity counts, the trait pairs.
+pub fn fingerprint(models: &Arc<ModelBundle>, counts: &[f32], pairs: &[String]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    (Arc::as_ptr(models) as usize).hash(&mut h);
+    models.manifest.version.hash(&mut h);
+    for c in counts {
+        c.to_bits().hash(&mut h);
+    }
+    pairs.hash(&mut h);
+    h.finish()
+}
+
+impl DerivedCache {
+    /// At most about `capacity` customers (0: compute every time).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The customer's structures for `fingerprint`, computed by `make` when
+    /// missing or out of date.
+    pub fn get(&self, id: &str, fingerprint: u64, make: impl FnOnce() -> Derived) -> Arc<Derived> {
+        let shard = &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS];
+        let lock = || shard.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((fp, d)) = lock().get(id) {
+            if *fp == fingerprint {
+                return Arc::clone(d);
+            }
+        }
+        let derived = Arc::new(make());
+        if self.per_shard > 0 {
+            let mut map = lock();
+            if map.len() >= self.per_shard && !map.contains_key(id) {
+                if let Some(k) = map.keys().next().cloned() {
+                    map.remove(&k);
+                }
+            }
+            map.insert(id.to_owned(), (fingerprint, Arc::clone(&derived)));
+        }
+        derived
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairos_learn::{ActivityParams, BetaPrior};
+
+    #[test]
+    fn recomputed_exactly_when_its_inputs_change() {
+        let models = Arc::new(ModelBundle::untrained(
+            ActivityParams::default(),
+            BetaPrior::from_mean(0.1, 4.0),
+        ));
+        let cache = DerivedCache::new(100);
+        let mut counts = vec![0.0f32; 168];
+        counts[19] = 3.0;
+        let make = |counts: &[f32]| {
+            let activity = models.activity.posterior(counts);
+            let mass = QuarterMass::new(&activity.hour_of_week);
+            Derived {
+                activity,
+                mass,
+                segment_label: None,
+            }
+        };
+        let mut computed = 0;
+        let fp = fingerprint(&models, &counts, &[]);
+        for _ in 0..3 {
+            cache.get("c-1", fp, || {
+                computed += 1;
+                make(&counts)
+            });
+        }
+        assert_eq!(computed, 1, "computed once while nothing changed");
+        counts[20] = 1.0;
+        let fp2 = fingerprint(&models, &counts, &[]);
+        assert_ne!(fp, fp2);
+        let d = cache.get("c-1", fp2, || {
+            computed += 1;
+            make(&counts)
+        });
+        assert_eq!(computed, 2, "a new event means a new posterior");
+        let fresh = make(&counts);
+        assert_eq!(d.activity.hour_of_week, fresh.activity.hour_of_week);
+        let fp3 = fingerprint(&models, &counts, &["plan=pro".into()]);
+        assert_ne!(fp2, fp3, "traits place customers in segments");
+        let other = Arc::new(ModelBundle::untrained(
+            ActivityParams::default(),
+            BetaPrior::from_mean(0.1, 4.0),
+        ));
+        assert_ne!(fp2, fingerprint(&other, &counts, &[]), "a new model");
+    }
+}
