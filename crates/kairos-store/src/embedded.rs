@@ -103,6 +103,17 @@ impl Inner {
 
     /// Commits queued reservations, a transaction per round, until none is left.
     fn drain_reservations(&self) {
+        /// Should a round panic, the next `reserve` starts a new writer for
+        /// what is still queued (the round's own callers see the store unavailable).
+        struct Writing<'a>(&'a Inner);
+        impl Drop for Writing<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.reserve_queue().writing = false;
+                }
+            }
+        }
+        let _writing = Writing(self);
         loop {
             let items = {
                 let mut q = self.reserve_queue();
