@@ -102,18 +102,26 @@ impl Inner {
     }
 
     /// Commits queued reservations, a transaction per round, until none is left.
-    fn drain_reservations(&self) {
-        /// Should a round panic, the next `reserve` starts a new writer for
-        /// what is still queued (the round's own callers see the store unavailable).
-        struct Writing<'a>(&'a Inner);
-        impl Drop for Writing<'_> {
+    fn drain_reservations(self: Arc<Self>) {
+        /// Should a round panic, a new writer takes over whatever is still
+        /// queued (the round's own callers see the store unavailable).
+        struct Writing(Arc<Inner>);
+        impl Drop for Writing {
             fn drop(&mut self) {
                 if std::thread::panicking() {
-                    self.0.reserve_queue().writing = false;
+                    let mut q = self.0.reserve_queue();
+                    q.writing = false;
+                    if !q.queued.is_empty() {
+                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                            q.writing = true;
+                            let inner = Arc::clone(&self.0);
+                            rt.spawn_blocking(move || inner.drain_reservations());
+                        }
+                    }
                 }
             }
         }
-        let _writing = Writing(self);
+        let _writing = Writing(Arc::clone(&self));
         loop {
             let items = {
                 let mut q = self.reserve_queue();
@@ -134,7 +142,14 @@ impl Inner {
                 let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
                 let mut out = Vec::with_capacity(work.len());
                 for (id, r, now, check) in work {
-                    out.push(Self::reserve_in(&txn, &id, r, now, check)?);
+                    // A check that panics refuses its reservation and nothing else.
+                    let guarded: ReserveCheck = Box::new(move |profile, live| {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            check(profile, live)
+                        }))
+                        .unwrap_or(false)
+                    });
+                    out.push(Self::reserve_in(&txn, &id, r, now, guarded)?);
                 }
                 txn.commit().map_err(StoreError::unavailable)?;
                 Ok(out)
