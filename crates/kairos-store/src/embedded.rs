@@ -4,10 +4,11 @@
 //! and fsynced before the call returns. redb calls block, so each runs on
 //! tokio's blocking pool, never on an async worker thread.
 //!
-//! Single reservations are group-committed: concurrent `reserve` calls queue,
-//! and one blocking task writes everything queued in one transaction (one
-//! fsync), then answers each caller, so a decision's reservation is durable
-//! when its answer is sent while concurrent decisions share the disk flush.
+//! Event batches and single reservations are group-committed: concurrent
+//! `ingest` (or `reserve`) calls queue, and one blocking task writes
+//! everything queued in one transaction (one fsync), then answers each
+//! caller, so what is acknowledged is durable while concurrent requests share
+//! the disk flush.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,7 +59,27 @@ struct Inner {
     profile: RwLock<ProfileConfig>,
     path: PathBuf,
     reservations: Mutex<ReserveQueue>,
+    ingests: Mutex<IngestQueue>,
     cache: RecordCache,
+}
+
+/// Event batches waiting for the next group commit, like [`ReserveQueue`].
+#[derive(Default)]
+struct IngestQueue {
+    queued: Vec<(
+        Vec<Event>,
+        tokio::sync::oneshot::Sender<Result<IngestOutcome>>,
+    )>,
+    writing: bool,
+}
+
+impl std::fmt::Debug for IngestQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestQueue")
+            .field("queued", &self.queued.len())
+            .field("writing", &self.writing)
+            .finish()
+    }
 }
 
 /// One queued reservation and where its answer goes.
@@ -95,6 +116,70 @@ fn same_error(e: &StoreError) -> StoreError {
 }
 
 impl Inner {
+    fn ingest_queue(&self) -> std::sync::MutexGuard<'_, IngestQueue> {
+        self.ingests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commits queued event batches, all that is queued in one transaction
+    /// per round, until none is left; then drops the touched customers'
+    /// cached records and answers each batch.
+    fn drain_ingests(self: Arc<Self>) {
+        struct Writing(Arc<Inner>);
+        impl Drop for Writing {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut q = self.0.ingest_queue();
+                    q.writing = false;
+                    if !q.queued.is_empty() {
+                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                            q.writing = true;
+                            let inner = Arc::clone(&self.0);
+                            rt.spawn_blocking(move || inner.drain_ingests());
+                        }
+                    }
+                }
+            }
+        }
+        let _writing = Writing(Arc::clone(&self));
+        loop {
+            let items = {
+                let mut q = self.ingest_queue();
+                if q.queued.is_empty() {
+                    q.writing = false;
+                    return;
+                }
+                std::mem::take(&mut q.queued)
+            };
+            let (batches, replies): (Vec<Vec<Event>>, Vec<_>) = items.into_iter().unzip();
+            let mut ids: Vec<&str> = batches
+                .iter()
+                .flatten()
+                .map(|e| e.customer_id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+            let result = self.ingest_many(batches);
+            for id in &ids {
+                self.cache.invalidate(id);
+            }
+            match result {
+                Ok(outcomes) => {
+                    for (reply, o) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(o));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(same_error(&e)));
+                    }
+                }
+            }
+        }
+    }
+
     fn reserve_queue(&self) -> std::sync::MutexGuard<'_, ReserveQueue> {
         self.reservations
             .lock()
@@ -205,6 +290,7 @@ impl EmbeddedStore {
                 profile: RwLock::new(ctx.profile),
                 path,
                 reservations: Mutex::new(ReserveQueue::default()),
+                ingests: Mutex::new(IngestQueue::default()),
                 cache: RecordCache::new(ctx.cache_customers),
             }),
         })
@@ -329,9 +415,10 @@ impl Inner {
         }
     }
 
-    fn ingest(&self, events: Vec<Event>) -> Result<IngestOutcome> {
+    /// Stores batches of events in one transaction, each batch counted on its own.
+    fn ingest_many(&self, batches: Vec<Vec<Event>>) -> Result<Vec<IngestOutcome>> {
         let cfg = self.config();
-        let mut outcome = IngestOutcome::default();
+        let mut outcomes = vec![IngestOutcome::default(); batches.len()];
         let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
         {
             let mut ev_table = txn.open_table(EVENTS).map_err(StoreError::unavailable)?;
@@ -342,7 +429,12 @@ impl Inner {
                 .open_table(RESERVATIONS)
                 .map_err(StoreError::unavailable)?;
             let mut touched: BTreeMap<String, (ProfileState, chrono_tz::Tz)> = BTreeMap::new();
-            for event in &events {
+            for (batch, event) in batches
+                .iter()
+                .enumerate()
+                .flat_map(|(b, events)| events.iter().map(move |e| (b, e)))
+            {
+                let outcome = &mut outcomes[batch];
                 let cid = event.customer_id.as_str();
                 let key = (cid, event.event_id.as_str());
                 if ev_table
@@ -407,7 +499,7 @@ impl Inner {
             }
         }
         txn.commit().map_err(StoreError::unavailable)?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// Recomputes one customer's profile and message states from their
@@ -829,18 +921,23 @@ impl Inner {
 
 #[async_trait]
 impl Store for EmbeddedStore {
+    /// Batches arriving while another is being written are committed
+    /// together, in one transaction and one fsync, each answered with its
+    /// own counts once that transaction is durable.
     async fn ingest(&self, events: Vec<Event>) -> Result<IngestOutcome> {
-        let mut ids: Vec<String> = events
-            .iter()
-            .map(|e| e.customer_id.as_str().to_owned())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let out = self.run(move |s| s.ingest(events)).await;
-        for id in &ids {
-            self.inner.cache.invalidate(id);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.inner.ingest_queue();
+            q.queued.push((events, reply));
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start {
+            let inner = Arc::clone(&self.inner);
+            tokio::task::spawn_blocking(move || inner.drain_ingests());
         }
-        out
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the event writer stopped".into()))?
     }
 
     async fn put_customer(

@@ -87,3 +87,48 @@ async fn a_panicking_check_does_not_stop_reservations() {
     let stored = store.reservation("d-2").await.ok().flatten();
     assert!(stored.is_some(), "the second reservation was written");
 }
+
+/// Concurrent batches are committed together: each is answered with its own
+/// counts, every distinct event is accepted exactly once, and the profile
+/// counts every accepted event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_are_counted_each_and_once() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(EmbeddedStore::open(dir.path(), ctx()).unwrap_or_else(|e| panic!("{e}")));
+    let c = kairos_core::CustomerId::parse("c-many").unwrap_or_else(|e| panic!("{e}"));
+    let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = Arc::clone(&store);
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            let (mut accepted, mut duplicates) = (0u64, 0u64);
+            for b in 0..25 {
+                // Ids 0..300 overlap between tasks: each is accepted once overall.
+                let batch: Vec<_> = (0..12)
+                    .map(|k| {
+                        let id = format!("e{}", (t * 37 + b * 12 + k) % 300);
+                        conformance::event(&c, &id, "app_open", at)
+                    })
+                    .collect();
+                sent += batch.len() as u64;
+                let o = store.ingest(batch).await.unwrap_or_else(|e| panic!("{e}"));
+                accepted += o.accepted;
+                duplicates += o.duplicates;
+            }
+            (sent, accepted, duplicates)
+        }));
+    }
+    let (mut sent, mut accepted, mut duplicates) = (0, 0, 0);
+    for t in tasks {
+        let (s, a, d) = t.await.unwrap_or_else(|e| panic!("{e}"));
+        sent += s;
+        accepted += a;
+        duplicates += d;
+    }
+    assert_eq!(accepted + duplicates, sent);
+    assert_eq!(accepted, 300, "every distinct event once");
+    let record = store.customer(&c).await.ok().flatten();
+    assert_eq!(record.map(|r| r.profile.events), Some(300));
+}
