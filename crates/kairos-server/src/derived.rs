@@ -52,6 +52,22 @@ impl DerivedCache {
         }
     }
 
+    /// Drops whatever is kept for the customer (on erasure).
+    pub fn forget(&self, id: &str) {
+        let shard = &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS];
+        shard.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Whether anything is kept for the customer.
+    #[cfg(test)]
+    pub fn holds(&self, id: &str) -> bool {
+        let shard = &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS];
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
     /// The customer's structures for `fingerprint`, computed by `make` when
     /// missing or out of date.
     pub fn get(&self, id: &str, fingerprint: u64, make: impl FnOnce() -> Derived) -> Arc<Derived> {
@@ -125,5 +141,8 @@ mod tests {
             BetaPrior::from_mean(0.1, 4.0),
         ));
         assert_ne!(fp2, fingerprint(&other, &counts, &[]), "a new model");
+        assert!(cache.holds("c-1"));
+        cache.forget("c-1");
+        assert!(!cache.holds("c-1"), "erasure leaves nothing behind");
     }
 }

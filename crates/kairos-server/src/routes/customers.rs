@@ -216,7 +216,10 @@ pub async fn delete_customer(
 ) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Admin)?;
     let id = customer_id(path.into_inner())?;
-    if state.store.delete_customer(&id).await? {
+    let erased = state.store.delete_customer(&id).await?;
+    // Nothing derived from the customer's data stays in memory either.
+    state.derived.forget(id.as_str());
+    if erased {
         tracing::info!(customer_id = %id, "customer erased");
         Ok(HttpResponse::NoContent().finish())
     } else {
