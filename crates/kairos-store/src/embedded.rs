@@ -58,55 +58,70 @@ struct Inner {
     default_tz: chrono_tz::Tz,
     profile: RwLock<ProfileConfig>,
     path: PathBuf,
-    reservations: Mutex<ReserveQueue>,
-    ingests: Mutex<IngestQueue>,
+    reservations: Mutex<Queue<QueuedReservation, bool>>,
+    ingests: Mutex<Queue<Vec<Event>, IngestOutcome>>,
     cache: RecordCache,
 }
 
-/// Event batches waiting for the next group commit, like [`ReserveQueue`].
-#[derive(Default)]
-struct IngestQueue {
-    queued: Vec<(
-        Vec<Event>,
-        tokio::sync::oneshot::Sender<Result<IngestOutcome>>,
-    )>,
-    writing: bool,
-}
-
-impl std::fmt::Debug for IngestQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestQueue")
-            .field("queued", &self.queued.len())
-            .field("writing", &self.writing)
-            .finish()
-    }
-}
-
-/// One queued reservation and where its answer goes.
+/// One queued reservation.
 struct QueuedReservation {
     id: CustomerId,
     reservation: Reservation,
     now: DateTime<Utc>,
     check: ReserveCheck,
-    reply: tokio::sync::oneshot::Sender<Result<bool>>,
 }
 
-/// Reservations waiting for the next group commit; `writing` while a task is
-/// committing (it takes everything queued before it stops).
-#[derive(Default)]
-struct ReserveQueue {
-    queued: Vec<QueuedReservation>,
+type Reply<R> = tokio::sync::oneshot::Sender<Result<R>>;
+
+/// Work waiting for the next group commit, each item with where its answer
+/// goes; `writing` while a writer task is at it (it takes everything queued
+/// before it stops).
+struct Queue<T, R> {
+    queued: Vec<(T, Reply<R>)>,
     writing: bool,
 }
 
-impl std::fmt::Debug for ReserveQueue {
+impl<T, R> Default for Queue<T, R> {
+    fn default() -> Self {
+        Self {
+            queued: Vec::new(),
+            writing: false,
+        }
+    }
+}
+
+impl<T, R> std::fmt::Debug for Queue<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReserveQueue")
+        f.debug_struct("Queue")
             .field("queued", &self.queued.len())
             .field("writing", &self.writing)
             .finish()
     }
 }
+
+/// Which queue a kind of work waits in, and how a round of it is written:
+/// all of it in one transaction, one answer per item.
+struct GroupCommit<T, R> {
+    queue: fn(&Inner) -> &Mutex<Queue<T, R>>,
+    commit: fn(&Inner, Vec<T>) -> Result<Vec<R>>,
+}
+
+impl<T, R> Clone for GroupCommit<T, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T, R> Copy for GroupCommit<T, R> {}
+
+const INGESTS: GroupCommit<Vec<Event>, IngestOutcome> = GroupCommit {
+    queue: |inner| &inner.ingests,
+    commit: Inner::commit_ingests,
+};
+
+const RESERVATIONS_QUEUE: GroupCommit<QueuedReservation, bool> = GroupCommit {
+    queue: |inner| &inner.reservations,
+    commit: Inner::commit_reservations,
+};
 
 fn same_error(e: &StoreError) -> StoreError {
     match e {
@@ -115,137 +130,66 @@ fn same_error(e: &StoreError) -> StoreError {
     }
 }
 
-impl Inner {
-    fn ingest_queue(&self) -> std::sync::MutexGuard<'_, IngestQueue> {
-        self.ingests
+impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
+    fn lock(self, inner: &Inner) -> std::sync::MutexGuard<'_, Queue<T, R>> {
+        (self.queue)(inner)
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Commits queued event batches, all that is queued in one transaction
-    /// per round, until none is left; then drops the touched customers'
-    /// cached records and answers each batch.
-    fn drain_ingests(self: Arc<Self>) {
-        struct Writing(Arc<Inner>);
-        impl Drop for Writing {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    let mut q = self.0.ingest_queue();
-                    q.writing = false;
-                    if !q.queued.is_empty() {
-                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                            q.writing = true;
-                            let inner = Arc::clone(&self.0);
-                            rt.spawn_blocking(move || inner.drain_ingests());
-                        }
-                    }
-                }
-            }
+    /// Queues `item`, starts a writer unless one is running, and waits for
+    /// the answer (given once the item's transaction is durable).
+    async fn submit(self, inner: &Arc<Inner>, item: T) -> Result<R> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.lock(inner);
+            q.queued.push((item, reply));
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start {
+            let inner = Arc::clone(inner);
+            tokio::task::spawn_blocking(move || self.drain(inner));
         }
-        let _writing = Writing(Arc::clone(&self));
-        loop {
-            let items = {
-                let mut q = self.ingest_queue();
-                if q.queued.is_empty() {
-                    q.writing = false;
-                    return;
-                }
-                std::mem::take(&mut q.queued)
-            };
-            let (batches, replies): (Vec<Vec<Event>>, Vec<_>) = items.into_iter().unzip();
-            let mut ids: Vec<&str> = batches
-                .iter()
-                .flatten()
-                .map(|e| e.customer_id.as_str())
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
-            let result = self.ingest_many(batches);
-            for id in &ids {
-                self.cache.invalidate(id);
-            }
-            match result {
-                Ok(outcomes) => {
-                    for (reply, o) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(o));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(same_error(&e)));
-                    }
-                }
-            }
-        }
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer stopped".into()))?
     }
 
-    fn reserve_queue(&self) -> std::sync::MutexGuard<'_, ReserveQueue> {
-        self.reservations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Commits queued reservations, a transaction per round, until none is left.
-    fn drain_reservations(self: Arc<Self>) {
+    /// Writes round after round until nothing is queued.
+    fn drain(self, inner: Arc<Inner>) {
         /// Should a round panic, a new writer takes over whatever is still
         /// queued (the round's own callers see the store unavailable).
-        struct Writing(Arc<Inner>);
-        impl Drop for Writing {
+        struct Writing<T: Send + 'static, R: Send + 'static>(GroupCommit<T, R>, Arc<Inner>);
+        impl<T: Send + 'static, R: Send + 'static> Drop for Writing<T, R> {
             fn drop(&mut self) {
                 if std::thread::panicking() {
-                    let mut q = self.0.reserve_queue();
+                    let mut q = self.0.lock(&self.1);
                     q.writing = false;
                     if !q.queued.is_empty() {
                         if let Ok(rt) = tokio::runtime::Handle::try_current() {
                             q.writing = true;
-                            let inner = Arc::clone(&self.0);
-                            rt.spawn_blocking(move || inner.drain_reservations());
+                            let (group, inner) = (self.0, Arc::clone(&self.1));
+                            rt.spawn_blocking(move || group.drain(inner));
                         }
                     }
                 }
             }
         }
-        let _writing = Writing(Arc::clone(&self));
+        let _writing = Writing(self, Arc::clone(&inner));
         loop {
             let items = {
-                let mut q = self.reserve_queue();
+                let mut q = self.lock(&inner);
                 if q.queued.is_empty() {
                     q.writing = false;
                     return;
                 }
                 std::mem::take(&mut q.queued)
             };
-            let mut replies = Vec::with_capacity(items.len());
-            let mut work = Vec::with_capacity(items.len());
-            let ids: Vec<CustomerId> = items.iter().map(|q| q.id.clone()).collect();
-            for q in items {
-                replies.push(q.reply);
-                work.push((q.id, q.reservation, q.now, q.check));
-            }
-            let result = (|| {
-                let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
-                let mut out = Vec::with_capacity(work.len());
-                for (id, r, now, check) in work {
-                    // A check that panics refuses its reservation and nothing else.
-                    let guarded: ReserveCheck = Box::new(move |profile, live| {
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            check(profile, live)
-                        }))
-                        .unwrap_or(false)
-                    });
-                    out.push(Self::reserve_in(&txn, &id, r, now, guarded)?);
-                }
-                txn.commit().map_err(StoreError::unavailable)?;
-                Ok(out)
-            })();
-            for id in &ids {
-                self.cache.invalidate(id.as_str());
-            }
-            match result {
-                Ok(stored) => {
-                    for (reply, ok) in replies.into_iter().zip(stored) {
-                        let _ = reply.send(Ok(ok));
+            let (work, replies): (Vec<T>, Vec<Reply<R>>) = items.into_iter().unzip();
+            match (self.commit)(&inner, work) {
+                Ok(answers) => {
+                    for (reply, a) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(Ok(a));
                     }
                 }
                 Err(e) => {
@@ -255,6 +199,56 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+impl Inner {
+    /// One round of event batches: one transaction, then the touched
+    /// customers' cached records are dropped.
+    fn commit_ingests(&self, batches: Vec<Vec<Event>>) -> Result<Vec<IngestOutcome>> {
+        let mut ids: Vec<String> = batches
+            .iter()
+            .flatten()
+            .map(|e| e.customer_id.as_str().to_owned())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let result = self.ingest_many(batches);
+        for id in &ids {
+            self.cache.invalidate(id);
+        }
+        result
+    }
+
+    /// One round of reservations: one transaction, then the customers'
+    /// cached records are dropped.
+    fn commit_reservations(&self, items: Vec<QueuedReservation>) -> Result<Vec<bool>> {
+        let ids: Vec<CustomerId> = items.iter().map(|q| q.id.clone()).collect();
+        let result = (|| {
+            let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+            let mut out = Vec::with_capacity(items.len());
+            for q in items {
+                let check = q.check;
+                // A check that panics refuses its reservation and nothing else.
+                let guarded: ReserveCheck = Box::new(move |profile, live| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(profile, live)))
+                        .unwrap_or(false)
+                });
+                out.push(Self::reserve_in(
+                    &txn,
+                    &q.id,
+                    q.reservation,
+                    q.now,
+                    guarded,
+                )?);
+            }
+            txn.commit().map_err(StoreError::unavailable)?;
+            Ok(out)
+        })();
+        for id in &ids {
+            self.cache.invalidate(id.as_str());
+        }
+        result
     }
 }
 
@@ -289,8 +283,8 @@ impl EmbeddedStore {
                 default_tz: ctx.default_tz,
                 profile: RwLock::new(ctx.profile),
                 path,
-                reservations: Mutex::new(ReserveQueue::default()),
-                ingests: Mutex::new(IngestQueue::default()),
+                reservations: Mutex::new(Queue::default()),
+                ingests: Mutex::new(Queue::default()),
                 cache: RecordCache::new(ctx.cache_customers),
             }),
         })
@@ -925,19 +919,7 @@ impl Store for EmbeddedStore {
     /// together, in one transaction and one fsync, each answered with its
     /// own counts once that transaction is durable.
     async fn ingest(&self, events: Vec<Event>) -> Result<IngestOutcome> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let start = {
-            let mut q = self.inner.ingest_queue();
-            q.queued.push((events, reply));
-            !std::mem::replace(&mut q.writing, true)
-        };
-        if start {
-            let inner = Arc::clone(&self.inner);
-            tokio::task::spawn_blocking(move || inner.drain_ingests());
-        }
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the event writer stopped".into()))?
+        INGESTS.submit(&self.inner, events).await
     }
 
     async fn put_customer(
@@ -988,25 +970,13 @@ impl Store for EmbeddedStore {
         now: DateTime<Utc>,
         check: ReserveCheck,
     ) -> Result<bool> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let start = {
-            let mut q = self.inner.reserve_queue();
-            q.queued.push(QueuedReservation {
-                id: id.clone(),
-                reservation,
-                now,
-                check,
-                reply,
-            });
-            !std::mem::replace(&mut q.writing, true)
+        let item = QueuedReservation {
+            id: id.clone(),
+            reservation,
+            now,
+            check,
         };
-        if start {
-            let inner = Arc::clone(&self.inner);
-            tokio::task::spawn_blocking(move || inner.drain_reservations());
-        }
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the reservation writer stopped".into()))?
+        RESERVATIONS_QUEUE.submit(&self.inner, item).await
     }
 
     async fn customers(&self, ids: Vec<CustomerId>) -> Result<Vec<Option<CustomerRecord>>> {
