@@ -339,6 +339,53 @@ impl Scorer {
     }
 }
 
+type Reading = (i64, kairos_core::time::LocalReading);
+
+thread_local! {
+    /// The slot readings buffer, reused by every decision on this thread.
+    static READINGS: std::cell::RefCell<Vec<Reading>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The thread's readings buffer, emptied, for one decision; handed back
+/// (with its capacity) when the decision is done.
+struct Readings(Vec<Reading>);
+
+impl Readings {
+    fn take() -> Self {
+        let mut v = READINGS.with(|r| {
+            r.try_borrow_mut()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default()
+        });
+        v.clear();
+        Self(v)
+    }
+}
+
+impl Drop for Readings {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        READINGS.with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                *r = v;
+            }
+        });
+    }
+}
+
+impl std::ops::Deref for Readings {
+    type Target = Vec<Reading>;
+    fn deref(&self) -> &Vec<Reading> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Readings {
+    fn deref_mut(&mut self) -> &mut Vec<Reading> {
+        &mut self.0
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Best {
     at: DateTime<Utc>,
@@ -508,7 +555,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         .take_while(|t| *t <= deadline_secs);
     // Pass 1: read every slot outside quiet hours once, and find the
     // highest-mass slot for each window length.
-    let mut readings: Vec<(i64, kairos_core::time::LocalReading)> = Vec::new();
+    let mut readings = Readings::take();
     let mut top: Vec<Option<(f64, usize)>> = vec![None; lens.len()];
     for t in slots {
         let local = clock.read_secs(t);
@@ -586,7 +633,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 let mut floor = f64::NEG_INFINITY;
                 // A hit holds for a span of later slots: skip them unchecked.
                 let mut capped: Option<crate::caps::CapSpan> = None;
-                for (t, local) in &readings {
+                for (t, local) in readings.iter() {
                     let m = mass.mass(local.quarter, lens[k]);
                     if m < floor || capped.is_some_and(|c| c.covers(*t, local.day)) {
                         continue;

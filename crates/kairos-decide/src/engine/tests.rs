@@ -565,3 +565,34 @@ proptest! {
         }
     }
 }
+
+/// Decisions reuse a per-thread buffer of slot readings: one decision's slots
+/// never leak into the next, whatever their windows.
+#[test]
+fn reused_buffers_leave_no_trace_between_decisions() {
+    let case = |deadline: &'static str, quiet: Option<QuietHours>| Case {
+        name: "reuse",
+        zone: "Australia/Sydney",
+        now: "2026-11-22T00:00:00Z",
+        not_before: None,
+        deadline: Some(deadline),
+        hours: MON_19_20.to_vec(),
+        count: 12.0,
+        trained: true,
+        candidates: vec![
+            candidate(Channel::Push, ChannelStatus::Allowed, 4.0, 1.0),
+            candidate(Channel::Email, ChannelStatus::Allowed, 6.0, 1.0),
+        ],
+        quiet,
+        expect: Err(SuppressionReason::QuietHours),
+        basis: DecisionBasis::Personal,
+    };
+    let short = case("2026-11-22T06:00:00Z", quiet("21:00", "08:00"));
+    let long = case("2026-12-20T00:00:00Z", None);
+    let first = run(&short);
+    let long_first = run(&long);
+    assert_eq!(run(&short), first);
+    assert_eq!(run(&long), long_first);
+    assert_eq!(run(&short), first);
+    assert_ne!(first.send_at, long_first.send_at);
+}
