@@ -68,7 +68,7 @@ pub enum Backend {
 pub struct StoreConfig {
     pub backend: Backend,
     pub path: PathBuf,
-    /// Customer records kept in memory in front of the embedded store.
+    /// Customers whose records and derived activity are kept in memory.
     pub cache_customers: usize,
 }
 

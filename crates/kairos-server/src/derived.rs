@@ -52,35 +52,34 @@ impl DerivedCache {
         }
     }
 
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.shards[(self.hasher.hash_one(id) as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Drops whatever is kept for the customer (on erasure).
     pub fn forget(&self, id: &str) {
-        let shard = &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS];
-        shard.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.shard(id).remove(id);
     }
 
     /// Whether anything is kept for the customer.
     #[cfg(test)]
     pub fn holds(&self, id: &str) -> bool {
-        let shard = &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS];
-        shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(id)
+        self.shard(id).contains_key(id)
     }
 
     /// The customer's structures for `fingerprint`, computed by `make` when
     /// missing or out of date.
     pub fn get(&self, id: &str, fingerprint: u64, make: impl FnOnce() -> Derived) -> Arc<Derived> {
-        let shard = &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS];
-        let lock = || shard.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((fp, d)) = lock().get(id) {
+        if let Some((fp, d)) = self.shard(id).get(id) {
             if *fp == fingerprint {
                 return Arc::clone(d);
             }
         }
         let derived = Arc::new(make());
         if self.per_shard > 0 {
-            let mut map = lock();
+            let mut map = self.shard(id);
             if map.len() >= self.per_shard && !map.contains_key(id) {
                 if let Some(k) = map.keys().next().cloned() {
                     map.remove(&k);

@@ -120,7 +120,7 @@ const INGESTS: GroupCommit<Vec<Event>, IngestOutcome> = GroupCommit {
 
 const RESERVATIONS_QUEUE: GroupCommit<QueuedReservation, bool> = GroupCommit {
     queue: |inner| &inner.reservations,
-    commit: Inner::commit_reservations,
+    commit: Inner::reserve_many,
 };
 
 fn same_error(e: &StoreError) -> StoreError {
@@ -220,9 +220,10 @@ impl Inner {
         result
     }
 
-    /// One round of reservations: one transaction, then the customers'
-    /// cached records are dropped.
-    fn commit_reservations(&self, items: Vec<QueuedReservation>) -> Result<Vec<bool>> {
+    /// Reservations in one transaction, each checked against the
+    /// customer's profile and live reservations inside it; then the
+    /// customers' cached records are dropped.
+    fn reserve_many(&self, items: Vec<QueuedReservation>) -> Result<Vec<bool>> {
         let ids: Vec<CustomerId> = items.iter().map(|q| q.id.clone()).collect();
         let result = (|| {
             let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
@@ -712,20 +713,6 @@ impl Inner {
         }
     }
 
-    fn reserve_many(
-        &self,
-        items: Vec<(CustomerId, Reservation, ReserveCheck)>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<bool>> {
-        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
-        let mut out = Vec::with_capacity(items.len());
-        for (id, r, check) in items {
-            out.push(Self::reserve_in(&txn, &id, r, now, check)?);
-        }
-        txn.commit().map_err(StoreError::unavailable)?;
-        Ok(out)
-    }
-
     fn customers(&self, ids: &[CustomerId]) -> Result<Vec<Option<CustomerRecord>>> {
         let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
         let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
@@ -988,12 +975,16 @@ impl Store for EmbeddedStore {
         items: Vec<(CustomerId, Reservation, ReserveCheck)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
-        let ids: Vec<CustomerId> = items.iter().map(|(id, _, _)| id.clone()).collect();
-        let out = self.run(move |s| s.reserve_many(items, now)).await;
-        for id in &ids {
-            self.inner.cache.invalidate(id.as_str());
-        }
-        out
+        let items = items
+            .into_iter()
+            .map(|(id, reservation, check)| QueuedReservation {
+                id,
+                reservation,
+                now,
+                check,
+            })
+            .collect();
+        self.run(move |s| s.reserve_many(items)).await
     }
 
     async fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>> {
