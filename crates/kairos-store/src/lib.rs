@@ -15,6 +15,9 @@ mod cache;
 pub mod conformance;
 mod embedded;
 mod error;
+#[cfg(feature = "conformance")]
+pub mod redis_harness;
+mod redis_store;
 
 use std::fmt;
 
@@ -27,6 +30,7 @@ use serde::Serialize;
 
 pub use embedded::EmbeddedStore;
 pub use error::{Result, StoreError};
+pub use redis_store::{RedisStore, RedisTarget};
 
 /// What every backend needs to know to maintain profiles.
 #[derive(Debug, Clone)]
@@ -72,7 +76,8 @@ impl Reservation {
 
 /// Checks, inside the write transaction, whether a reservation still fits the
 /// customer's current profile and live reservations.
-pub type ReserveCheck = Box<dyn FnOnce(&ProfileState, &[Reservation]) -> bool + Send>;
+/// It may run more than once (a backend retries when another writer came first).
+pub type ReserveCheck = Box<dyn Fn(&ProfileState, &[Reservation]) -> bool + Send + Sync>;
 
 /// A customer as stored: attributes if the client set any, the profile if
 /// any event arrived, and the reservations that still hold room.
