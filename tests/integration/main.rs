@@ -10,4 +10,5 @@ mod decisions;
 mod durability;
 mod events;
 mod learner;
+mod redis;
 mod simulation;

@@ -61,6 +61,7 @@ pub struct ServerConfig {
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Embedded,
+    Redis,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +71,30 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Customers whose records and derived activity are kept in memory.
     pub cache_customers: usize,
+    /// One Redis server (`backend = "redis"`), e.g. `redis://127.0.0.1:6379/0`.
+    pub redis_url: String,
+    /// Comma-separated URLs of Redis Cluster nodes (`backend = "redis"`).
+    pub redis_cluster_nodes: String,
+}
+
+impl StoreConfig {
+    /// Where the Redis backend connects: a cluster when nodes are named.
+    pub fn redis_target(&self) -> Option<kairos_store::RedisTarget> {
+        let nodes: Vec<String> = self
+            .redis_cluster_nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        match (self.backend.clone(), nodes.is_empty()) {
+            (Backend::Embedded, _) => None,
+            (Backend::Redis, false) => Some(kairos_store::RedisTarget::Cluster(nodes)),
+            (Backend::Redis, true) => Some(kairos_store::RedisTarget::Single(
+                self.redis_url.trim().to_owned(),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +213,44 @@ impl Config {
         }
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
+        }
+        if self.store.backend == Backend::Redis {
+            let url = self.store.redis_url.trim();
+            let nodes = self.store.redis_cluster_nodes.trim();
+            match (url.is_empty(), nodes.is_empty()) {
+                (true, true) => {
+                    return Err(invalid(
+                        "store.redis_url",
+                        "backend \"redis\" needs store.redis_url (one server) or \
+                         store.redis_cluster_nodes (a cluster)",
+                    ))
+                }
+                (false, false) => {
+                    return Err(invalid(
+                        "store.redis_cluster_nodes",
+                        "set either store.redis_url or store.redis_cluster_nodes, not both",
+                    ))
+                }
+                _ => {}
+            }
+            for (key, u) in std::iter::once(("store.redis_url", url))
+                .chain(
+                    nodes
+                        .split(',')
+                        .map(|n| ("store.redis_cluster_nodes", n.trim())),
+                )
+                .filter(|(_, u)| !u.is_empty())
+            {
+                if !(u.starts_with("redis://")
+                    || u.starts_with("rediss://")
+                    || u.starts_with("unix://"))
+                {
+                    return Err(invalid(
+                        key,
+                        format!("{u:?} is not a redis:// (or rediss://, unix://) URL"),
+                    ));
+                }
+            }
         }
         for (i, k) in self.auth.keys.iter().enumerate() {
             if k.key.len() < 16 {
@@ -347,6 +410,22 @@ mod tests {
             ),
             (vec![("KAIROS__STORE__BACKEND", "floppy")], "backend"),
             (vec![("KAIROS__STORE__NOPE", "1")], "nope"),
+            (vec![("KAIROS__STORE__BACKEND", "redis")], "store.redis_url"),
+            (
+                vec![
+                    ("KAIROS__STORE__BACKEND", "redis"),
+                    ("KAIROS__STORE__REDIS_URL", "127.0.0.1:6379"),
+                ],
+                "store.redis_url",
+            ),
+            (
+                vec![
+                    ("KAIROS__STORE__BACKEND", "redis"),
+                    ("KAIROS__STORE__REDIS_URL", "redis://a"),
+                    ("KAIROS__STORE__REDIS_CLUSTER_NODES", "redis://b"),
+                ],
+                "store.redis_cluster_nodes",
+            ),
             (
                 vec![(
                     "KAIROS__AUTH__KEYS",
@@ -377,6 +456,42 @@ mod tests {
             ]),
         );
         assert!(c.is_ok(), "{:?}", c.err());
+    }
+
+    #[test]
+    fn redis_backend_by_url_or_cluster_nodes() {
+        let single = Config::load(
+            None,
+            env(&[
+                ("KAIROS__STORE__BACKEND", "redis"),
+                ("KAIROS__STORE__REDIS_URL", "redis://127.0.0.1:6379/0"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            single.raw.store.redis_target(),
+            Some(kairos_store::RedisTarget::Single(
+                "redis://127.0.0.1:6379/0".into()
+            ))
+        );
+        let cluster = Config::load(
+            None,
+            env(&[
+                ("KAIROS__STORE__BACKEND", "redis"),
+                (
+                    "KAIROS__STORE__REDIS_CLUSTER_NODES",
+                    "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+                ),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cluster.raw.store.redis_target(),
+            Some(kairos_store::RedisTarget::Cluster(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.1:7001".into()
+            ]))
+        );
     }
 
     /// Every file under config/ parses into a valid configuration.

@@ -4,9 +4,9 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use kairos_learn::{ModelBundle, ProfileConfig};
-use kairos_store::{EmbeddedStore, Store, StoreContext};
+use kairos_store::{EmbeddedStore, RedisStore, Store, StoreContext};
 
-use crate::config::{Backend, ValidConfig};
+use crate::config::ValidConfig;
 
 /// Where "now" comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -60,8 +60,9 @@ impl AppState {
             default_tz: config.decide.default_tz,
             cache_customers: config.raw.store.cache_customers,
         };
-        let store: Arc<dyn Store> = match config.raw.store.backend {
-            Backend::Embedded => Arc::new(EmbeddedStore::open(&config.raw.store.path, ctx)?),
+        let store: Arc<dyn Store> = match config.raw.store.redis_target() {
+            None => Arc::new(EmbeddedStore::open(&config.raw.store.path, ctx)?),
+            Some(target) => Arc::new(RedisStore::connect(target, ctx).await?),
         };
         Self::with_store(config, store, Arc::new(Utc::now)).await
     }

@@ -676,27 +676,25 @@ impl RedisStore {
         Err(contended(id))
     }
 
-    /// `kairos:decision:{d}` -> customer, expiring when the reservation
-    /// stops holding room.
+    /// `kairos:decision:{d}` -> customer, expiring a week after the
+    /// reservation stops holding room. The time to live is measured from the
+    /// reservation's own times, not Redis's clock, which may differ from the
+    /// one decisions are made with.
     async fn point_decision(&self, customer: &str, r: &Reservation) -> Result<()> {
         let until = if r.confirmed {
             r.send_at + chrono::Duration::days(8)
         } else {
             r.deadline
         };
-        let at = until.timestamp_millis().max(0) + 60_000;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(decision_key(&r.decision_id))
-            .arg(customer)
-            .ignore()
-            .cmd("PEXPIREAT")
-            .arg(decision_key(&r.decision_id))
-            .arg(at)
-            .ignore();
-        pipe.query_async::<()>(&mut self.conn())
-            .await
-            .map_err(unavailable)
+        let ttl = (until - r.created_at).num_milliseconds().max(0) + 7 * 86_400_000;
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(decision_key(&r.decision_id))
+                .arg(customer)
+                .arg("PX")
+                .arg(ttl),
+        )
+        .await
     }
 
     async fn decision_customer(&self, decision_id: &str) -> Result<Option<String>> {
@@ -804,10 +802,13 @@ impl Store for RedisStore {
     }
 
     async fn customers(&self, ids: Vec<CustomerId>) -> Result<Vec<Option<CustomerRecord>>> {
-        stream::iter(ids.into_iter().map(|id| async move { self.customer(&id).await }))
-            .buffered(CONCURRENCY)
-            .try_collect()
-            .await
+        stream::iter(
+            ids.into_iter()
+                .map(|id| async move { self.customer(&id).await }),
+        )
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await
     }
 
     async fn reserve_many(
@@ -898,7 +899,9 @@ impl Store for RedisStore {
             .iter()
             .map(|r| r.decision_id.clone())
             .collect();
-        let n: i64 = self.query(redis::cmd("DEL").arg(&keys(id.as_str()))).await?;
+        let n: i64 = self
+            .query(redis::cmd("DEL").arg(&keys(id.as_str())))
+            .await?;
         self.forget_decisions(&decisions).await?;
         self.query::<i64>(redis::cmd("SREM").arg(CUSTOMERS_SET).arg(id.as_str()))
             .await?;
@@ -924,8 +927,8 @@ impl Store for RedisStore {
 
     async fn visit_histories(&self, mut visit: HistoryVisitor) -> Result<u64> {
         let ids = self.customer_ids().await?;
-        let mut histories = stream::iter(ids.into_iter().map(|id| self.history(id)))
-            .buffered(CONCURRENCY);
+        let mut histories =
+            stream::iter(ids.into_iter().map(|id| self.history(id))).buffered(CONCURRENCY);
         let mut n = 0;
         while let Some(h) = histories.next().await {
             if let Some(h) = h? {
@@ -956,8 +959,8 @@ impl Store for RedisStore {
             async move { store.rebuild_one(&id, &config).await }
         }))
         .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+        .try_collect::<Vec<()>>()
+        .await?;
         Ok(n)
     }
 

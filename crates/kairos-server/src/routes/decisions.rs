@@ -11,7 +11,7 @@ use kairos_decide::{
     QuietHours, Suppression, Window,
 };
 use kairos_learn::{ChannelEstimate, ProfileState};
-use kairos_store::{CustomerRecord, Reservation, ReserveCheck};
+use kairos_store::{CustomerRecord, Reservation, ReserveCheck, StoreError};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::body::json_body;
@@ -64,6 +64,9 @@ pub struct DecisionResponse {
     pub message_id: Option<String>,
     /// The zone `send_at_local` is in.
     pub timezone: String,
+    /// Answered from population patterns alone: the store was unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<bool>,
 }
 
 /// What every decision of a request shares, checked once.
@@ -290,6 +293,7 @@ pub fn plan(
             campaign: shared.campaign.clone(),
             message_id: shared.message_id.clone(),
             timezone: tz.name().to_string(),
+            degraded: None,
         },
         reservation,
     }
@@ -304,11 +308,22 @@ pub async fn decide_for(
 ) -> Result<DecisionResponse, ApiError> {
     for _attempt in 0..ATTEMPTS {
         let now = state.now();
-        let record = state.store.customer(&id).await?;
+        let record = match state.store.customer(&id).await {
+            Ok(r) => r,
+            Err(StoreError::Unavailable(why)) => {
+                return Ok(degraded(state, &id, shared, now, &why))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let planned = plan(state, &id, record, shared, now);
         if let Some((reservation, check)) = planned.reservation {
-            if !state.store.reserve(&id, reservation, now, check).await? {
-                continue;
+            match state.store.reserve(&id, reservation, now, check).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(StoreError::Unavailable(why)) => {
+                    return Ok(degraded(state, &id, shared, now, &why))
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         log_decision(&planned.response);
@@ -319,6 +334,26 @@ pub async fn decide_for(
         "concurrent_decisions",
         "concurrent decisions for this customer kept taking the remaining room; retry",
     ))
+}
+
+/// A decision while the store is unreachable: from the population's patterns
+/// alone (nothing of the customer is known), with no cap room reserved.
+pub fn degraded(
+    state: &AppState,
+    id: &CustomerId,
+    shared: &Shared,
+    now: DateTime<Utc>,
+    why: &str,
+) -> DecisionResponse {
+    tracing::warn!(customer_id = %id, reason = why, "decision degraded: store unreachable");
+    let mut response = plan(state, id, None, shared, now).response;
+    response.degraded = Some(true);
+    response.reasons.push(
+        "The customer store is unreachable: decided from population patterns alone; \
+         frequency caps could not be checked and no room was reserved."
+            .to_owned(),
+    );
+    response
 }
 
 fn log_decision(d: &DecisionResponse) {
@@ -521,7 +556,16 @@ async fn decide_chunk(
         .collect();
 
     let outcome: Result<Vec<DecisionResponse>, ApiError> = async {
-        let records = state.store.customers(ids.clone()).await?;
+        let records = match state.store.customers(ids.clone()).await {
+            Ok(r) => r,
+            Err(StoreError::Unavailable(why)) => {
+                return Ok(ids
+                    .iter()
+                    .map(|id| degraded(&state, id, &shared, now, &why))
+                    .collect());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (st, sh, planned_ids) = (state.clone(), std::sync::Arc::clone(&shared), ids.clone());
         let planned: Vec<Planned> = tokio::task::spawn_blocking(move || {
             planned_ids
@@ -548,7 +592,16 @@ async fn decide_chunk(
             }
             responses.push(p.response);
         }
-        let stored = state.store.reserve_many(items, now).await?;
+        let stored = match state.store.reserve_many(items, now).await {
+            Ok(s) => s,
+            Err(StoreError::Unavailable(why)) => {
+                return Ok(ids
+                    .iter()
+                    .map(|id| degraded(&state, id, &shared, now, &why))
+                    .collect());
+            }
+            Err(e) => return Err(e.into()),
+        };
         for (i, ok) in reserved_at.into_iter().zip(stored) {
             if !ok {
                 // A concurrent decision took the room: decide this one again, alone.
