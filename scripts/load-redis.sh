@@ -35,7 +35,8 @@ BIN=${CARGO_TARGET_DIR:-target}/release/kairos
 DATA=$(mktemp -d /tmp/kairos-load-redis.XXXXXX)
 RPORT=$(free_port); KPORT=$(free_port)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DATA"; }
+# Kairos first, then Redis.
+cleanup() { for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; wait "${pids[$i]}" 2>/dev/null || true; done; rm -rf "$DATA"; }
 trap cleanup EXIT
 
 redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync "$APPENDFSYNC" \

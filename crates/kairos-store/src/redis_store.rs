@@ -514,6 +514,16 @@ impl RedisStore {
         Ok(n == 1)
     }
 
+    /// Indexes a customer about to get their first state. A customer with a
+    /// version token was indexed before that token's write (erasure removes
+    /// the index entry before the keys, so this holds across erasures too).
+    async fn index_new(&self, id: &str, snap: &Snapshot) -> Result<()> {
+        if snap.version.is_empty() {
+            self.index(id).await?;
+        }
+        Ok(())
+    }
+
     /// Records that the customer has stored state (before it is written, so
     /// the set never misses a customer).
     async fn index(&self, id: &str) -> Result<()> {
@@ -534,11 +544,11 @@ impl RedisStore {
             .collect();
         mkeys.sort_unstable();
         mkeys.dedup();
-        self.index(id.as_str()).await?;
         for _ in 0..MAX_ATTEMPTS {
             let snap = self
                 .snapshot(id.as_str(), Events::Check(&ids), Messages::Get(&mkeys))
                 .await?;
+            self.index_new(id.as_str(), &snap).await?;
             let tz = customer_tz(snap.attrs.as_ref(), self.inner.default_tz);
             let mut profile = snap.profile.clone().unwrap_or_default();
             let mut states = snap.messages.clone();
@@ -647,7 +657,6 @@ impl RedisStore {
         now: DateTime<Utc>,
         check: &ReserveCheck,
     ) -> Result<bool> {
-        self.index(id.as_str()).await?;
         for _ in 0..MAX_ATTEMPTS {
             let snap = self
                 .snapshot(id.as_str(), Events::None, Messages::None)
@@ -660,6 +669,9 @@ impl RedisStore {
                     .unwrap_or(false);
             if !accepted {
                 return Ok(false);
+            }
+            if snap.version.is_empty() {
+                self.index(id.as_str()).await?;
             }
             let change = Change {
                 reservations: vec![(r.decision_id.clone(), encode(r)?)],
@@ -765,11 +777,11 @@ impl Store for RedisStore {
         patch: CustomerPatch,
         now: DateTime<Utc>,
     ) -> Result<Customer> {
-        self.index(id.as_str()).await?;
         for _ in 0..MAX_ATTEMPTS {
             let snap = self
                 .snapshot(id.as_str(), Events::None, Messages::None)
                 .await?;
+            self.index_new(id.as_str(), &snap).await?;
             let old_tz = customer_tz(snap.attrs.as_ref(), self.inner.default_tz);
             let updated = patch.clone().apply(id.clone(), snap.attrs.clone(), now);
             let json = serde_json::to_vec(&updated).map_err(StoreError::corrupt)?;
