@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::CoreError;
 
 /// A way to reach a customer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Channel, CoreError, CustomerId};
 
 /// What the client said about a channel for this customer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelPrefs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,15 +34,18 @@ pub struct Customer {
 
 /// A partial update: present fields replace, `traits` merge key by key
 /// (a `null` trait removes it), channels merge field by field.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerPatch {
     pub timezone: Option<String>,
     pub locale: Option<String>,
     pub channels: Option<BTreeMap<Channel, ChannelPrefsPatch>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub traits: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelPrefsPatch {

@@ -13,6 +13,7 @@ const MAX_SHORT_STRING_BYTES: usize = 256;
 /// How far in the future an event timestamp may lie (clock skew between systems).
 const MAX_FUTURE: Duration = Duration::days(1);
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
@@ -114,6 +115,7 @@ impl FromStr for EventType {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Device {

@@ -6,10 +6,15 @@ use serde::{Deserialize, Serialize};
 use crate::{DecideError, Result};
 
 /// Local hours during which nothing is sent. `start > end` wraps midnight.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
+    /// Local time "HH:MM".
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "21:00"))]
     pub start: LocalTimeOfDay,
+    /// Local time "HH:MM".
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "08:00"))]
     pub end: LocalTimeOfDay,
 }
 

@@ -8,11 +8,20 @@ use kairos_store::StoreError;
 use serde::Serialize;
 use serde_json::json;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// Stable, machine-readable: `invalid_field`, `invalid_events`, `customer_not_found`, ...
+    #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
+    #[schema(value_type = Vec<Object>)]
     pub details: Vec<serde_json::Value>,
+}
+
+/// Every error answer: `{"error": {...}}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
 }
 
 /// An error answered to a client.

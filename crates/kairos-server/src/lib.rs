@@ -8,6 +8,7 @@ mod body;
 pub mod config;
 mod derived;
 mod error;
+pub mod openapi;
 mod routes;
 pub mod state;
 
@@ -108,6 +109,7 @@ pub fn create_app(
         })
         .route("/healthz", web::get().to(admin::healthz))
         .route("/readyz", web::get().to(admin::readyz))
+        .route("/openapi.json", web::get().to(openapi::openapi_json))
         .service(
             web::scope("/v1")
                 .service(

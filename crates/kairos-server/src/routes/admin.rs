@@ -14,31 +14,48 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorResponse};
 use crate::state::{AppState, CURRENT_MODEL};
 
+/// Refit the models to the stored histories and swap them in.
+#[utoipa::path(post, path = "/v1/admin/train", tag = "operations",
+    responses(
+        (status = 200, description = "What was trained", body = TrainSummary),
+        (status = 409, description = "Nothing could be trained from the stored history", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["admin"]), ()))]
 pub async fn train(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Admin)?;
     Ok(HttpResponse::Ok().json(retrain(&state).await?))
 }
 
 /// What a training run produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TrainSummary {
     pub version: String,
     pub trained_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(value_type = Object)]
     pub data: DataSize,
+    #[schema(value_type = Option<Object>)]
     pub activity: Option<FitReport>,
+    #[schema(value_type = Object)]
     pub channel_priors: std::collections::BTreeMap<kairos_core::Channel, BetaPrior>,
     pub segments: Vec<SegmentSummary>,
     /// Held-out calibration of the response model, when one was trained.
+    #[schema(value_type = Option<Object>)]
     pub response: Option<kairos_learn::response::Calibration>,
     /// Where the versioned artifact was written, if it could be.
+    #[schema(value_type = Option<String>)]
     pub artifact: Option<PathBuf>,
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SegmentSummary {
     pub id: String,
     pub label: String,
@@ -171,10 +188,18 @@ pub async fn retrain(state: &AppState) -> Result<TrainSummary, ApiError> {
     Ok(summary(&bundle, artifact, started.elapsed().as_secs_f64()))
 }
 
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Up", body = crate::openapi::StatusResponse)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// The store answers: the server can take traffic.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = crate::openapi::StatusResponse),
+        (status = 503, description = "The store is unavailable", body = crate::openapi::StatusResponse)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok()

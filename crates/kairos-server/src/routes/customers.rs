@@ -12,23 +12,25 @@ use serde::Serialize;
 
 use crate::body::json_body;
 use crate::config::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorResponse};
 use crate::state::AppState;
 
 pub fn customer_id(raw: String) -> Result<CustomerId, ApiError> {
     Ok(CustomerId::parse(raw)?)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActivityView {
     pub hour_of_week: Vec<f64>,
+    #[schema(value_type = String)]
     pub basis: &'static str,
+    #[schema(value_type = Vec<Object>)]
     pub peak_windows: Vec<PeakWindow>,
     /// Weight of the customer's own history in `hour_of_week` (0-1).
     pub personal_weight: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
     pub sends: f64,
     pub engagements: f64,
@@ -42,7 +44,7 @@ pub struct ChannelView {
     pub unsubscribed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SegmentView {
     pub id: String,
     pub label: String,
@@ -50,14 +52,14 @@ pub struct SegmentView {
     pub probability: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LearnedTraits {
     pub has_app: bool,
     pub email_open_mobile_share: Option<f64>,
     pub category_affinity: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProfileView {
     pub events: u64,
     pub activity_events: u64,
@@ -68,14 +70,16 @@ pub struct ProfileView {
     pub learned_traits: LearnedTraits,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CustomerView {
+    #[schema(value_type = String)]
     pub customer_id: CustomerId,
     pub timezone: Option<String>,
     /// The zone local times are computed in (the default when `timezone` is unset).
     pub effective_timezone: String,
     pub locale: Option<String>,
     pub channels: BTreeMap<Channel, ChannelPrefs>,
+    #[schema(value_type = Object)]
     pub traits: serde_json::Map<String, serde_json::Value>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -174,6 +178,21 @@ fn unknown(id: &CustomerId) -> ApiError {
     )
 }
 
+/// Create or update a customer's attributes (merge).
+#[utoipa::path(put, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = String, Path, description = "Customer id")),
+    request_body(content = CustomerPatch),
+    responses(
+        (status = 200, description = "The customer", body = CustomerView),
+        (status = 400, description = "Invalid attributes", body = ErrorResponse),
+        (status = 415, description = "Unsupported content type", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["ingest"]), ()))]
 pub async fn put_customer(
     req: HttpRequest,
     path: web::Path<String>,
@@ -194,6 +213,20 @@ pub async fn put_customer(
     Ok(HttpResponse::Ok().json(view(record, &state)))
 }
 
+/// The customer with their learned profile.
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = String, Path, description = "Customer id")),
+    responses(
+        (status = 200, description = "The customer", body = CustomerView),
+        (status = 400, description = "Invalid id", body = ErrorResponse),
+        (status = 404, description = "Nothing stored for this id", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["read"]), ()))]
 pub async fn get_customer(
     req: HttpRequest,
     path: web::Path<String>,
@@ -209,6 +242,20 @@ pub async fn get_customer(
     Ok(HttpResponse::Ok().json(view(record, &state)))
 }
 
+/// Erase every trace of the customer.
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = String, Path, description = "Customer id")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 400, description = "Invalid id", body = ErrorResponse),
+        (status = 404, description = "Nothing stored for this id", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["admin"]), ()))]
 pub async fn delete_customer(
     req: HttpRequest,
     path: web::Path<String>,
@@ -227,6 +274,20 @@ pub async fn delete_customer(
     }
 }
 
+/// Everything stored about the customer.
+#[utoipa::path(get, path = "/v1/customers/{id}/export", tag = "customers",
+    params(("id" = String, Path, description = "Customer id")),
+    responses(
+        (status = 200, description = "Attributes, profile, every event, message states, planned sends", body = Object),
+        (status = 400, description = "Invalid id", body = ErrorResponse),
+        (status = 404, description = "Nothing stored for this id", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["admin"]), ()))]
 pub async fn export_customer(
     req: HttpRequest,
     path: web::Path<String>,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::body::json_body;
 use crate::config::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorResponse};
 use crate::routes::customers::customer_id;
 use crate::state::AppState;
 
@@ -25,30 +25,39 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<QuietHours>>
     Option::<QuietHours>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     pub customer_id: String,
+    /// Candidates; default: every reachable, consented channel.
     pub channels: Option<Vec<Channel>>,
+    /// RFC 3339; default: now.
+    #[schema(format = DateTime)]
     pub not_before: Option<String>,
+    /// RFC 3339; default: not_before + 24h.
+    #[schema(format = DateTime)]
     pub deadline: Option<String>,
     pub campaign: Option<String>,
     pub message_id: Option<String>,
     pub experiment: Option<String>,
+    /// Local quiet hours; `null` for none; default from configuration.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<QuietHours>)]
     pub quiet_hours: Option<Option<QuietHours>>,
     /// Request-time attributes for targeting conditions (used by experiments).
     #[allow(dead_code)]
+    #[schema(value_type = Option<Object>)]
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DecisionResponse {
     pub decision_id: String,
     pub customer_id: String,
     pub action: Action,
     pub channel: Option<Channel>,
     pub send_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub send_at_local: Option<DateTime<FixedOffset>>,
     pub score: f64,
     pub basis: DecisionBasis,
@@ -387,6 +396,21 @@ pub async fn decide_one(
     decide_for(state, id, &shared).await
 }
 
+/// The best channel and send time for one message, or why not to send.
+#[utoipa::path(post, path = "/v1/decisions", tag = "decisions",
+    request_body(content = DecisionRequest),
+    responses(
+        (status = 200, description = "A decision (`send` or `suppress`), with reasons", body = DecisionResponse),
+        (status = 400, description = "Invalid request", body = ErrorResponse),
+        (status = 409, description = "Concurrent decisions kept taking the room; retry", body = ErrorResponse),
+        (status = 415, description = "Unsupported content type", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["decide"]), ()))]
 pub async fn post_decision(
     req: HttpRequest,
     payload: web::Payload,
@@ -398,14 +422,14 @@ pub async fn post_decision(
     Ok(HttpResponse::Ok().json(decide_one(&state, body).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     pub send: bool,
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConfirmResponse {
     pub decision_id: String,
     pub customer_id: String,
@@ -421,6 +445,22 @@ pub struct ConfirmResponse {
 /// `POST /v1/decisions/{decision_id}/confirm`: at send time, turn the
 /// reservation into a send, or free it. A push or in-app send is called off
 /// (`customer_active`) when the customer became active after the decision.
+/// At send time: turn the planned send into a send, or free its room.
+#[utoipa::path(post, path = "/v1/decisions/{decision_id}/confirm", tag = "decisions",
+    params(("decision_id" = String, Path, description = "From the decision")),
+    request_body(content = ConfirmRequest),
+    responses(
+        (status = 200, description = "Whether to send now", body = ConfirmResponse),
+        (status = 400, description = "Invalid request", body = ErrorResponse),
+        (status = 404, description = "No such planned send", body = ErrorResponse),
+        (status = 415, description = "Unsupported content type", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["decide"]), ()))]
 pub async fn confirm(
     req: HttpRequest,
     path: web::Path<String>,
@@ -505,19 +545,24 @@ const BATCH_CHUNK: usize = 1024;
 /// Chunks being decided at once: both cores busy, memory bounded.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    /// Up to 100,000 customer ids.
     pub customers: Vec<String>,
     pub channels: Option<Vec<Channel>>,
+    #[schema(format = DateTime)]
     pub not_before: Option<String>,
+    #[schema(format = DateTime)]
     pub deadline: Option<String>,
     pub campaign: Option<String>,
     pub message_id: Option<String>,
     pub experiment: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<QuietHours>)]
     pub quiet_hours: Option<Option<QuietHours>>,
     #[allow(dead_code)]
+    #[schema(value_type = Option<Object>)]
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -644,6 +689,20 @@ async fn decide_chunk(
 /// `POST /v1/decisions/batch`: one decision per customer, NDJSON, streamed in
 /// input order with bounded memory. A customer whose decision fails gets a
 /// line `{"customer_id", "error": {...}}`; the rest go on.
+/// One decision per customer, NDJSON in input order, streamed.
+#[utoipa::path(post, path = "/v1/decisions/batch", tag = "decisions",
+    request_body(content = BatchRequest),
+    responses(
+        (status = 200, description = "One DecisionResponse per line, or `{\"customer_id\", \"error\"}`", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "Invalid request", body = ErrorResponse),
+        (status = 415, description = "Unsupported content type", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["decide"]), ()))]
 pub async fn batch(
     req: HttpRequest,
     payload: web::Payload,

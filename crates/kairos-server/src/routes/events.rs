@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use crate::body::{content_kind, read_body, BodyKind};
 use crate::config::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorResponse};
+use crate::openapi::{EventsRequest, IngestResponse};
 use crate::state::AppState;
 
 /// Splits a request body into one JSON value per event.
@@ -48,6 +49,20 @@ fn event_values(kind: BodyKind, bytes: &[u8]) -> Result<Vec<Result<Value, String
     }
 }
 
+/// Ingest events: all or nothing, idempotent per (customer, event id).
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content = EventsRequest, description = "JSON `{\"events\": [...]}`; also NDJSON (`application/x-ndjson`) or CSV (`text/csv`)"),
+    responses(
+        (status = 200, description = "Stored and durable", body = IngestResponse),
+        (status = 400, description = "Invalid events, each named; nothing stored", body = ErrorResponse),
+        (status = 415, description = "Unsupported content type", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["ingest"]), ()))]
 pub async fn post_events(
     req: HttpRequest,
     payload: web::Payload,
