@@ -10,5 +10,6 @@ mod decisions;
 mod durability;
 mod events;
 mod learner;
+mod production;
 mod redis;
 mod simulation;

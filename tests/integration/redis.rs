@@ -96,13 +96,22 @@ async fn two_replicas_share_profiles_deduplicate_and_cap_jointly() {
     assert_eq!(s, 204);
     let (s, _) = call(&a.app, get("/v1/customers/shared")).await;
     assert_eq!(s, 404);
-    // Nothing of the customer is left in Redis.
-    let left: Vec<String> = redis
-        .keys()
-        .into_iter()
-        .filter(|k| k.contains("shared"))
-        .collect();
-    assert!(left.is_empty(), "keys left after erasure: {left:?}");
+    // Nothing of the customer is left in Redis: no key, no value, no index entry.
+    assert_eq!(redis.mentions("shared"), Vec::<String>::new());
+    for decision in [id, d3["decision_id"].as_str().unwrap_or("?")] {
+        assert_eq!(
+            redis.mentions(decision),
+            Vec::<String>::new(),
+            "nor of their decisions"
+        );
+    }
+    // (The scan does see what is stored.)
+    call(
+        &a.app,
+        post("/v1/events", &events(&monday_evening_sessions("other"))),
+    )
+    .await;
+    assert!(!redis.mentions("other").is_empty());
 }
 
 #[actix_web::test]

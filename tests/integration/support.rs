@@ -24,6 +24,14 @@ pub struct TestApp<S> {
     _dir: tempfile::TempDir,
 }
 
+impl<S> TestApp<S> {
+    /// Stops the app (closing its store) and hands over its directory.
+    pub fn into_dir(self) -> tempfile::TempDir {
+        drop(self.app);
+        self._dir
+    }
+}
+
 /// An app over a fresh embedded store, "now" pinned, config from env-style pairs.
 pub async fn app_with(
     env: &[(&str, &str)],

@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::config::ServerConfig;
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +97,63 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Reads and parses a JSON request body of at most the configured size.
+/// Reads and parses a JSON request body of at most the configured size and depth.
 pub async fn json_body<T: DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
-    limit: usize,
+    server: &ServerConfig,
 ) -> Result<T, ApiError> {
     content_kind(req, false)?;
-    let bytes = read_body(req, payload, limit).await?;
+    let bytes = read_body(req, payload, server.max_body_bytes).await?;
+    check_depth(&bytes, server.max_json_depth)?;
     parse_json(&bytes)
+}
+
+/// Refuses JSON (or NDJSON) nested deeper than `max` arrays and objects,
+/// before any parsing: a cheap scan that skips strings.
+pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(ApiError::bad_request(
+                        "too_deep",
+                        format!("the request body nests JSON deeper than {max} levels"),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        assert!(check_depth(br#"{"a": [1, {"b": 2}]}"#, 3).is_ok());
+        assert!(check_depth(br#"{"a": [1, {"b": 2}]}"#, 2).is_err());
+        assert!(check_depth(br#"{"a": "[[[[[[\"[[[["}"#, 1).is_ok());
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(
+            check_depth(deep.as_bytes(), 32).err().map(|e| e.code),
+            Some("too_deep")
+        );
+    }
 }

@@ -44,8 +44,26 @@ pub enum Scope {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
-    pub key: String,
+    /// The key itself (at least 16 characters) ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// ... or its SHA-256 as 64 hex digits, so the configuration need not hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
     pub scopes: Vec<Scope>,
+    /// Requests per second this key may make (token bucket); default server.rate_limit_per_second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_second: Option<f64>,
+}
+
+/// A configured key as the server compares it: by the SHA-256 of what is presented.
+#[derive(Debug, Clone)]
+pub struct ValidKey {
+    pub sha256: [u8; 32],
+    pub scopes: Vec<Scope>,
+    /// Requests per second (0: unlimited), and the bucket's size.
+    pub rate: f64,
+    pub burst: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +73,14 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub max_events_per_request: usize,
     pub workers: usize,
+    /// Requests per second per API key (per client address without keys); 0: unlimited.
+    pub rate_limit_per_second: f64,
+    /// Requests a client may make at once before the rate applies (0: one second's worth).
+    pub rate_limit_burst: u32,
+    /// Longest time to answer a request (training excepted), and to receive its head.
+    pub request_timeout_secs: u64,
+    /// Deepest JSON nesting accepted in a request body.
+    pub max_json_depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +169,7 @@ pub struct ValidConfig {
     pub bind: SocketAddr,
     pub learn: ValidLearnParams,
     pub decide: ValidDecideParams,
+    pub keys: Vec<ValidKey>,
 }
 
 impl ValidConfig {
@@ -252,19 +279,66 @@ impl Config {
                 }
             }
         }
+        let server = &self.server;
+        if !(server.rate_limit_per_second.is_finite() && server.rate_limit_per_second >= 0.0) {
+            return Err(invalid(
+                "server.rate_limit_per_second",
+                "must be a number of requests per second, 0 for no limit",
+            ));
+        }
+        if server.request_timeout_secs == 0 {
+            return Err(invalid("server.request_timeout_secs", "must be at least 1"));
+        }
+        if server.max_json_depth < 4 {
+            return Err(invalid("server.max_json_depth", "must be at least 4"));
+        }
+        let mut keys = Vec::with_capacity(self.auth.keys.len());
         for (i, k) in self.auth.keys.iter().enumerate() {
-            if k.key.len() < 16 {
-                return Err(invalid(
-                    &format!("auth.keys[{i}].key"),
-                    "must be at least 16 characters",
-                ));
-            }
+            use sha2::Digest;
+            let sha256: [u8; 32] = match (&k.key, &k.key_sha256) {
+                (Some(key), None) => {
+                    if key.len() < 16 {
+                        return Err(invalid(
+                            &format!("auth.keys[{i}].key"),
+                            "must be at least 16 characters",
+                        ));
+                    }
+                    sha2::Sha256::digest(key.as_bytes()).into()
+                }
+                (None, Some(hex)) => parse_sha256(hex).ok_or_else(|| {
+                    invalid(
+                        &format!("auth.keys[{i}].key_sha256"),
+                        "must be 64 hex digits (e.g. from `printf %s \"$KEY\" | sha256sum`)",
+                    )
+                })?,
+                _ => {
+                    return Err(invalid(
+                        &format!("auth.keys[{i}].key"),
+                        "give exactly one of key or key_sha256",
+                    ))
+                }
+            };
             if k.scopes.is_empty() {
                 return Err(invalid(
                     &format!("auth.keys[{i}].scopes"),
                     "must name at least one scope",
                 ));
             }
+            let rate = k
+                .rate_limit_per_second
+                .unwrap_or(server.rate_limit_per_second);
+            if !(rate.is_finite() && rate >= 0.0) {
+                return Err(invalid(
+                    &format!("auth.keys[{i}].rate_limit_per_second"),
+                    "must be a number of requests per second, 0 for no limit",
+                ));
+            }
+            keys.push(ValidKey {
+                sha256,
+                scopes: k.scopes.clone(),
+                rate,
+                burst: burst(rate, server.rate_limit_burst),
+            });
         }
         if self.auth.keys.is_empty() && !bind.ip().is_loopback() {
             return Err(invalid(
@@ -292,8 +366,26 @@ impl Config {
             bind,
             learn,
             decide,
+            keys,
         })
     }
+}
+
+/// A bucket's size: as configured, and at least one second's worth (and 1).
+pub fn burst(rate: f64, configured: u32) -> f64 {
+    f64::from(configured).max(rate.ceil()).max(1.0)
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {

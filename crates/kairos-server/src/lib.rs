@@ -8,6 +8,7 @@ mod body;
 pub mod config;
 mod derived;
 mod error;
+pub mod metrics;
 pub mod openapi;
 mod routes;
 pub mod state;
@@ -87,13 +88,46 @@ pub fn create_app(
                 request_id = %id,
             );
             let started = Instant::now();
+            let method = req.method().to_string();
+            let app = req.app_data::<web::Data<AppState>>().cloned();
+            let metrics = app.as_ref().map(|s| std::sync::Arc::clone(&s.metrics));
+            // Training takes as long as the data needs; everything else has a deadline.
+            let timeout = app
+                .as_ref()
+                .map(|s| std::time::Duration::from_secs(s.config.server().request_timeout_secs))
+                .filter(|_| route != "/v1/admin/train");
             let fut = {
                 let _entered = span.enter();
                 srv.call(req)
             };
             async move {
-                let mut res = fut.await?;
+                let answered = match timeout {
+                    Some(limit) => tokio::time::timeout(limit, fut).await,
+                    None => Ok(fut.await),
+                };
+                let mut res = match answered {
+                    Ok(res) => res?,
+                    Err(_) => {
+                        if let Some(m) = &metrics {
+                            m.request(&method, &route, 503, started.elapsed());
+                        }
+                        tracing::warn!(
+                            micros = started.elapsed().as_micros() as u64,
+                            "request timed out"
+                        );
+                        let mut err = ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "timeout",
+                            "the request took longer than server.request_timeout_secs",
+                        );
+                        err.retry_after = Some(1);
+                        return Err(err.into());
+                    }
+                };
                 let status = res.status().as_u16();
+                if let Some(m) = metrics {
+                    m.request(&method, &route, status, started.elapsed());
+                }
                 tracing::info!(
                     status,
                     micros = started.elapsed().as_micros() as u64,
@@ -110,6 +144,7 @@ pub fn create_app(
         .route("/healthz", web::get().to(admin::healthz))
         .route("/readyz", web::get().to(admin::readyz))
         .route("/openapi.json", web::get().to(openapi::openapi_json))
+        .route("/metrics", web::get().to(admin::metrics))
         .service(
             web::scope("/v1")
                 .service(
@@ -170,8 +205,13 @@ pub enum ServeError {
 pub async fn serve(config: ValidConfig) -> Result<(), ServeError> {
     let bind = config.bind;
     let workers = config.server().workers;
+    let config_timeout = config.server().request_timeout_secs;
     let state = web::Data::new(AppState::open(config).await?);
-    let mut server = HttpServer::new(move || create_app(state.clone())).shutdown_timeout(30);
+    let timeout = std::time::Duration::from_secs(config_timeout);
+    let mut server = HttpServer::new(move || create_app(state.clone()))
+        .shutdown_timeout(30)
+        .client_request_timeout(timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(5));
     if workers > 0 {
         server = server.workers(workers);
     }

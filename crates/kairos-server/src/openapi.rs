@@ -36,7 +36,7 @@ pub struct EventIn {
     pub properties: Option<serde_json::Value>,
 }
 
-/// `POST /v1/events` as JSON (NDJSON, one event per line, and CSV are accepted too).
+/// `POST /v1/events` as JSON (NDJSON, one event per line, is accepted too).
 #[allow(dead_code)]
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsRequest {
@@ -103,6 +103,7 @@ impl Modify for BearerAuth {
         admin::train,
         admin::healthz,
         admin::readyz,
+        admin::metrics,
         openapi_json,
     ),
     modifiers(&BearerAuth),

@@ -26,6 +26,8 @@ pub struct AppState {
     models: RwLock<Arc<ModelBundle>>,
     /// Per-customer posteriors and prefix sums, derived from stored profiles.
     pub(crate) derived: crate::derived::DerivedCache,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) limiter: crate::auth::RateLimiter,
 }
 
 impl std::fmt::Debug for AppState {
@@ -85,12 +87,20 @@ impl AppState {
             None => ModelBundle::untrained(config.learn.activity, config.learn.channel_prior),
         };
         let derived = crate::derived::DerivedCache::new(config.raw.store.cache_customers);
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let store: Arc<dyn Store> = Arc::new(crate::metrics::InstrumentedStore::new(
+            store,
+            Arc::clone(&metrics),
+        ));
+        let limiter = crate::auth::RateLimiter::new(&config);
         let state = Self {
             config,
             store,
             clock,
             models: RwLock::new(Arc::new(bundle)),
             derived,
+            metrics,
+            limiter,
         };
         state.align_profiles().await?;
         Ok(state)

@@ -295,6 +295,52 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
+    /// Where `needle` occurs in the store: every table's keys and values are
+    /// searched, and each hit is named "table: key". For erasure audits.
+    pub fn audit(&self, needle: &[u8]) -> Result<Vec<String>> {
+        fn scan<K: redb::Key + 'static, V: redb::Value + 'static>(
+            txn: &redb::ReadTransaction,
+            def: TableDefinition<K, V>,
+            needle: &[u8],
+            hits: &mut Vec<String>,
+        ) -> Result<()>
+        where
+            for<'a> K::SelfType<'a>: std::fmt::Debug,
+        {
+            let table = txn.open_table(def).map_err(StoreError::unavailable)?;
+            for entry in table.iter().map_err(StoreError::unavailable)? {
+                let (k, v) = entry.map_err(StoreError::unavailable)?;
+                let (kv, vv) = (k.value(), v.value());
+                let (kb, vb) = (K::as_bytes(&kv), V::as_bytes(&vv));
+                if contains(kb.as_ref(), needle) || contains(vb.as_ref(), needle) {
+                    hits.push(format!(
+                        "{}: {:?}",
+                        redb::TableHandle::name(&def),
+                        k.value()
+                    ));
+                }
+            }
+            Ok(())
+        }
+        fn contains(hay: &[u8], needle: &[u8]) -> bool {
+            needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+        }
+        let txn = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(StoreError::unavailable)?;
+        let mut hits = Vec::new();
+        scan(&txn, EVENTS, needle, &mut hits)?;
+        scan(&txn, CUSTOMERS, needle, &mut hits)?;
+        scan(&txn, PROFILES, needle, &mut hits)?;
+        scan(&txn, MESSAGES, needle, &mut hits)?;
+        scan(&txn, RESERVATIONS, needle, &mut hits)?;
+        scan(&txn, DECISIONS, needle, &mut hits)?;
+        scan(&txn, MODELS, needle, &mut hits)?;
+        Ok(hits)
+    }
+
     /// Runs blocking store work on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where

@@ -152,6 +152,25 @@ impl RedisServer {
             .map(str::to_owned)
             .collect()
     }
+
+    /// Keys whose name or content (strings, hash fields and values, set
+    /// members) contains `needle`: an erasure audit of the whole server.
+    pub fn mentions(&self, needle: &str) -> Vec<String> {
+        self.keys()
+            .into_iter()
+            .filter(|key| {
+                let content = match cli(self.port, &["TYPE", key]).trim() {
+                    "string" => cli(self.port, &["GET", key]),
+                    "hash" => cli(self.port, &["HGETALL", key]),
+                    "set" => cli(self.port, &["SMEMBERS", key]),
+                    "list" => cli(self.port, &["LRANGE", key, "0", "-1"]),
+                    "zset" => cli(self.port, &["ZRANGE", key, "0", "-1"]),
+                    other => format!("(unread type {other})"),
+                };
+                key.contains(needle) || content.contains(needle)
+            })
+            .collect()
+    }
 }
 
 impl Drop for RedisServer {

@@ -188,6 +188,24 @@ pub async fn retrain(state: &AppState) -> Result<TrainSummary, ApiError> {
     Ok(summary(&bundle, artifact, started.elapsed().as_secs_f64()))
 }
 
+/// Prometheus metrics (text format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the read scope", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse)),
+    security(("api_key" = ["read"]), ()))]
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Read)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&state.models())))
+}
+
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Up", body = crate::openapi::StatusResponse)))]

@@ -201,8 +201,7 @@ pub async fn put_customer(
 ) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Ingest)?;
     let id = customer_id(path.into_inner())?;
-    let patch: CustomerPatch =
-        json_body(&req, payload, state.config.server().max_body_bytes).await?;
+    let patch: CustomerPatch = json_body(&req, payload, state.config.server()).await?;
     patch.validate()?;
     state.store.put_customer(&id, patch, state.now()).await?;
     let record = state

@@ -8,7 +8,7 @@ use kairos_core::CustomerId;
 use kairos_decide::caps::CapState;
 use kairos_decide::{
     channel_status, decide, Action, Alternative, Candidate, DecisionBasis, DecisionInput,
-    QuietHours, Suppression, Window,
+    QuietHours, Suppression, SuppressionReason, Window,
 };
 use kairos_learn::{ChannelEstimate, ProfileState};
 use kairos_store::{CustomerRecord, Reservation, ReserveCheck, StoreError};
@@ -335,7 +335,6 @@ pub async fn decide_for(
                 Err(e) => return Err(e.into()),
             }
         }
-        log_decision(&planned.response);
         return Ok(planned.response);
     }
     Err(ApiError::new(
@@ -365,7 +364,29 @@ pub fn degraded(
     response
 }
 
-fn log_decision(d: &DecisionResponse) {
+/// Logs a decision answered to a client and counts it in the metrics.
+fn log_decision(metrics: &crate::metrics::Metrics, d: &DecisionResponse) {
+    metrics.decision((
+        match d.action {
+            Action::Send => "send",
+            Action::Suppress => "suppress",
+        },
+        match d.basis {
+            DecisionBasis::Personal => "personal",
+            DecisionBasis::Segment => "segment",
+            DecisionBasis::Global => "global",
+            DecisionBasis::Default => "default",
+        },
+        d.channel.map_or("none", Channel::as_str),
+        match d.suppression.as_ref().map(|s| s.reason) {
+            None => "none",
+            Some(SuppressionReason::NoReachableChannel) => "no_reachable_channel",
+            Some(SuppressionReason::DeadlinePassed) => "deadline_passed",
+            Some(SuppressionReason::QuietHours) => "quiet_hours",
+            Some(SuppressionReason::FrequencyCap) => "frequency_cap",
+        },
+        d.degraded == Some(true),
+    ));
     tracing::debug!(
         customer_id = %d.customer_id,
         decision_id = %d.decision_id,
@@ -417,9 +438,10 @@ pub async fn post_decision(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Decide)?;
-    let body: DecisionRequest =
-        json_body(&req, payload, state.config.server().max_body_bytes).await?;
-    Ok(HttpResponse::Ok().json(decide_one(&state, body).await?))
+    let body: DecisionRequest = json_body(&req, payload, state.config.server()).await?;
+    let d = decide_one(&state, body).await?;
+    log_decision(&state.metrics, &d);
+    Ok(HttpResponse::Ok().json(d))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -469,8 +491,7 @@ pub async fn confirm(
 ) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Decide)?;
     let decision_id = path.into_inner();
-    let body: ConfirmRequest =
-        json_body(&req, payload, state.config.server().max_body_bytes).await?;
+    let body: ConfirmRequest = json_body(&req, payload, state.config.server()).await?;
     let now = state.now();
     let not_found = || {
         ApiError::not_found(
@@ -669,7 +690,7 @@ async fn decide_chunk(
                 match p {
                     Ok(_) => {
                         if let Some(d) = responses.next() {
-                            log_decision(&d);
+                            log_decision(&state.metrics, &d);
                             write(&d);
                         }
                     }
@@ -710,7 +731,7 @@ pub async fn batch(
 ) -> Result<HttpResponse, ApiError> {
     use futures_util::StreamExt;
     crate::auth::authorize(&req, &state, Scope::Decide)?;
-    let body: BatchRequest = json_body(&req, payload, state.config.server().max_body_bytes).await?;
+    let body: BatchRequest = json_body(&req, payload, state.config.server()).await?;
     if body.customers.is_empty() || body.customers.len() > MAX_BATCH {
         return Err(ApiError::bad_request(
             "invalid_field",

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use kairos_core::{Event, FieldError, RawEvent};
 use serde_json::{json, Value};
 
-use crate::body::{content_kind, read_body, BodyKind};
+use crate::body::{check_depth, content_kind, read_body, BodyKind};
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
 use crate::openapi::{EventsRequest, IngestResponse};
@@ -51,7 +51,7 @@ fn event_values(kind: BodyKind, bytes: &[u8]) -> Result<Vec<Result<Value, String
 
 /// Ingest events: all or nothing, idempotent per (customer, event id).
 #[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = EventsRequest, description = "JSON `{\"events\": [...]}`; also NDJSON (`application/x-ndjson`) or CSV (`text/csv`)"),
+    request_body(content = EventsRequest, description = "JSON `{\"events\": [...]}`; also NDJSON (`application/x-ndjson`), one event per line"),
     responses(
         (status = 200, description = "Stored and durable", body = IngestResponse),
         (status = 400, description = "Invalid events, each named; nothing stored", body = ErrorResponse),
@@ -72,6 +72,7 @@ pub async fn post_events(
     let kind = content_kind(&req, true)?;
     let server = state.config.server();
     let bytes = read_body(&req, payload, server.max_body_bytes).await?;
+    check_depth(&bytes, server.max_json_depth)?;
     let values = event_values(kind, &bytes)?;
     if values.len() > server.max_events_per_request {
         return Err(ApiError::bad_request(
@@ -98,6 +99,9 @@ pub async fn post_events(
     }
     if !invalid.is_empty() {
         let n = invalid.len();
+        state
+            .metrics
+            .ingest(0, 0, (events.len() + invalid.len()) as u64);
         return Err(ApiError::invalid_items(
             "invalid_events",
             format!("{n} event(s) are invalid; nothing was stored"),
@@ -106,6 +110,9 @@ pub async fn post_events(
     }
     let n = events.len();
     let outcome = state.store.ingest(events).await?;
+    state
+        .metrics
+        .ingest(outcome.accepted, outcome.duplicates, 0);
     tracing::info!(
         events = n,
         accepted = outcome.accepted,
