@@ -1,4 +1,6 @@
-//! A batch answered 200 survives `kill -9`: the real binary, a real socket.
+//! The real binary on a real socket: what was acknowledged survives
+//! `kill -9` in the middle of continuous ingest; SIGTERM drains in-flight
+//! requests and closes the store; a full disk makes ingest answer 503.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -21,15 +23,28 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, Command::new(env!("CARGO_BIN_EXE_kairos")))
+    }
+
+    /// With its log (at info) in `log`.
+    fn start_logging(data: &Path, log: &Path) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kairos"));
+        let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{e}"));
+        cmd.env("RUST_LOG", "info").stderr(file);
+        Self::start_with(data, cmd)
+    }
+
+    fn start_with(data: &Path, mut cmd: Command) -> Self {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        if cmd.get_envs().all(|(k, _)| k != "RUST_LOG") {
+            cmd.env("RUST_LOG", "warn");
+        }
+        let child = cmd
             .arg("serve")
             .env("KAIROS__STORE__PATH", data)
             .env("KAIROS__SERVER__BIND", format!("127.0.0.1:{port}"))
             .env("KAIROS__SERVER__WORKERS", "2")
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start kairos: {e}"));
         let base = format!("http://127.0.0.1:{port}");
@@ -39,6 +54,10 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         Self { child, base }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
     }
 
     fn kill9(mut self) {
@@ -105,4 +124,229 @@ fn an_acknowledged_batch_survives_kill_9() {
         .read_json()
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(body, json!({"accepted": 0, "duplicates": 500}));
+}
+
+/// `batch` events for customers "cont-0".."cont-29", ids unique per (thread, batch).
+fn batch_of(thread: usize, n: usize, size: usize) -> Vec<Value> {
+    let now = chrono::Utc::now();
+    (0..size)
+        .map(|i| {
+            json!({
+                "event_id": format!("t{thread}-b{n}-{i}"),
+                "customer_id": format!("cont-{}", (thread * 7 + n + i) % 30),
+                "type": "app_open",
+                "timestamp": (now - chrono::Duration::minutes((n * size + i) as i64)).to_rfc3339(),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn acknowledged_events_survive_kill_9_during_continuous_ingest() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<Vec<Value>>>> = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let (stop, acked, base) = (Arc::clone(&stop), Arc::clone(&acked), server.base.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let batch = batch_of(t, n, 25);
+                    n += 1;
+                    match ureq::post(&format!("{base}/v1/events"))
+                        .send_json(json!({"events": batch}))
+                    {
+                        Ok(mut r) => {
+                            let body: Value = r.body_mut().read_json().unwrap_or_default();
+                            assert_eq!(body["accepted"], 25, "{body}");
+                            if let Ok(mut a) = acked.lock() {
+                                a.push(batch);
+                            }
+                        }
+                        // The server is gone: whatever was in flight was not acknowledged.
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap_or_else(|_| panic!("a writer panicked"));
+    }
+    let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    assert!(
+        acked.len() >= 3,
+        "too little was acknowledged to test: {}",
+        acked.len()
+    );
+
+    let server = Server::start(dir.path());
+    let mut stored = Vec::new();
+    for c in 0..30 {
+        let Ok(mut r) = ureq::get(&format!("{}/v1/customers/cont-{c}/export", server.base)).call()
+        else {
+            continue;
+        };
+        let x: Value = r.body_mut().read_json().unwrap_or_default();
+        for e in x["events"].as_array().cloned().unwrap_or_default() {
+            stored.push(e["event_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let unique: std::collections::HashSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "no event is stored twice");
+    let missing: Vec<String> = acked
+        .iter()
+        .flatten()
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .filter(|id| !unique.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // Sending every acknowledged batch again changes nothing.
+    for batch in acked.iter().take(20) {
+        let mut r = ureq::post(&format!("{}/v1/events", server.base))
+            .send_json(json!({"events": batch}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let body: Value = r.body_mut().read_json().unwrap_or_default();
+        assert_eq!(body, json!({"accepted": 0, "duplicates": 25}));
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_closes_the_store() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging(&dir.path().join("data"), &log);
+    let mut r = ureq::post(&format!("{}/v1/events", server.base))
+        .send_json(json!({"events": batch_of(0, 0, 25)}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.body_mut().read_json::<Value>().unwrap_or_default()["accepted"],
+        25
+    );
+    // A campaign of 100,000 customers in flight when SIGTERM arrives.
+    let customers: Vec<String> = (0..100_000).map(|i| format!("term-{i}")).collect();
+    let base = server.base.clone();
+    let campaign = std::thread::spawn(move || {
+        let mut r = ureq::post(&format!("{base}/v1/decisions/batch"))
+            .send_json(json!({"customers": customers, "channels": ["email"]}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("the campaign was cut off: {e}"));
+        body.lines()
+            .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["action"] == "send"))
+            .count()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &server.pid()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(term.success());
+    let sent = campaign
+        .join()
+        .unwrap_or_else(|_| panic!("campaign thread"));
+    assert_eq!(
+        sent, 100_000,
+        "every decision of the in-flight campaign was answered"
+    );
+    let mut server = server;
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    assert!(
+        ureq::get(&format!("{}/healthz", server.base))
+            .call()
+            .is_err(),
+        "no longer listening"
+    );
+    drop(server);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logged.contains("store closed"), "{logged}");
+    // The store opens again with everything in it.
+    let server = Server::start(&dir.path().join("data"));
+    let total: usize = (0..30)
+        .filter_map(|c| {
+            ureq::get(&format!("{}/v1/customers/cont-{c}/export", server.base))
+                .call()
+                .ok()
+        })
+        .map(|mut r| {
+            r.body_mut().read_json::<Value>().unwrap_or_default()["events"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .sum();
+    assert_eq!(total, 25);
+}
+
+#[test]
+fn a_full_disk_makes_ingest_answer_503_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The server may write files of at most 4 MiB: beyond that the kernel
+    // answers EFBIG, as a full disk answers ENOSPC (SIGXFSZ ignored).
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 8192; exec \"{}\" \"$@\"",
+            env!("CARGO_BIN_EXE_kairos")
+        ))
+        .arg("kairos");
+    let server = Server::start_with(dir.path(), cmd);
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut acked = 0usize;
+    for n in 0..400 {
+        let batch = batch_of(1, n, 200);
+        match ureq::post(&format!("{}/v1/events", server.base))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_json(json!({"events": batch}))
+        {
+            Ok(mut r) => {
+                let status = r.status().as_u16();
+                *statuses.entry(status).or_insert(0) += 1;
+                if status == 200 {
+                    acked += 1;
+                } else {
+                    assert_eq!(status, 503, "{:?}", r.body_mut().read_to_string());
+                    assert!(r.headers().contains_key("retry-after"));
+                    if statuses.get(&503).copied().unwrap_or(0) >= 5 {
+                        break;
+                    }
+                }
+            }
+            Err(e) => panic!("the server went away: {e}"),
+        }
+    }
+    assert!(acked > 0 && statuses.contains_key(&503), "{statuses:?}");
+    // Still up, still reading.
+    let health = ureq::get(&format!("{}/healthz", server.base)).call();
+    assert!(health.is_ok());
+    let read = ureq::get(&format!("{}/v1/customers/cont-7/export", server.base)).call();
+    assert!(read.is_ok(), "{read:?}");
 }

@@ -207,6 +207,8 @@ pub async fn serve(config: ValidConfig) -> Result<(), ServeError> {
     let workers = config.server().workers;
     let config_timeout = config.server().request_timeout_secs;
     let state = web::Data::new(AppState::open(config).await?);
+    // Tells when every worker has let go of the state, and with it the store.
+    let held = std::sync::Arc::downgrade(&state.clone().into_inner());
     let timeout = std::time::Duration::from_secs(config_timeout);
     let mut server = HttpServer::new(move || create_app(state.clone()))
         .shutdown_timeout(30)
@@ -219,5 +221,16 @@ pub async fn serve(config: ValidConfig) -> Result<(), ServeError> {
         .bind(bind)
         .map_err(|source| ServeError::Bind { bind, source })?;
     tracing::info!(%bind, "kairos listening");
-    server.run().await.map_err(ServeError::Run)
+    server.run().await.map_err(ServeError::Run)?;
+    // Stopped (SIGTERM, SIGINT): in-flight requests were answered; wait for
+    // the workers to drop the state so the store is closed, not abandoned.
+    for _ in 0..100 {
+        if held.strong_count() == 0 {
+            tracing::info!("in-flight requests drained; store closed");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::warn!("stopped, but the store was still in use after 5 s");
+    Ok(())
 }
