@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Fuzzes event parsing (fuzz/fuzz_targets/event_parsing.rs) with cargo fuzz
-# (libFuzzer) for SECONDS seconds, starting from fuzz/corpus/.
+# (libFuzzer) for FUZZ_SECONDS seconds, starting from fuzz/corpus/.
 #
-#   [SECONDS=60] scripts/fuzz.sh
+#   [FUZZ_SECONDS=60] scripts/fuzz.sh
 #
 # cargo fuzz needs nightly compiler flags; on a stable toolchain
 # RUSTC_BOOTSTRAP=1 allows them. Installs cargo-fuzz when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_TO_RUN=${SECONDS:-60}
+SECONDS_TO_RUN=${FUZZ_SECONDS:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1
 # A corpus of its own per run, so the checked-in seeds stay as they are.
