@@ -371,7 +371,9 @@ fn json_logs_carry_request_ids_and_never_keys() {
         .send_json(json!({"events": batch_of(2, 0, 3)}))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
         Some("trace-abc-123")
     );
     // A wrong key is refused, and is not logged either.
@@ -396,10 +398,14 @@ fn json_logs_carry_request_ids_and_never_keys() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
         .collect();
     assert!(
-        lines.iter().any(|l| l.to_string().contains("trace-abc-123")
-            && l.to_string().contains("/v1/events")),
+        lines.iter().any(
+            |l| l.to_string().contains("trace-abc-123") && l.to_string().contains("/v1/events")
+        ),
         "the request's log line names its id and route:\n{text}"
     );
     assert!(text.contains(&own_id), "generated ids are logged too");
-    assert!(!text.contains(key) && !text.contains("wrong-secret"), "keys are never logged:\n{text}");
+    assert!(
+        !text.contains(key) && !text.contains("wrong-secret"),
+        "keys are never logged:\n{text}"
+    );
 }
