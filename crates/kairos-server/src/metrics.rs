@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use kairos_core::{Customer, CustomerId, CustomerPatch, Event};
 use kairos_learn::{ModelBundle, ProfileConfig};
 use kairos_store::{
-    CustomerExport, CustomerRecord, HistoryVisitor, IngestOutcome, Reservation, ReserveCheck,
-    Result, Store,
+    ArmCounts, Conversion, CustomerExport, CustomerRecord, Exposure, HistoryVisitor, IngestOutcome,
+    Reservation, ReserveCheck, Result, Store,
 };
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -319,6 +319,40 @@ impl Store for InstrumentedStore {
 
     async fn ping(&self) -> Result<()> {
         self.timed("ping", self.inner.ping()).await
+    }
+
+    async fn put_experiment(&self, key: &str, definition: Vec<u8>) -> Result<()> {
+        self.timed("put_experiment", self.inner.put_experiment(key, definition))
+            .await
+    }
+
+    async fn experiments(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.timed("experiments", self.inner.experiments()).await
+    }
+
+    async fn expose(
+        &self,
+        id: &CustomerId,
+        experiment: &str,
+        proposed: Exposure,
+    ) -> Result<(Exposure, bool)> {
+        self.timed("expose", self.inner.expose(id, experiment, proposed))
+            .await
+    }
+
+    async fn convert(&self, conversions: Vec<Conversion>) -> Result<u64> {
+        self.timed("convert", self.inner.convert(conversions)).await
+    }
+
+    async fn experiment_counts(
+        &self,
+        experiment: &str,
+    ) -> Result<std::collections::BTreeMap<String, ArmCounts>> {
+        self.timed(
+            "experiment_counts",
+            self.inner.experiment_counts(experiment),
+        )
+        .await
     }
 }
 

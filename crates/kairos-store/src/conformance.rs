@@ -80,6 +80,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     reservations_hold_room(&*store).await;
     concurrent_reservations_cannot_share_the_last_place(Arc::clone(&store)).await;
     many_at_once(&*store).await;
+    experiments_and_exposures(&*store).await;
     concurrent_ingest_counts_once(store).await;
 }
 
@@ -805,4 +806,106 @@ pub async fn many_at_once(store: &dyn Store) {
     assert_eq!(many[0].as_ref().map(|r| r.reservations.len()), Some(1));
     assert_eq!(store.delete_customer(&missing).await.ok(), Some(true));
     assert!(store.customer(&missing).await.ok().flatten().is_none());
+}
+
+pub async fn experiments_and_exposures(store: &dyn Store) {
+    use crate::{Conversion, Exposure, HOLDOUT_ARM};
+    let exp = format!("exp-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    store
+        .put_experiment(&exp, br#"{"v":1}"#.to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .put_experiment(&exp, br#"{"v":2}"#.to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let all = store.experiments().await.unwrap_or_else(|e| panic!("{e}"));
+    let mine: Vec<_> = all.iter().filter(|(k, _)| *k == exp).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        mine[0].1,
+        br#"{"v":2}"#.to_vec(),
+        "the last definition wins"
+    );
+
+    let exposure = |variant: Option<&str>| Exposure {
+        variant: variant.map(Into::into),
+        reason: if variant.is_some() {
+            "hashed"
+        } else {
+            "holdout"
+        }
+        .into(),
+        hash: 0.25,
+        exposed_at: now(),
+        converted_at: None,
+    };
+    let (a, b, held) = (unique("exp-a"), unique("exp-b"), unique("exp-h"));
+    let (first, new) = store
+        .expose(&a, &exp, exposure(Some("red")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(new);
+    assert_eq!(first.variant.as_deref(), Some("red"));
+    // Sticky: a later assignment keeps the first one, and is not counted again.
+    let (again, new) = store
+        .expose(&a, &exp, exposure(Some("blue")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!new);
+    assert_eq!(again, first);
+    store
+        .expose(&b, &exp, exposure(Some("blue")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .expose(&held, &exp, exposure(None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let conversion = |c: &CustomerId, hours: i64| Conversion {
+        customer: c.clone(),
+        experiment: exp.clone(),
+        at: now() + Duration::hours(hours),
+        window: Duration::hours(72),
+    };
+    // a converts once; b's goal comes too late; the holdout converts; a stranger does not count.
+    let n = store
+        .convert(vec![
+            conversion(&a, 1),
+            conversion(&a, 2),
+            conversion(&b, 100),
+            conversion(&held, 3),
+            conversion(&unique("never-exposed"), 1),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, 2);
+    assert_eq!(store.convert(vec![conversion(&a, 5)]).await.ok(), Some(0));
+    let counts = store
+        .experiment_counts(&exp)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let get = |arm: &str| counts.get(arm).map(|c| (c.exposures, c.conversions));
+    assert_eq!(get("red"), Some((1, 1)));
+    assert_eq!(get("blue"), Some((1, 0)));
+    assert_eq!(get(HOLDOUT_ARM), Some((1, 1)));
+
+    // The exposure is the customer's: exported, and erased with them.
+    let x = store
+        .export_customer(&a)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("an exposed customer is exported"));
+    assert_eq!(
+        x.assignments.get(&exp).and_then(|e| e.converted_at),
+        Some(now() + Duration::hours(1))
+    );
+    assert_eq!(store.delete_customer(&a).await.ok(), Some(true));
+    assert!(store.export_customer(&a).await.ok().flatten().is_none());
+    let (_, new) = store
+        .expose(&a, &exp, exposure(Some("blue")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(new, "after erasure the customer is new to the experiment");
 }

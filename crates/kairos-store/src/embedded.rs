@@ -24,8 +24,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use crate::cache::RecordCache;
 use crate::{
-    customer_tz, CustomerExport, CustomerHistory, CustomerRecord, HistoryVisitor, IngestOutcome,
-    Reservation, ReserveCheck, Result, Store, StoreContext, StoreError,
+    converts, customer_tz, ArmCounts, Conversion, CustomerExport, CustomerHistory, CustomerRecord,
+    Exposure, HistoryVisitor, IngestOutcome, Reservation, ReserveCheck, Result, Store,
+    StoreContext, StoreError,
 };
 
 /// (customer, event id) -> event as JSON. Also the idempotency record.
@@ -44,6 +45,12 @@ const RESERVATIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new(
 const DECISIONS: TableDefinition<&str, &str> = TableDefinition::new("decisions");
 /// model name -> bytes.
 const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
+/// experiment key -> definition (JSON).
+const EXPERIMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("experiments");
+/// (customer, experiment) -> exposure (postcard).
+const ASSIGNMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("assignments");
+/// (experiment, arm) -> counts (postcard).
+const EXP_COUNTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("experiment_counts");
 
 pub const FILE_NAME: &str = "kairos.redb";
 
@@ -276,6 +283,12 @@ impl EmbeddedStore {
                 .map_err(StoreError::unavailable)?;
             txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
             txn.open_table(MODELS).map_err(StoreError::unavailable)?;
+            txn.open_table(EXPERIMENTS)
+                .map_err(StoreError::unavailable)?;
+            txn.open_table(ASSIGNMENTS)
+                .map_err(StoreError::unavailable)?;
+            txn.open_table(EXP_COUNTS)
+                .map_err(StoreError::unavailable)?;
         }
         txn.commit().map_err(StoreError::unavailable)?;
         Ok(Self {
@@ -338,6 +351,9 @@ impl EmbeddedStore {
         scan(&txn, RESERVATIONS, needle, &mut hits)?;
         scan(&txn, DECISIONS, needle, &mut hits)?;
         scan(&txn, MODELS, needle, &mut hits)?;
+        scan(&txn, EXPERIMENTS, needle, &mut hits)?;
+        scan(&txn, ASSIGNMENTS, needle, &mut hits)?;
+        scan(&txn, EXP_COUNTS, needle, &mut hits)?;
         Ok(hits)
     }
 
@@ -405,6 +421,36 @@ fn reservations_of<T: ReadableTable<(&'static str, &'static str), &'static [u8]>
         Ok(())
     })?;
     Ok(out)
+}
+
+fn decode_exposure(bytes: &[u8]) -> Result<Exposure> {
+    postcard::from_bytes(bytes).map_err(StoreError::corrupt)
+}
+
+/// Adds to an arm's counts inside `txn`.
+fn count(
+    txn: &WriteTransaction,
+    experiment: &str,
+    arm: &str,
+    exposures: u64,
+    conversions: u64,
+) -> Result<()> {
+    let mut table = txn
+        .open_table(EXP_COUNTS)
+        .map_err(StoreError::unavailable)?;
+    let mut c: ArmCounts = match table
+        .get((experiment, arm))
+        .map_err(StoreError::unavailable)?
+    {
+        Some(v) => postcard::from_bytes(v.value()).map_err(StoreError::corrupt)?,
+        None => ArmCounts::default(),
+    };
+    c.exposures += exposures;
+    c.conversions += conversions;
+    table
+        .insert((experiment, arm), encode(&c)?.as_slice())
+        .map_err(StoreError::unavailable)?;
+    Ok(())
 }
 
 fn decode_customer(bytes: &[u8]) -> Result<Customer> {
@@ -681,15 +727,22 @@ impl Inner {
                 let mut t = txn.open_table(table).map_err(StoreError::unavailable)?;
                 found |= t.remove(cid).map_err(StoreError::unavailable)?.is_some();
             }
+            let mut assignments = txn
+                .open_table(ASSIGNMENTS)
+                .map_err(StoreError::unavailable)?;
+            for k in keys_of(&assignments, cid)? {
+                found |= assignments
+                    .remove((cid, k.as_str()))
+                    .map_err(StoreError::unavailable)?
+                    .is_some();
+            }
         }
         txn.commit().map_err(StoreError::unavailable)?;
         Ok(found)
     }
 
     fn export_customer(&self, id: &CustomerId) -> Result<Option<CustomerExport>> {
-        let Some(record) = self.customer(id)? else {
-            return Ok(None);
-        };
+        let record = self.customer(id)?;
         let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
         let events = events_of(
             &txn.open_table(EVENTS).map_err(StoreError::unavailable)?,
@@ -701,6 +754,23 @@ impl Inner {
             messages.insert(key.to_owned(), decode_message(v)?);
             Ok(())
         })?;
+        let table = txn
+            .open_table(ASSIGNMENTS)
+            .map_err(StoreError::unavailable)?;
+        let mut assignments = BTreeMap::new();
+        scan_customer(&table, id.as_str(), |key, v| {
+            assignments.insert(key.to_owned(), decode_exposure(v)?);
+            Ok(())
+        })?;
+        if record.is_none() && assignments.is_empty() {
+            return Ok(None);
+        }
+        let record = record.unwrap_or_else(|| CustomerRecord {
+            customer_id: id.clone(),
+            attributes: None,
+            profile: ProfileState::default(),
+            reservations: Vec::new(),
+        });
         Ok(Some(CustomerExport {
             customer_id: record.customer_id,
             attributes: record.attributes,
@@ -708,6 +778,7 @@ impl Inner {
             events,
             messages,
             reservations: record.reservations,
+            assignments,
         }))
     }
 
@@ -1091,6 +1162,121 @@ impl Store for EmbeddedStore {
             let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
             txn.open_table(MODELS).map_err(StoreError::unavailable)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_experiment(&self, key: &str, definition: Vec<u8>) -> Result<()> {
+        let key = key.to_owned();
+        self.run(move |s| {
+            let txn = s.db.begin_write().map_err(StoreError::unavailable)?;
+            txn.open_table(EXPERIMENTS)
+                .map_err(StoreError::unavailable)?
+                .insert(key.as_str(), definition.as_slice())
+                .map_err(StoreError::unavailable)?;
+            txn.commit().map_err(StoreError::unavailable)
+        })
+        .await
+    }
+
+    async fn experiments(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.run(|s| {
+            let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
+            let t = txn
+                .open_table(EXPERIMENTS)
+                .map_err(StoreError::unavailable)?;
+            let mut out = Vec::new();
+            for entry in t.iter().map_err(StoreError::unavailable)? {
+                let (k, v) = entry.map_err(StoreError::unavailable)?;
+                out.push((k.value().to_owned(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn expose(
+        &self,
+        id: &CustomerId,
+        experiment: &str,
+        proposed: Exposure,
+    ) -> Result<(Exposure, bool)> {
+        let (cid, exp) = (id.as_str().to_owned(), experiment.to_owned());
+        self.run(move |s| {
+            let txn = s.db.begin_write().map_err(StoreError::unavailable)?;
+            let existing = {
+                let t = txn
+                    .open_table(ASSIGNMENTS)
+                    .map_err(StoreError::unavailable)?;
+                let v = t
+                    .get((cid.as_str(), exp.as_str()))
+                    .map_err(StoreError::unavailable)?;
+                v.map(|v| decode_exposure(v.value())).transpose()?
+            };
+            if let Some(e) = existing {
+                return Ok((e, false));
+            }
+            txn.open_table(ASSIGNMENTS)
+                .map_err(StoreError::unavailable)?
+                .insert((cid.as_str(), exp.as_str()), encode(&proposed)?.as_slice())
+                .map_err(StoreError::unavailable)?;
+            count(&txn, &exp, proposed.arm(), 1, 0)?;
+            txn.commit().map_err(StoreError::unavailable)?;
+            Ok((proposed, true))
+        })
+        .await
+    }
+
+    async fn convert(&self, conversions: Vec<Conversion>) -> Result<u64> {
+        if conversions.is_empty() {
+            return Ok(0);
+        }
+        self.run(move |s| {
+            let txn = s.db.begin_write().map_err(StoreError::unavailable)?;
+            let mut n = 0;
+            for c in &conversions {
+                let key = (c.customer.as_str(), c.experiment.as_str());
+                let exposure = {
+                    let t = txn
+                        .open_table(ASSIGNMENTS)
+                        .map_err(StoreError::unavailable)?;
+                    let v = t.get(key).map_err(StoreError::unavailable)?;
+                    v.map(|v| decode_exposure(v.value())).transpose()?
+                };
+                let Some(mut e) = exposure else { continue };
+                if !converts(&e, c) {
+                    continue;
+                }
+                e.converted_at = Some(c.at);
+                txn.open_table(ASSIGNMENTS)
+                    .map_err(StoreError::unavailable)?
+                    .insert(key, encode(&e)?.as_slice())
+                    .map_err(StoreError::unavailable)?;
+                count(&txn, &c.experiment, e.arm(), 0, 1)?;
+                n += 1;
+            }
+            txn.commit().map_err(StoreError::unavailable)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn experiment_counts(&self, experiment: &str) -> Result<BTreeMap<String, ArmCounts>> {
+        let exp = experiment.to_owned();
+        self.run(move |s| {
+            let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
+            let t = txn
+                .open_table(EXP_COUNTS)
+                .map_err(StoreError::unavailable)?;
+            let mut out = BTreeMap::new();
+            scan_customer(&t, &exp, |arm, v| {
+                out.insert(
+                    arm.to_owned(),
+                    postcard::from_bytes(v).map_err(StoreError::corrupt)?,
+                );
+                Ok(())
+            })?;
+            Ok(out)
         })
         .await
     }

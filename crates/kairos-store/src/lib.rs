@@ -74,6 +74,46 @@ impl Reservation {
     }
 }
 
+/// A customer's exposure to an experiment: stored at the first assignment
+/// and kept (sticky), with the conversion once it is attributed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Exposure {
+    /// The variant's key; `None` for the holdout (the untreated baseline).
+    pub variant: Option<String>,
+    /// Why: "hashed", "bandit" or "holdout".
+    pub reason: String,
+    pub hash: f64,
+    pub exposed_at: DateTime<Utc>,
+    pub converted_at: Option<DateTime<Utc>>,
+}
+
+/// The counts arm name of the holdout.
+pub const HOLDOUT_ARM: &str = "(holdout)";
+
+impl Exposure {
+    /// The arm it counts under.
+    pub fn arm(&self) -> &str {
+        self.variant.as_deref().unwrap_or(HOLDOUT_ARM)
+    }
+}
+
+/// Exposures and conversions of one arm of an experiment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArmCounts {
+    pub exposures: u64,
+    pub conversions: u64,
+}
+
+/// A goal event to attribute: the customer, the experiment, when, and the
+/// experiment's attribution window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    pub customer: CustomerId,
+    pub experiment: String,
+    pub at: DateTime<Utc>,
+    pub window: chrono::Duration,
+}
+
 /// Checks, inside the write transaction, whether a reservation still fits the
 /// customer's current profile and live reservations.
 /// It may run more than once (a backend retries when another writer came first).
@@ -100,6 +140,8 @@ pub struct CustomerExport {
     /// Attribution state of the customer's messages, by "channel:message_id".
     pub messages: std::collections::BTreeMap<String, kairos_learn::MessageState>,
     pub reservations: Vec<Reservation>,
+    /// Experiment exposures, by experiment key.
+    pub assignments: std::collections::BTreeMap<String, Exposure>,
 }
 
 /// One customer's whole history, for training.
@@ -191,6 +233,38 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Succeeds when the store can serve reads and writes.
     async fn ping(&self) -> Result<()>;
+
+    /// Stores an experiment definition (JSON), shared by every server.
+    async fn put_experiment(&self, key: &str, definition: Vec<u8>) -> Result<()>;
+
+    /// Every stored experiment definition, by key.
+    async fn experiments(&self) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// The customer's exposure to `experiment`: the stored one if there is
+    /// one (sticky), else `proposed`, stored and counted. True when new.
+    async fn expose(
+        &self,
+        id: &CustomerId,
+        experiment: &str,
+        proposed: Exposure,
+    ) -> Result<(Exposure, bool)>;
+
+    /// Attributes goal events: an exposed customer converts once, if the
+    /// event falls within the window after the exposure. Returns how many
+    /// conversions were new.
+    async fn convert(&self, conversions: Vec<Conversion>) -> Result<u64>;
+
+    /// Exposures and conversions per arm (variant key, or [`HOLDOUT_ARM`]).
+    async fn experiment_counts(
+        &self,
+        experiment: &str,
+    ) -> Result<std::collections::BTreeMap<String, ArmCounts>>;
+}
+
+/// Whether `c` converts an exposure `e`: not yet converted, and within the
+/// window after it.
+pub fn converts(e: &Exposure, c: &Conversion) -> bool {
+    e.converted_at.is_none() && c.at >= e.exposed_at && c.at <= e.exposed_at + c.window
 }
 
 /// The zone a customer's local times are computed in.

@@ -15,6 +15,9 @@
 //! | `kairos:decision:{d}` | string | decision id -> customer id, expiring when the reservation stops holding room |
 //! | `kairos:customers` | set | every customer id with stored state (training, profile rebuilds) |
 //! | `kairos:models` | hash | model name -> bytes, shared by every replica |
+//! | `kairos:{c}:asg` | hash | experiment key -> exposure (postcard) |
+//! | `kairos:experiments` | hash | experiment key -> definition (JSON) |
+//! | `kairos:exp:{e}:counts` | hash | `e:<arm>` / `c:<arm>` -> exposures / conversions |
 //!
 //! # Atomicity
 //!
@@ -52,8 +55,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::{
-    customer_tz, CustomerExport, CustomerHistory, CustomerRecord, HistoryVisitor, IngestOutcome,
-    Reservation, ReserveCheck, Result, Store, StoreContext, StoreError,
+    converts, customer_tz, ArmCounts, Conversion, CustomerExport, CustomerHistory, CustomerRecord,
+    Exposure, HistoryVisitor, IngestOutcome, Reservation, ReserveCheck, Result, Store,
+    StoreContext, StoreError,
 };
 
 /// How often a change is recomputed when other writers keep changing the
@@ -67,6 +71,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 const CUSTOMERS_SET: &str = "kairos:customers";
 const MODELS_HASH: &str = "kairos:models";
+const EXPERIMENTS_HASH: &str = "kairos:experiments";
+
+/// Stores an exposure unless the customer has one: returns `{1, new}` or `{0, stored}`.
+const EXPOSE: &str = r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then return {0, cur} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return {1, ARGV[2]}
+";
+
+/// Replaces an exposure if it is still `ARGV[2]`: 1, else -1.
+const REPLACE: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+";
 
 /// A consistent snapshot of one customer.
 ///
@@ -190,6 +210,8 @@ struct Inner {
     profile: RwLock<ProfileConfig>,
     read: Script,
     write: Script,
+    expose: Script,
+    replace: Script,
     /// Makes version tokens unique across replicas and restarts.
     token_seed: u64,
     token_seq: AtomicU64,
@@ -215,6 +237,14 @@ fn keys(id: &str) -> [String; 4] {
         format!("kairos:{{{id}}}:msg"),
         format!("kairos:{{{id}}}:res"),
     ]
+}
+
+fn assignments_key(id: &str) -> String {
+    format!("kairos:{{{id}}}:asg")
+}
+
+fn counts_key(experiment: &str) -> String {
+    format!("kairos:exp:{{{experiment}}}:counts")
 }
 
 fn decision_key(decision_id: &str) -> String {
@@ -373,6 +403,8 @@ impl RedisStore {
                 profile: RwLock::new(ctx.profile),
                 read: Script::new(READ),
                 write: Script::new(WRITE),
+                expose: Script::new(EXPOSE),
+                replace: Script::new(REPLACE),
                 token_seed: RandomState::new().hash_one(std::process::id()),
                 token_seq: AtomicU64::new(0),
             }),
@@ -726,6 +758,59 @@ impl RedisStore {
         }))
     }
 
+    async fn assignments(&self, id: &str) -> Result<BTreeMap<String, Exposure>> {
+        let raw: Value = self
+            .query(redis::cmd("HGETALL").arg(assignments_key(id)))
+            .await?;
+        pairs(raw)?
+            .into_iter()
+            .map(|(k, v)| Ok((k, decode(&v)?)))
+            .collect()
+    }
+
+    async fn count(&self, experiment: &str, field: &str) -> Result<()> {
+        self.query::<i64>(
+            redis::cmd("HINCRBY")
+                .arg(counts_key(experiment))
+                .arg(field)
+                .arg(1),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn convert_one(&self, c: &Conversion) -> Result<bool> {
+        let key = assignments_key(c.customer.as_str());
+        for _ in 0..MAX_ATTEMPTS {
+            let current: Option<Vec<u8>> = self
+                .query(redis::cmd("HGET").arg(&key).arg(&c.experiment))
+                .await?;
+            let Some(bytes) = current else {
+                return Ok(false);
+            };
+            let mut e: Exposure = decode(&bytes)?;
+            if !converts(&e, c) {
+                return Ok(false);
+            }
+            e.converted_at = Some(c.at);
+            let n: i64 = self
+                .inner
+                .replace
+                .key(&key)
+                .arg(&c.experiment)
+                .arg(bytes)
+                .arg(encode(&e)?)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            if n == 1 {
+                self.count(&c.experiment, &format!("c:{}", e.arm())).await?;
+                return Ok(true);
+            }
+        }
+        Err(contended(&c.customer))
+    }
+
     async fn customer_ids(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self
             .query(redis::cmd("SMEMBERS").arg(CUSTOMERS_SET))
@@ -912,7 +997,11 @@ impl Store for RedisStore {
             .map(|r| r.decision_id.clone())
             .collect();
         let n: i64 = self
-            .query(redis::cmd("DEL").arg(&keys(id.as_str())))
+            .query(
+                redis::cmd("DEL")
+                    .arg(&keys(id.as_str()))
+                    .arg(assignments_key(id.as_str())),
+            )
             .await?;
         self.forget_decisions(&decisions).await?;
         self.query::<i64>(redis::cmd("SREM").arg(CUSTOMERS_SET).arg(id.as_str()))
@@ -924,7 +1013,8 @@ impl Store for RedisStore {
         let snap = self
             .snapshot(id.as_str(), Events::All, Messages::All)
             .await?;
-        if snap.is_empty() {
+        let assignments = self.assignments(id.as_str()).await?;
+        if snap.is_empty() && assignments.is_empty() {
             return Ok(None);
         }
         Ok(Some(CustomerExport {
@@ -934,6 +1024,7 @@ impl Store for RedisStore {
             events: snap.events,
             messages: snap.messages,
             reservations: snap.reservations,
+            assignments,
         }))
     }
 
@@ -989,5 +1080,81 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<()> {
         self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+
+    async fn put_experiment(&self, key: &str, definition: Vec<u8>) -> Result<()> {
+        self.query::<i64>(
+            redis::cmd("HSET")
+                .arg(EXPERIMENTS_HASH)
+                .arg(key)
+                .arg(definition),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn experiments(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let raw: Value = self
+            .query(redis::cmd("HGETALL").arg(EXPERIMENTS_HASH))
+            .await?;
+        let mut out = pairs(raw)?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn expose(
+        &self,
+        id: &CustomerId,
+        experiment: &str,
+        proposed: Exposure,
+    ) -> Result<(Exposure, bool)> {
+        let reply: Value = self
+            .inner
+            .expose
+            .key(assignments_key(id.as_str()))
+            .arg(experiment)
+            .arg(encode(&proposed)?)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let parts = array(reply)?;
+        let new = matches!(parts.first(), Some(Value::Int(1)));
+        let stored: Exposure = match parts.get(1).and_then(bytes) {
+            Some(b) => decode(b)?,
+            None => {
+                return Err(StoreError::corrupt(
+                    "an exposure reply without the exposure",
+                ))
+            }
+        };
+        if new {
+            self.count(experiment, &format!("e:{}", stored.arm()))
+                .await?;
+        }
+        Ok((stored, new))
+    }
+
+    async fn convert(&self, conversions: Vec<Conversion>) -> Result<u64> {
+        let mut n = 0;
+        for c in &conversions {
+            n += u64::from(self.convert_one(c).await?);
+        }
+        Ok(n)
+    }
+
+    async fn experiment_counts(&self, experiment: &str) -> Result<BTreeMap<String, ArmCounts>> {
+        let raw: Value = self
+            .query(redis::cmd("HGETALL").arg(counts_key(experiment)))
+            .await?;
+        let mut out: BTreeMap<String, ArmCounts> = BTreeMap::new();
+        for (field, v) in pairs(raw)? {
+            let n: u64 = String::from_utf8_lossy(&v).parse().unwrap_or(0);
+            if let Some(arm) = field.strip_prefix("e:") {
+                out.entry(arm.to_owned()).or_default().exposures = n;
+            } else if let Some(arm) = field.strip_prefix("c:") {
+                out.entry(arm.to_owned()).or_default().conversions = n;
+            }
+        }
+        Ok(out)
     }
 }
