@@ -9,6 +9,7 @@ mod customers;
 mod decisions;
 mod durability;
 mod events;
+mod experiments;
 mod learner;
 mod production;
 mod redis;

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub use condition::{eval_condition, SavedGroups};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -24,6 +25,7 @@ pub enum Mode {
     Bandit,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariantDef {
@@ -47,6 +49,7 @@ fn default_min_weight() -> f64 {
 }
 
 /// An experiment as clients define it (`PUT /v1/experiments/{key}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentDef {
@@ -63,6 +66,7 @@ pub struct ExperimentDef {
     /// A GrowthBook condition over request attributes, customer attributes
     /// and learned traits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub condition: Option<Value>,
     /// Share of customers kept out as the untreated baseline.
     #[serde(default)]
@@ -88,6 +92,19 @@ fn bad(field: &str, message: impl Into<String>) -> DefError {
     DefError {
         field: field.into(),
         message: message.into(),
+    }
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Hashed => "hashed",
+            Reason::Bandit => "bandit",
+            Reason::Holdout => "holdout",
+            Reason::ConditionFailed => "condition_failed",
+            Reason::NotCovered => "not_covered",
+            Reason::Sticky => "sticky",
+        }
     }
 }
 
@@ -172,6 +189,7 @@ impl ExperimentDef {
 }
 
 /// Why a customer got (or did not get) a variant.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {

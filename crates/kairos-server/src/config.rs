@@ -131,6 +131,22 @@ pub struct AuthConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ExperimentsConfig {
+    /// Experiment definitions loaded at start: one `<key>.toml` per experiment.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutsConfig {
+    /// Page definitions: one `<page>.toml` per page.
+    pub dir: PathBuf,
+    /// Origins allowed to fetch layouts from a browser ("*": any).
+    pub cors_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
     pub dir: PathBuf,
     pub builtin: bool,
@@ -159,6 +175,8 @@ pub struct Config {
     pub learn: LearnParams,
     pub models: ModelsConfig,
     pub decide: DecideParams,
+    pub experiments: ExperimentsConfig,
+    pub layouts: LayoutsConfig,
     pub log: LogConfig,
 }
 

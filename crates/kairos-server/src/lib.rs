@@ -70,7 +70,7 @@ pub fn create_app(
         InitError = (),
     >,
 > {
-    use routes::{admin, customers, decisions, events};
+    use routes::{admin, customers, decisions, events, experiments};
     App::new()
         .app_data(state)
         .app_data(
@@ -177,6 +177,27 @@ pub fn create_app(
                 .service(
                     web::resource("/decisions/{decision_id}/confirm")
                         .route(web::post().to(decisions::confirm))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/experiments")
+                        .route(web::get().to(experiments::list_experiments))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/experiments/{key}")
+                        .route(web::put().to(experiments::put_experiment))
+                        .route(web::get().to(experiments::get_experiment))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/experiments/{key}/results")
+                        .route(web::get().to(experiments::results))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/assign")
+                        .route(web::post().to(experiments::post_assign))
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{admin, customers, decisions, events};
+use crate::routes::{admin, customers, decisions, events, experiments};
 
 /// One event as clients send it (the contract `kairos_core::Event::from_raw`
 /// checks; every broken rule is named in the 400 answer).
@@ -100,6 +100,11 @@ impl Modify for BearerAuth {
         decisions::post_decision,
         decisions::batch,
         decisions::confirm,
+        experiments::put_experiment,
+        experiments::get_experiment,
+        experiments::list_experiments,
+        experiments::post_assign,
+        experiments::results,
         admin::train,
         admin::healthz,
         admin::readyz,
@@ -111,6 +116,7 @@ impl Modify for BearerAuth {
         (name = "events", description = "Behaviour in"),
         (name = "customers", description = "Attributes, learned profiles, erasure and export"),
         (name = "decisions", description = "Whether, how and when to send"),
+        (name = "experiments", description = "A/B tests and bandits: definitions, assignment, results"),
         (name = "operations", description = "Health, readiness, training, this document"),
     )
 )]

@@ -28,6 +28,7 @@ pub struct AppState {
     pub(crate) derived: crate::derived::DerivedCache,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub(crate) limiter: crate::auth::RateLimiter,
+    pub(crate) experiments: crate::routes::experiments::Registry,
 }
 
 impl std::fmt::Debug for AppState {
@@ -44,6 +45,8 @@ pub enum StartError {
     Store(#[from] kairos_store::StoreError),
     #[error("the {0} model is invalid: {1}")]
     Model(&'static str, String),
+    #[error("experiment file {0}")]
+    Experiments(String),
 }
 
 /// The profile update a model implies: its half-life, the configured attribution.
@@ -101,7 +104,15 @@ impl AppState {
             derived,
             metrics,
             limiter,
+            experiments: Default::default(),
         };
+        let n =
+            crate::routes::experiments::load_dir(&*state.store, &state.config.raw.experiments.dir)
+                .await
+                .map_err(StartError::Experiments)?;
+        if n > 0 {
+            tracing::info!(experiments = n, "experiments loaded from files");
+        }
         state.align_profiles().await?;
         Ok(state)
     }

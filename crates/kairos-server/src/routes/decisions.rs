@@ -45,7 +45,6 @@ pub struct DecisionRequest {
     #[schema(value_type = Option<QuietHours>)]
     pub quiet_hours: Option<Option<QuietHours>>,
     /// Request-time attributes for targeting conditions (used by experiments).
-    #[allow(dead_code)]
     #[schema(value_type = Option<Object>)]
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -76,6 +75,61 @@ pub struct DecisionResponse {
     /// Answered from population patterns alone: the store was unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<bool>,
+    /// The content variant, when the request names an experiment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<VariantChoice>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VariantChoice {
+    pub experiment: String,
+    /// None: the customer is not in the experiment (see `reason`).
+    pub variant: Option<String>,
+    pub reason: String,
+}
+
+/// Picks the content variant of a send decision that names an experiment,
+/// recording the exposure; an unknown experiment is said in the reasons.
+async fn choose_variant(
+    state: &AppState,
+    id: &CustomerId,
+    record: Option<CustomerRecord>,
+    shared: &Shared,
+    now: DateTime<Utc>,
+    response: &mut DecisionResponse,
+) -> Result<(), ApiError> {
+    let Some(exp) = &shared.experiment else {
+        return Ok(());
+    };
+    if response.action != Action::Send {
+        return Ok(());
+    }
+    match crate::routes::experiments::assign_customer(
+        state,
+        exp,
+        id,
+        record,
+        shared.attributes.as_ref(),
+        now,
+    )
+    .await
+    {
+        Ok(a) => {
+            response.variant = Some(VariantChoice {
+                experiment: a.experiment,
+                variant: a.variant,
+                reason: a.reason,
+            });
+            Ok(())
+        }
+        Err(e) if e.code == "experiment_not_found" => {
+            response.reasons.push(format!(
+                "Experiment {exp:?} is not defined: no content variant was chosen."
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// What every decision of a request shares, checked once.
@@ -87,6 +141,8 @@ pub struct Shared {
     pub campaign: Option<String>,
     pub message_id: Option<String>,
     pub experiment: Option<String>,
+    /// Request-time attributes for the experiment's condition.
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Shared {
@@ -127,6 +183,7 @@ impl Shared {
             campaign,
             message_id,
             experiment,
+            attributes: None,
         })
     }
 }
@@ -255,12 +312,7 @@ pub fn plan(
             .is_some_and(|l| (now - l).abs() <= IN_SESSION),
         quiet_hours: shared.quiet_hours,
     };
-    let mut d = decide(&input, params);
-    if let Some(exp) = &shared.experiment {
-        d.reasons.push(format!(
-            "Experiment {exp:?} is not defined: no content variant was chosen."
-        ));
-    }
+    let d = decide(&input, params);
     let decision_id = uuid::Uuid::now_v7().to_string();
     let reservation = match (d.action, d.channel, d.send_at) {
         (Action::Send, Some(channel), Some(send_at)) => {
@@ -303,6 +355,7 @@ pub fn plan(
             message_id: shared.message_id.clone(),
             timezone: tz.name().to_string(),
             degraded: None,
+            variant: None,
         },
         reservation,
     }
@@ -324,6 +377,7 @@ pub async fn decide_for(
             }
             Err(e) => return Err(e.into()),
         };
+        let for_variant = shared.experiment.as_ref().and(record.clone());
         let planned = plan(state, &id, record, shared, now);
         if let Some((reservation, check)) = planned.reservation {
             match state.store.reserve(&id, reservation, now, check).await {
@@ -335,7 +389,9 @@ pub async fn decide_for(
                 Err(e) => return Err(e.into()),
             }
         }
-        return Ok(planned.response);
+        let mut response = planned.response;
+        choose_variant(state, &id, for_variant, shared, now, &mut response).await?;
+        return Ok(response);
     }
     Err(ApiError::new(
         actix_web::http::StatusCode::CONFLICT,
@@ -403,7 +459,7 @@ pub async fn decide_one(
     req: DecisionRequest,
 ) -> Result<DecisionResponse, ApiError> {
     let id = customer_id(req.customer_id)?;
-    let shared = Shared::check(
+    let mut shared = Shared::check(
         state,
         state.now(),
         req.channels,
@@ -414,6 +470,7 @@ pub async fn decide_one(
         req.message_id,
         req.experiment,
     )?;
+    shared.attributes = req.attributes;
     decide_for(state, id, &shared).await
 }
 
@@ -582,7 +639,6 @@ pub struct BatchRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<QuietHours>)]
     pub quiet_hours: Option<Option<QuietHours>>,
-    #[allow(dead_code)]
     #[schema(value_type = Option<Object>)]
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -674,6 +730,14 @@ async fn decide_chunk(
                 responses[i] = decide_for(&state, ids[i].clone(), &shared).await?;
             }
         }
+        if shared.experiment.is_some() {
+            for (id, r) in ids.iter().zip(responses.iter_mut()) {
+                if r.variant.is_none() && r.degraded.is_none() {
+                    let record = state.store.customer(id).await?;
+                    choose_variant(&state, id, record, &shared, now, r).await?;
+                }
+            }
+        }
         Ok(responses)
     }
     .await;
@@ -741,7 +805,7 @@ pub async fn batch(
             ),
         ));
     }
-    let shared = std::sync::Arc::new(Shared::check(
+    let mut shared = Shared::check(
         &state,
         state.now(),
         body.channels,
@@ -751,7 +815,9 @@ pub async fn batch(
         body.campaign,
         body.message_id,
         body.experiment,
-    )?);
+    )?;
+    shared.attributes = body.attributes;
+    let shared = std::sync::Arc::new(shared);
     let n = body.customers.len();
     let chunks: Vec<Vec<String>> = body
         .customers

@@ -109,7 +109,21 @@ pub async fn post_events(
         ));
     }
     let n = events.len();
+    // Goal events of experiments are attributed once they are stored.
+    let goals: std::collections::HashSet<String> = crate::routes::experiments::definitions(&state)
+        .await?
+        .values()
+        .map(|d| d.goal.clone())
+        .collect();
+    let goal_events: Vec<Event> = events
+        .iter()
+        .filter(|e| goals.contains(e.kind.as_str()))
+        .cloned()
+        .collect();
     let outcome = state.store.ingest(events).await?;
+    if !goal_events.is_empty() {
+        crate::routes::experiments::record_conversions(&state, &goal_events).await?;
+    }
     state
         .metrics
         .ingest(outcome.accepted, outcome.duplicates, 0);

@@ -2,3 +2,4 @@ pub mod admin;
 pub mod customers;
 pub mod decisions;
 pub mod events;
+pub mod experiments;

@@ -1,0 +1,572 @@
+//! Experiments: definitions, assignment with exposure, conversions from
+//! ingested goal events, and results.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use kairos_core::{CustomerId, Event, EventType};
+use kairos_experiments::stats::{self, Arm};
+use kairos_experiments::{assign, bandit, ExperimentDef, Mode, Reason, SavedGroups};
+use kairos_store::{Conversion, CustomerRecord, Exposure, StoreError, HOLDOUT_ARM};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::body::json_body;
+use crate::config::Scope;
+use crate::error::{ApiError, ErrorResponse};
+use crate::routes::customers::customer_id;
+use crate::state::AppState;
+
+/// How long definitions and bandit weights are reused before they are read
+/// again (other replicas may have changed them).
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// Definitions and bandit weights, refreshed from the store.
+#[derive(Debug, Default)]
+pub struct Registry {
+    defs: RwLock<Option<(Instant, Arc<BTreeMap<String, ExperimentDef>>)>>,
+    weights: Mutex<HashMap<String, (Instant, Vec<f64>)>>,
+}
+
+impl Registry {
+    pub fn forget(&self) {
+        if let Ok(mut d) = self.defs.write() {
+            *d = None;
+        }
+    }
+}
+
+fn not_found(key: &str) -> ApiError {
+    ApiError::not_found(
+        "experiment_not_found",
+        format!("no experiment {key:?} is defined"),
+    )
+}
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_field",
+            "key: must be 1-128 characters of letters, digits, '-', '_' and '.'",
+        ))
+    }
+}
+
+/// Checks a definition, the goal included.
+pub fn check_def(def: &ExperimentDef) -> Result<(), ApiError> {
+    def.check().map_err(|e| {
+        ApiError::bad_request("invalid_field", e.to_string())
+            .with_details(vec![json!({"field": e.field, "message": e.message})])
+    })?;
+    if serde_json::from_value::<EventType>(Value::String(def.goal.clone())).is_err() {
+        let names: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("goal: must be an event type: {}", names.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// Every experiment definition, at most [`REFRESH`] old.
+pub async fn definitions(
+    state: &AppState,
+) -> Result<Arc<BTreeMap<String, ExperimentDef>>, StoreError> {
+    if let Ok(d) = state.experiments.defs.read() {
+        if let Some((at, defs)) = d.as_ref() {
+            if at.elapsed() < REFRESH {
+                return Ok(Arc::clone(defs));
+            }
+        }
+    }
+    let mut defs = BTreeMap::new();
+    for (key, bytes) in state.store.experiments().await? {
+        match serde_json::from_slice::<ExperimentDef>(&bytes) {
+            Ok(d) => {
+                defs.insert(key, d);
+            }
+            Err(e) => tracing::warn!(experiment = key, error = %e, "stored experiment unreadable"),
+        }
+    }
+    let defs = Arc::new(defs);
+    if let Ok(mut d) = state.experiments.defs.write() {
+        *d = Some((Instant::now(), Arc::clone(&defs)));
+    }
+    Ok(defs)
+}
+
+/// Arms in variant order, from the store's counts.
+async fn arms(state: &AppState, key: &str, def: &ExperimentDef) -> Result<Vec<Arm>, StoreError> {
+    let counts = state.store.experiment_counts(key).await?;
+    Ok(def
+        .variants
+        .iter()
+        .map(|v| {
+            let c = counts.get(&v.key).copied().unwrap_or_default();
+            Arm {
+                exposures: c.exposures,
+                conversions: c.conversions,
+            }
+        })
+        .collect())
+}
+
+/// The bandit's current weights (Thompson sampling on the counts so far).
+async fn bandit_weights(
+    state: &AppState,
+    key: &str,
+    def: &ExperimentDef,
+) -> Result<Vec<f64>, StoreError> {
+    if let Ok(w) = state.experiments.weights.lock() {
+        if let Some((at, weights)) = w.get(key) {
+            if at.elapsed() < REFRESH {
+                return Ok(weights.clone());
+            }
+        }
+    }
+    let arms = arms(state, key, def).await?;
+    // Seeded by the counts: the same counts give the same weights on every replica.
+    let seed = arms
+        .iter()
+        .fold(u64::from(kairos_experiments::hash::fnv1a32(key)), |s, a| {
+            s.wrapping_mul(1_000_003) ^ (a.exposures << 20) ^ a.conversions
+        });
+    let weights = bandit::thompson_weights(&arms, def.min_weight, seed);
+    if let Ok(mut w) = state.experiments.weights.lock() {
+        w.insert(key.to_owned(), (Instant::now(), weights.clone()));
+    }
+    Ok(weights)
+}
+
+/// What conditions see: the customer's traits and attributes, their learned
+/// traits, and the request's attributes (which win), with `id` the customer id.
+pub fn condition_attributes(
+    state: &AppState,
+    id: &CustomerId,
+    record: Option<CustomerRecord>,
+    request: Option<&Map<String, Value>>,
+) -> Value {
+    let mut attrs = Map::new();
+    if let Some(record) = record {
+        if let Some(a) = &record.attributes {
+            for (k, v) in &a.traits {
+                attrs.insert(k.clone(), v.clone());
+            }
+            if let Some(tz) = &a.timezone {
+                attrs.insert("timezone".into(), json!(tz));
+            }
+            if let Some(l) = &a.locale {
+                attrs.insert("locale".into(), json!(l));
+            }
+        }
+        let view = crate::routes::customers::view(record, state);
+        attrs.insert(
+            "learned_traits".into(),
+            serde_json::to_value(&view.profile.learned_traits).unwrap_or_default(),
+        );
+        if let Some(s) = &view.profile.segment {
+            attrs.insert("segment".into(), json!(s.id));
+        }
+    }
+    if let Some(req) = request {
+        for (k, v) in req {
+            attrs.insert(k.clone(), v.clone());
+        }
+    }
+    attrs.insert("id".into(), json!(id.as_str()));
+    Value::Object(attrs)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AssignResponse {
+    pub experiment: String,
+    pub variant: Option<String>,
+    pub in_experiment: bool,
+    pub hash: f64,
+    /// hashed | bandit | holdout | condition_failed | not_covered
+    pub reason: String,
+}
+
+/// Assigns the customer (sticky) and records the exposure.
+pub async fn assign_customer(
+    state: &AppState,
+    key: &str,
+    id: &CustomerId,
+    record: Option<CustomerRecord>,
+    request_attributes: Option<&Map<String, Value>>,
+    now: DateTime<Utc>,
+) -> Result<AssignResponse, ApiError> {
+    let defs = definitions(state).await?;
+    let def = defs.get(key).ok_or_else(|| not_found(key))?;
+    let weights = match def.mode {
+        Mode::Bandit => Some(bandit_weights(state, key, def).await?),
+        Mode::Ab => None,
+    };
+    let attrs = condition_attributes(state, id, record, request_attributes);
+    let a = assign(
+        key,
+        def,
+        id.as_str(),
+        &attrs,
+        &SavedGroups::new(),
+        weights.as_deref(),
+    );
+    let answer = |variant: Option<String>, hash: f64, reason: &str| AssignResponse {
+        experiment: key.to_owned(),
+        in_experiment: variant.is_some(),
+        variant,
+        hash,
+        reason: reason.to_owned(),
+    };
+    if !(a.in_experiment || a.reason == Reason::Holdout) {
+        return Ok(answer(None, a.hash, a.reason.as_str()));
+    }
+    let proposed = Exposure {
+        variant: a.variant.map(|i| def.variants[i].key.clone()),
+        reason: a.reason.as_str().to_owned(),
+        hash: a.hash,
+        exposed_at: now,
+        converted_at: None,
+    };
+    let (stored, _new) = state.store.expose(id, key, proposed).await?;
+    Ok(answer(stored.variant, stored.hash, &stored.reason))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    pub experiment: String,
+    pub customer_id: String,
+    /// Request-time attributes for the experiment's condition.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Map<String, Value>>,
+}
+
+/// Assign a variant (sticky) and record the exposure.
+#[utoipa::path(post, path = "/v1/assign", tag = "experiments",
+    request_body(content = AssignRequest),
+    responses(
+        (status = 200, description = "The variant, or why none", body = AssignResponse),
+        (status = 400, description = "Invalid request", body = ErrorResponse),
+        (status = 404, description = "No such experiment", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 415, description = "Unsupported content type", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["decide"]), ()))]
+pub async fn post_assign(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Decide)?;
+    let body: AssignRequest = json_body(&req, payload, state.config.server()).await?;
+    let id = customer_id(body.customer_id)?;
+    let record = state.store.customer(&id).await?;
+    let answer = assign_customer(
+        &state,
+        &body.experiment,
+        &id,
+        record,
+        body.attributes.as_ref(),
+        state.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExperimentView {
+    pub key: String,
+    #[serde(flatten)]
+    pub definition: ExperimentDef,
+}
+
+/// Define or change an experiment (assignments already made are kept).
+#[utoipa::path(put, path = "/v1/experiments/{key}", tag = "experiments",
+    params(("key" = String, Path, description = "Experiment key")),
+    request_body(content = ExperimentDef),
+    responses(
+        (status = 200, description = "The stored definition", body = ExperimentView),
+        (status = 400, description = "Invalid definition, the field named", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 415, description = "Unsupported content type", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["admin"]), ()))]
+pub async fn put_experiment(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Admin)?;
+    let key = path.into_inner();
+    check_key(&key)?;
+    let def: ExperimentDef = json_body(&req, payload, state.config.server()).await?;
+    check_def(&def)?;
+    let bytes = serde_json::to_vec(&def)
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    state.store.put_experiment(&key, bytes).await?;
+    state.experiments.forget();
+    tracing::info!(experiment = key, "experiment defined");
+    Ok(HttpResponse::Ok().json(ExperimentView {
+        key,
+        definition: def,
+    }))
+}
+
+/// One experiment's definition.
+#[utoipa::path(get, path = "/v1/experiments/{key}", tag = "experiments",
+    params(("key" = String, Path, description = "Experiment key")),
+    responses(
+        (status = 200, description = "The definition", body = ExperimentView),
+        (status = 404, description = "No such experiment", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["read"]), ()))]
+pub async fn get_experiment(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Read)?;
+    let key = path.into_inner();
+    state.experiments.forget();
+    let defs = definitions(&state).await?;
+    let def = defs.get(&key).ok_or_else(|| not_found(&key))?;
+    Ok(HttpResponse::Ok().json(ExperimentView {
+        key,
+        definition: def.clone(),
+    }))
+}
+
+/// Every experiment.
+#[utoipa::path(get, path = "/v1/experiments", tag = "experiments",
+    responses(
+        (status = 200, description = "`{\"experiments\": [...]}`", body = Object),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["read"]), ()))]
+pub async fn list_experiments(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Read)?;
+    state.experiments.forget();
+    let defs = definitions(&state).await?;
+    let list: Vec<ExperimentView> = defs
+        .iter()
+        .map(|(k, d)| ExperimentView {
+            key: k.clone(),
+            definition: d.clone(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "experiments": list })))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Uplift {
+    pub mean: f64,
+    pub ci: [f64; 2],
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VariantResult {
+    pub variant: String,
+    pub exposures: u64,
+    pub conversions: u64,
+    pub rate: f64,
+    /// Against the first variant (absent for it, or without enough data).
+    pub chance_to_win: Option<f64>,
+    pub uplift: Option<Uplift>,
+    /// Expected relative loss of choosing this variant.
+    pub risk: Option<f64>,
+    pub p_value: Option<f64>,
+    pub ci: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ArmResult {
+    pub exposures: u64,
+    pub conversions: u64,
+    pub rate: f64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResultsResponse {
+    pub experiment: String,
+    pub mode: Mode,
+    pub goal: String,
+    pub variants: Vec<VariantResult>,
+    /// The untreated baseline, when the experiment has a holdout.
+    pub holdout: Option<ArmResult>,
+    /// Chi-square test of the exposures against the configured weights (`ab` mode).
+    pub srm_p_value: Option<f64>,
+    /// The bandit's current weights.
+    pub weights: Option<Vec<f64>>,
+}
+
+/// Per-variant results against the first variant, as gbstats computes them.
+#[utoipa::path(get, path = "/v1/experiments/{key}/results", tag = "experiments",
+    params(("key" = String, Path, description = "Experiment key")),
+    responses(
+        (status = 200, description = "Results", body = ResultsResponse),
+        (status = 404, description = "No such experiment", body = ErrorResponse),
+        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
+        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+    ),
+    security(("api_key" = ["read"]), ()))]
+pub async fn results(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Read)?;
+    let key = path.into_inner();
+    let defs = definitions(&state).await?;
+    let def = defs.get(&key).ok_or_else(|| not_found(&key))?;
+    let counts = state.store.experiment_counts(&key).await?;
+    let arms = arms(&state, &key, def).await?;
+    let control = arms.first().copied().unwrap_or(Arm {
+        exposures: 0,
+        conversions: 0,
+    });
+    let variants = def
+        .variants
+        .iter()
+        .zip(&arms)
+        .enumerate()
+        .map(|(i, (v, arm))| {
+            let c = (i > 0).then(|| stats::compare(control, *arm)).flatten();
+            VariantResult {
+                variant: v.key.clone(),
+                exposures: arm.exposures,
+                conversions: arm.conversions,
+                rate: arm.rate(),
+                chance_to_win: c.map(|c| c.chance_to_win),
+                uplift: c.map(|c| Uplift {
+                    mean: c.uplift_mean,
+                    ci: [c.uplift_ci.0, c.uplift_ci.1],
+                }),
+                risk: c.map(|c| c.risk),
+                p_value: c.map(|c| c.p_value),
+                ci: c.map(|c| [c.ci.0, c.ci.1]),
+            }
+        })
+        .collect();
+    let holdout = counts.get(HOLDOUT_ARM).map(|h| ArmResult {
+        exposures: h.exposures,
+        conversions: h.conversions,
+        rate: Arm {
+            exposures: h.exposures,
+            conversions: h.conversions,
+        }
+        .rate(),
+    });
+    let observed: Vec<u64> = arms.iter().map(|a| a.exposures).collect();
+    let (srm_p_value, weights) = match def.mode {
+        Mode::Ab => (stats::srm_p_value(&observed, &def.weights()), None),
+        Mode::Bandit => (None, Some(bandit_weights(&state, &key, def).await?)),
+    };
+    Ok(HttpResponse::Ok().json(ResultsResponse {
+        experiment: key,
+        mode: def.mode,
+        goal: def.goal.clone(),
+        variants,
+        holdout,
+        srm_p_value,
+        weights,
+    }))
+}
+
+/// Attributes stored goal events to the experiments whose goal they are.
+pub async fn record_conversions(state: &AppState, events: &[Event]) -> Result<u64, StoreError> {
+    let defs = definitions(state).await?;
+    if defs.is_empty() {
+        return Ok(0);
+    }
+    let mut by_goal: HashMap<&str, Vec<(&String, &ExperimentDef)>> = HashMap::new();
+    for (k, d) in defs.iter() {
+        by_goal.entry(d.goal.as_str()).or_default().push((k, d));
+    }
+    let mut conversions = Vec::new();
+    for e in events {
+        for (k, d) in by_goal.get(e.kind.as_str()).into_iter().flatten() {
+            conversions.push(Conversion {
+                customer: e.customer_id.clone(),
+                experiment: (*k).clone(),
+                at: e.timestamp,
+                window: chrono::Duration::seconds((d.attribution_hours * 3600.0) as i64),
+            });
+        }
+    }
+    let n = state.store.convert(conversions).await?;
+    if n > 0 {
+        // Bandits see conversions at once.
+        if let Ok(mut w) = state.experiments.weights.lock() {
+            w.clear();
+        }
+    }
+    Ok(n)
+}
+
+/// Stores the experiments of `dir` (`<key>.toml`) at start.
+pub async fn load_dir(
+    store: &dyn kairos_store::Store,
+    dir: &std::path::Path,
+) -> Result<usize, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let key = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let def: ExperimentDef =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        check_key(&key).map_err(|e| format!("{}: {}", path.display(), e.message))?;
+        check_def(&def).map_err(|e| format!("{}: {}", path.display(), e.message))?;
+        let bytes = serde_json::to_vec(&def).map_err(|e| e.to_string())?;
+        store
+            .put_experiment(&key, bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    Ok(n)
+}
