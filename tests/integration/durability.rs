@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Server {
@@ -34,7 +34,7 @@ impl Server {
         Self::start_with(data, cmd)
     }
 
-    fn start_with(data: &Path, mut cmd: Command) -> Self {
+    pub(crate) fn start_with(data: &Path, mut cmd: Command) -> Self {
         let port = free_port();
         if cmd.get_envs().all(|(k, _)| k != "RUST_LOG") {
             cmd.env("RUST_LOG", "warn");

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod config_files;
 mod core_loop;
 mod customers;
@@ -10,6 +11,7 @@ mod decisions;
 mod durability;
 mod events;
 mod experiments;
+mod layouts;
 mod learner;
 mod production;
 mod redis;

@@ -272,9 +272,30 @@ async fn erasure_leaves_nothing_in_the_embedded_store() {
     )
     .await;
     assert_eq!(d["action"], "send", "a planned send is stored too: {d}");
+    call(
+        &t.app,
+        put(
+            "/v1/experiments/erasure-test",
+            &json!({"variants": [{"key": "a"}, {"key": "b"}], "goal": "converted"}),
+        ),
+    )
+    .await;
+    let (s, a) = call(
+        &t.app,
+        post(
+            "/v1/assign",
+            &json!({"experiment": "erasure-test", "customer_id": who}),
+        ),
+    )
+    .await;
+    assert_eq!((s, a["in_experiment"].as_bool()), (200, Some(true)), "{a}");
     let (s, x) = call(&t.app, get(&format!("/v1/customers/{who}/export"))).await;
     assert_eq!(s, 200);
     assert_eq!(x["reservations"].as_array().map(Vec::len), Some(1), "{x}");
+    assert!(
+        x["assignments"]["erasure-test"]["variant"].is_string(),
+        "{x}"
+    );
     // Another customer stays, and shows the scan below finds what is stored.
     let keep = "keep-me-51c2";
     call(

@@ -70,7 +70,7 @@ pub fn create_app(
         InitError = (),
     >,
 > {
-    use routes::{admin, customers, decisions, events, experiments};
+    use routes::{admin, customers, decisions, events, experiments, layouts};
     App::new()
         .app_data(state)
         .app_data(
@@ -145,6 +145,15 @@ pub fn create_app(
         .route("/readyz", web::get().to(admin::readyz))
         .route("/openapi.json", web::get().to(openapi::openapi_json))
         .route("/metrics", web::get().to(admin::metrics))
+        .route("/demo/", web::get().to(layouts::demo))
+        .route(
+            "/demo",
+            web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header(("location", "/demo/"))
+                    .finish()
+            }),
+        )
         .service(
             web::scope("/v1")
                 .service(
@@ -193,6 +202,12 @@ pub fn create_app(
                 .service(
                     web::resource("/experiments/{key}/results")
                         .route(web::get().to(experiments::results))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/layouts/{page}")
+                        .route(web::get().to(layouts::get_layout))
+                        .route(web::method(actix_web::http::Method::OPTIONS).to(layouts::preflight))
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(

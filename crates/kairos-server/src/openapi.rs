@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{admin, customers, decisions, events, experiments};
+use crate::routes::{admin, customers, decisions, events, experiments, layouts};
 
 /// One event as clients send it (the contract `kairos_core::Event::from_raw`
 /// checks; every broken rule is named in the 400 answer).
@@ -105,6 +105,7 @@ impl Modify for BearerAuth {
         experiments::list_experiments,
         experiments::post_assign,
         experiments::results,
+        layouts::get_layout,
         admin::train,
         admin::healthz,
         admin::readyz,
@@ -117,6 +118,7 @@ impl Modify for BearerAuth {
         (name = "customers", description = "Attributes, learned profiles, erasure and export"),
         (name = "decisions", description = "Whether, how and when to send"),
         (name = "experiments", description = "A/B tests and bandits: definitions, assignment, results"),
+        (name = "layouts", description = "Personalized pages for browsers"),
         (name = "operations", description = "Health, readiness, training, this document"),
     )
 )]

@@ -29,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub(crate) limiter: crate::auth::RateLimiter,
     pub(crate) experiments: crate::routes::experiments::Registry,
+    /// Pages of `layouts.dir`, by name.
+    pub(crate) layouts: std::collections::BTreeMap<String, crate::routes::layouts::PageDef>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -47,6 +49,8 @@ pub enum StartError {
     Model(&'static str, String),
     #[error("experiment file {0}")]
     Experiments(String),
+    #[error("layout file {0}")]
+    Layouts(String),
 }
 
 /// The profile update a model implies: its half-life, the configured attribution.
@@ -96,6 +100,8 @@ impl AppState {
             Arc::clone(&metrics),
         ));
         let limiter = crate::auth::RateLimiter::new(&config);
+        let layouts =
+            crate::routes::layouts::load(&config.raw.layouts.dir).map_err(StartError::Layouts)?;
         let state = Self {
             config,
             store,
@@ -105,6 +111,7 @@ impl AppState {
             metrics,
             limiter,
             experiments: Default::default(),
+            layouts,
         };
         let n =
             crate::routes::experiments::load_dir(&*state.store, &state.config.raw.experiments.dir)

@@ -149,9 +149,10 @@ async fn bandit_weights(
 }
 
 /// What conditions see: the customer's traits and attributes, their learned
-/// traits, and the request's attributes (which win), with `id` the customer id.
+/// traits (`learned_traits.has_app`, `.email_open_mobile_share`,
+/// `.category_affinity`), and the request's attributes (which win), with
+/// `id` the customer id.
 pub fn condition_attributes(
-    state: &AppState,
     id: &CustomerId,
     record: Option<CustomerRecord>,
     request: Option<&Map<String, Value>>,
@@ -169,14 +170,15 @@ pub fn condition_attributes(
                 attrs.insert("locale".into(), json!(l));
             }
         }
-        let view = crate::routes::customers::view(record, state);
+        let p = &record.profile;
         attrs.insert(
             "learned_traits".into(),
-            serde_json::to_value(&view.profile.learned_traits).unwrap_or_default(),
+            json!({
+                "has_app": p.has_app(),
+                "email_open_mobile_share": p.email_open_mobile_share(),
+                "category_affinity": p.category_affinity(),
+            }),
         );
-        if let Some(s) = &view.profile.segment {
-            attrs.insert("segment".into(), json!(s.id));
-        }
     }
     if let Some(req) = request {
         for (k, v) in req {
@@ -212,7 +214,7 @@ pub async fn assign_customer(
         Mode::Bandit => Some(bandit_weights(state, key, def).await?),
         Mode::Ab => None,
     };
-    let attrs = condition_attributes(state, id, record, request_attributes);
+    let attrs = condition_attributes(id, record, request_attributes);
     let a = assign(
         key,
         def,

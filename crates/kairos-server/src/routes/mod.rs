@@ -3,3 +3,4 @@ pub mod customers;
 pub mod decisions;
 pub mod events;
 pub mod experiments;
+pub mod layouts;
