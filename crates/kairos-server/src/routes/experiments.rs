@@ -24,10 +24,13 @@ use crate::state::AppState;
 /// again (other replicas may have changed them).
 const REFRESH: Duration = Duration::from_secs(1);
 
+/// Every definition by key, shared.
+pub type Definitions = Arc<BTreeMap<String, ExperimentDef>>;
+
 /// Definitions and bandit weights, refreshed from the store.
 #[derive(Debug, Default)]
 pub struct Registry {
-    defs: RwLock<Option<(Instant, Arc<BTreeMap<String, ExperimentDef>>)>>,
+    defs: RwLock<Option<(Instant, Definitions)>>,
     weights: Mutex<HashMap<String, (Instant, Vec<f64>)>>,
 }
 
@@ -79,9 +82,7 @@ pub fn check_def(def: &ExperimentDef) -> Result<(), ApiError> {
 }
 
 /// Every experiment definition, at most [`REFRESH`] old.
-pub async fn definitions(
-    state: &AppState,
-) -> Result<Arc<BTreeMap<String, ExperimentDef>>, StoreError> {
+pub async fn definitions(state: &AppState) -> Result<Definitions, StoreError> {
     if let Ok(d) = state.experiments.defs.read() {
         if let Some((at, defs)) = d.as_ref() {
             if at.elapsed() < REFRESH {
