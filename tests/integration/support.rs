@@ -43,10 +43,19 @@ pub async fn app_with(
     >,
 > {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut vars: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    // The test's own directories unless the test names others: never the repository's
+    // config/experiments and config/layouts.
+    let mut vars: Vec<(String, String)> = vec![
+        (
+            "KAIROS__EXPERIMENTS__DIR".into(),
+            dir.path().join("experiments").display().to_string(),
+        ),
+        (
+            "KAIROS__LAYOUTS__DIR".into(),
+            dir.path().join("layouts").display().to_string(),
+        ),
+    ];
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     vars.push((
         "KAIROS__STORE__PATH".into(),
         dir.path().join("data").display().to_string(),
