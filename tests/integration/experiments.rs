@@ -414,3 +414,68 @@ async fn a_decision_naming_an_experiment_carries_its_variant() {
     assert!(d["variant"].is_null());
     assert!(d["reasons"].to_string().contains("not defined"), "{d}");
 }
+
+#[actix_web::test]
+async fn a_contextual_bandit_learns_each_context_on_its_own() {
+    let t = app_with(&[]).await;
+    call(
+        &t.app,
+        put(
+            "/v1/experiments/ctx",
+            &json!({
+                "variants": [{"key": "v0"}, {"key": "v1"}],
+                "mode": "bandit", "goal": "converted", "context": "plan"
+            }),
+        ),
+    )
+    .await;
+    // Gold customers convert on v0, basic ones on v1.
+    let rate = |plan: &str, v: &str| match (plan, v) {
+        ("gold", "v0") | ("basic", "v1") => 0.25,
+        _ => 0.03,
+    };
+    let mut late: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for round in 0..10 {
+        let mut conversions = Vec::new();
+        for i in 0..120 {
+            let plan = if i % 2 == 0 { "gold" } else { "basic" };
+            let c = format!("ctx-{round}-{i}");
+            let (_, a) = call(
+                &t.app,
+                post(
+                    "/v1/assign",
+                    &json!({"experiment": "ctx", "customer_id": c, "attributes": {"plan": plan}}),
+                ),
+            )
+            .await;
+            let v = a["variant"].as_str().unwrap_or_default().to_owned();
+            if round == 9 {
+                *late.entry((plan.to_owned(), v.clone())).or_default() += 1;
+            }
+            if dice(&c) < rate(plan, &v) {
+                conversions.push(ev(
+                    &format!("{c}-x"),
+                    &c,
+                    "converted",
+                    "2026-11-22T12:00:00Z",
+                ));
+            }
+        }
+        if !conversions.is_empty() {
+            call(&t.app, post("/v1/events", &json!({"events": conversions}))).await;
+        }
+    }
+    let share = |plan: &str, v: &str| {
+        f64::from(
+            late.get(&(plan.to_owned(), v.to_owned()))
+                .copied()
+                .unwrap_or(0),
+        ) / 60.0
+    };
+    assert!(share("gold", "v0") > 0.6, "{late:?}");
+    assert!(share("basic", "v1") > 0.6, "{late:?}");
+    let (_, r) = call(&t.app, get("/v1/experiments/ctx/results")).await;
+    let by = &r["weights_by_context"];
+    assert!(by["gold"][0].as_f64().unwrap_or(0.0) > 0.5, "{r}");
+    assert!(by["basic"][1].as_f64().unwrap_or(0.0) > 0.5, "{r}");
+}

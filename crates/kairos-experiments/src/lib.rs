@@ -78,6 +78,10 @@ pub struct ExperimentDef {
     /// Bandit mode: the least share any arm gets.
     #[serde(default = "default_min_weight")]
     pub min_weight: f64,
+    /// Bandit mode: learn separate weights per value of this attribute
+    /// (a contextual bandit), e.g. `segment` or a trait such as `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// A rule an experiment definition breaks: the field and why.
@@ -170,6 +174,14 @@ impl ExperimentDef {
         if let Some(c) = &self.condition {
             if !c.is_object() {
                 return Err(bad("condition", "must be a GrowthBook condition object"));
+            }
+        }
+        if let Some(c) = &self.context {
+            if self.mode != Mode::Bandit {
+                return Err(bad("context", "applies to bandit mode only"));
+            }
+            if c.is_empty() || c.len() > 128 {
+                return Err(bad("context", "must be an attribute path of 1-128 bytes"));
             }
         }
         if self.seed.as_deref().is_some_and(str::is_empty) {

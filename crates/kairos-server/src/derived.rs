@@ -18,6 +18,36 @@ pub struct Derived {
     pub mass: QuarterMass,
     /// Label of the customer's segment, when the timing comes from it.
     pub segment_label: Option<String>,
+    /// Its id.
+    pub segment_id: Option<String>,
+}
+
+/// The customer's posterior and prefix sums: cached, or computed and cached.
+pub fn derived_for(
+    state: &crate::state::AppState,
+    models: &Arc<ModelBundle>,
+    id: &kairos_core::CustomerId,
+    profile: &kairos_learn::ProfileState,
+    attributes: Option<&kairos_core::Customer>,
+) -> Arc<Derived> {
+    let pairs = attributes
+        .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
+        .unwrap_or_default();
+    let fingerprint = fingerprint(models, &profile.activity, &pairs);
+    state.derived.get(id.as_str(), fingerprint, || {
+        let activity = models.activity.posterior_traits(&profile.activity, &pairs);
+        let mass = QuarterMass::new(&activity.hour_of_week);
+        let segment = activity
+            .segment
+            .as_ref()
+            .and_then(|m| models.activity.segments.get(m.index));
+        Derived {
+            segment_label: segment.map(|s| s.label.clone()),
+            segment_id: segment.map(|s| s.id.clone()),
+            activity,
+            mass,
+        }
+    })
 }
 
 type Entry = (u64, Arc<Derived>);

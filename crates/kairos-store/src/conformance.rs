@@ -839,6 +839,7 @@ pub async fn experiments_and_exposures(store: &dyn Store) {
         hash: 0.25,
         exposed_at: now(),
         converted_at: None,
+        context: variant.map(|_| "gold".to_owned()),
     };
     let (a, b, held) = (unique("exp-a"), unique("exp-b"), unique("exp-h"));
     let (first, new) = store
@@ -890,6 +891,9 @@ pub async fn experiments_and_exposures(store: &dyn Store) {
     assert_eq!(get("red"), Some((1, 1)));
     assert_eq!(get("blue"), Some((1, 0)));
     assert_eq!(get(HOLDOUT_ARM), Some((1, 1)));
+    // A contextual bandit's exposures count within their context too.
+    assert_eq!(get("red@gold"), Some((1, 1)));
+    assert_eq!(get("blue@gold"), Some((1, 0)));
 
     // The exposure is the customer's: exported, and erased with them.
     let x = store

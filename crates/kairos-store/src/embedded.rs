@@ -1220,7 +1220,9 @@ impl Store for EmbeddedStore {
                 .map_err(StoreError::unavailable)?
                 .insert((cid.as_str(), exp.as_str()), encode(&proposed)?.as_slice())
                 .map_err(StoreError::unavailable)?;
-            count(&txn, &exp, proposed.arm(), 1, 0)?;
+            for arm in proposed.arms() {
+                count(&txn, &exp, &arm, 1, 0)?;
+            }
             txn.commit().map_err(StoreError::unavailable)?;
             Ok((proposed, true))
         })
@@ -1252,7 +1254,9 @@ impl Store for EmbeddedStore {
                     .map_err(StoreError::unavailable)?
                     .insert(key, encode(&e)?.as_slice())
                     .map_err(StoreError::unavailable)?;
-                count(&txn, &c.experiment, e.arm(), 0, 1)?;
+                for arm in e.arms() {
+                    count(&txn, &c.experiment, &arm, 0, 1)?;
+                }
                 n += 1;
             }
             txn.commit().map_err(StoreError::unavailable)?;

@@ -85,6 +85,8 @@ pub struct Exposure {
     pub hash: f64,
     pub exposed_at: DateTime<Utc>,
     pub converted_at: Option<DateTime<Utc>>,
+    /// A contextual bandit's context value: also counted under `variant@context`.
+    pub context: Option<String>,
 }
 
 /// The counts arm name of the holdout.
@@ -95,7 +97,23 @@ impl Exposure {
     pub fn arm(&self) -> &str {
         self.variant.as_deref().unwrap_or(HOLDOUT_ARM)
     }
+
+    /// Every arm it counts under: its arm, and its arm in its context.
+    pub fn arms(&self) -> Vec<String> {
+        let mut arms = vec![self.arm().to_owned()];
+        if let Some(c) = &self.context {
+            arms.push(context_arm(self.arm(), c));
+        }
+        arms
+    }
 }
+
+/// The counts arm of `arm` within a contextual bandit's `context` value.
+pub fn context_arm(arm: &str, context: &str) -> String {
+    format!("{arm}@{context}")
+}
+
+impl Exposure {}
 
 /// Exposures and conversions of one arm of an experiment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -804,7 +804,9 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
             if n == 1 {
-                self.count(&c.experiment, &format!("c:{}", e.arm())).await?;
+                for arm in e.arms() {
+                    self.count(&c.experiment, &format!("c:{arm}")).await?;
+                }
                 return Ok(true);
             }
         }
@@ -1128,8 +1130,9 @@ impl Store for RedisStore {
             }
         };
         if new {
-            self.count(experiment, &format!("e:{}", stored.arm()))
-                .await?;
+            for arm in stored.arms() {
+                self.count(experiment, &format!("e:{arm}")).await?;
+            }
         }
         Ok((stored, new))
     }

@@ -237,25 +237,7 @@ pub fn plan(
         _ => (params.default_tz, true),
     };
     let models = state.models();
-    let pairs = attributes
-        .as_ref()
-        .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
-        .unwrap_or_default();
-    let fingerprint = crate::derived::fingerprint(&models, &profile.activity, &pairs);
-    let derived = state.derived.get(id.as_str(), fingerprint, || {
-        let activity = models.activity.posterior_traits(&profile.activity, &pairs);
-        let mass = kairos_learn::QuarterMass::new(&activity.hour_of_week);
-        let segment_label = activity
-            .segment
-            .as_ref()
-            .and_then(|m| models.activity.segments.get(m.index))
-            .map(|s| s.label.clone());
-        crate::derived::Derived {
-            activity,
-            mass,
-            segment_label,
-        }
-    });
+    let derived = crate::derived::derived_for(state, &models, id, &profile, attributes.as_ref());
     let activity = &derived.activity;
     let segment_label = derived.segment_label.clone();
     let mut requested: Vec<Channel> = Vec::new();

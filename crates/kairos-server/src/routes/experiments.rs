@@ -106,14 +106,24 @@ pub async fn definitions(state: &AppState) -> Result<Definitions, StoreError> {
     Ok(defs)
 }
 
-/// Arms in variant order, from the store's counts.
-async fn arms(state: &AppState, key: &str, def: &ExperimentDef) -> Result<Vec<Arm>, StoreError> {
+/// Arms in variant order, from the store's counts (within `context`, for a
+/// contextual bandit).
+async fn arms(
+    state: &AppState,
+    key: &str,
+    def: &ExperimentDef,
+    context: Option<&str>,
+) -> Result<Vec<Arm>, StoreError> {
     let counts = state.store.experiment_counts(key).await?;
     Ok(def
         .variants
         .iter()
         .map(|v| {
-            let c = counts.get(&v.key).copied().unwrap_or_default();
+            let arm = match context {
+                Some(c) => kairos_store::context_arm(&v.key, c),
+                None => v.key.clone(),
+            };
+            let c = counts.get(&arm).copied().unwrap_or_default();
             Arm {
                 exposures: c.exposures,
                 conversions: c.conversions,
@@ -122,20 +132,26 @@ async fn arms(state: &AppState, key: &str, def: &ExperimentDef) -> Result<Vec<Ar
         .collect())
 }
 
-/// The bandit's current weights (Thompson sampling on the counts so far).
+/// The bandit's current weights (Thompson sampling on the counts so far,
+/// within `context` for a contextual bandit).
 async fn bandit_weights(
     state: &AppState,
     key: &str,
     def: &ExperimentDef,
+    context: Option<&str>,
 ) -> Result<Vec<f64>, StoreError> {
+    let cache_key = match context {
+        Some(c) => kairos_store::context_arm(key, c),
+        None => key.to_owned(),
+    };
     if let Ok(w) = state.experiments.weights.lock() {
-        if let Some((at, weights)) = w.get(key) {
+        if let Some((at, weights)) = w.get(&cache_key) {
             if at.elapsed() < REFRESH {
                 return Ok(weights.clone());
             }
         }
     }
-    let arms = arms(state, key, def).await?;
+    let arms = arms(state, key, def, context).await?;
     // Seeded by the counts: the same counts give the same weights on every replica.
     let seed = arms
         .iter()
@@ -144,7 +160,7 @@ async fn bandit_weights(
         });
     let weights = bandit::thompson_weights(&arms, def.min_weight, seed);
     if let Ok(mut w) = state.experiments.weights.lock() {
-        w.insert(key.to_owned(), (Instant::now(), weights.clone()));
+        w.insert(cache_key, (Instant::now(), weights.clone()));
     }
     Ok(weights)
 }
@@ -190,6 +206,19 @@ pub fn condition_attributes(
     Value::Object(attrs)
 }
 
+/// A contextual bandit's context: the attribute at `path` as text ("(none)" when missing).
+fn context_value(attrs: &Value, path: &str) -> String {
+    let v = path
+        .split('.')
+        .try_fold(attrs, |v, part| v.get(part))
+        .unwrap_or(&Value::Null);
+    match v {
+        Value::Null => "(none)".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AssignResponse {
     pub experiment: String,
@@ -211,11 +240,29 @@ pub async fn assign_customer(
 ) -> Result<AssignResponse, ApiError> {
     let defs = definitions(state).await?;
     let def = defs.get(key).ok_or_else(|| not_found(key))?;
+    let segment = record.as_ref().and_then(|r| {
+        crate::derived::derived_for(
+            state,
+            &state.models(),
+            id,
+            &r.profile,
+            r.attributes.as_ref(),
+        )
+        .segment_id
+        .clone()
+    });
+    let mut attrs = condition_attributes(id, record, request_attributes);
+    if let (Some(s), Value::Object(m)) = (segment, &mut attrs) {
+        m.entry("segment").or_insert(json!(s));
+    }
+    let context = def
+        .context
+        .as_deref()
+        .map(|path| context_value(&attrs, path));
     let weights = match def.mode {
-        Mode::Bandit => Some(bandit_weights(state, key, def).await?),
+        Mode::Bandit => Some(bandit_weights(state, key, def, context.as_deref()).await?),
         Mode::Ab => None,
     };
-    let attrs = condition_attributes(id, record, request_attributes);
     let a = assign(
         key,
         def,
@@ -240,6 +287,7 @@ pub async fn assign_customer(
         hash: a.hash,
         exposed_at: now,
         converted_at: None,
+        context,
     };
     let (stored, _new) = state.store.expose(id, key, proposed).await?;
     Ok(answer(stored.variant, stored.hash, &stored.reason))
@@ -430,6 +478,9 @@ pub struct ResultsResponse {
     pub srm_p_value: Option<f64>,
     /// The bandit's current weights.
     pub weights: Option<Vec<f64>>,
+    /// A contextual bandit's weights per context value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights_by_context: Option<BTreeMap<String, Vec<f64>>>,
 }
 
 /// Per-variant results against the first variant, as gbstats computes them.
@@ -454,7 +505,7 @@ pub async fn results(
     let defs = definitions(&state).await?;
     let def = defs.get(&key).ok_or_else(|| not_found(&key))?;
     let counts = state.store.experiment_counts(&key).await?;
-    let arms = arms(&state, &key, def).await?;
+    let arms = arms(&state, &key, def, None).await?;
     let control = arms.first().copied().unwrap_or(Arm {
         exposures: 0,
         conversions: 0,
@@ -494,7 +545,22 @@ pub async fn results(
     let observed: Vec<u64> = arms.iter().map(|a| a.exposures).collect();
     let (srm_p_value, weights) = match def.mode {
         Mode::Ab => (stats::srm_p_value(&observed, &def.weights()), None),
-        Mode::Bandit => (None, Some(bandit_weights(&state, &key, def).await?)),
+        Mode::Bandit => (None, Some(bandit_weights(&state, &key, def, None).await?)),
+    };
+    let weights_by_context = match def.context {
+        Some(_) => {
+            let contexts: std::collections::BTreeSet<String> = counts
+                .keys()
+                .filter_map(|k| k.split_once('@').map(|(_, c)| c.to_owned()))
+                .collect();
+            let mut by = BTreeMap::new();
+            for c in contexts {
+                let w = bandit_weights(&state, &key, def, Some(&c)).await?;
+                by.insert(c, w);
+            }
+            Some(by)
+        }
+        None => None,
     };
     Ok(HttpResponse::Ok().json(ResultsResponse {
         experiment: key,
@@ -504,6 +570,7 @@ pub async fn results(
         holdout,
         srm_p_value,
         weights,
+        weights_by_context,
     }))
 }
 
