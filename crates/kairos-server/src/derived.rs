@@ -142,6 +142,7 @@ mod tests {
                 activity,
                 mass,
                 segment_label: None,
+                segment_id: None,
             }
         };
         let mut computed = 0;
