@@ -1,7 +1,7 @@
 //! Configuration: compiled-in defaults, then a file, then the environment.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kairos_decide::{DecideParams, ValidDecideParams};
 use kairos_learn::{LearnParams, ValidLearnParams};
@@ -387,6 +387,32 @@ impl Config {
             keys,
         })
     }
+}
+
+/// The `.toml` files of `dir` in name order, as (file stem, path, text); none
+/// when the directory does not exist. Errors name the file.
+pub fn toml_files(dir: &Path) -> Result<Vec<(String, PathBuf, String)>, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((stem, path, text))
+        })
+        .collect()
 }
 
 /// A bucket's size: as configured, and at least one second's worth (and 1).

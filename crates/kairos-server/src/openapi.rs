@@ -62,6 +62,39 @@ pub struct StatusResponse {
     pub reason: Option<String>,
 }
 
+/// The errors any operation behind a key may answer.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum KeyErrors {
+    #[response(status = 401, description = "Missing or unknown API key")]
+    Unauthorized(crate::error::ErrorResponse),
+    #[response(status = 403, description = "The key lacks the scope")]
+    Forbidden(crate::error::ErrorResponse),
+    #[response(status = 429, description = "Rate limited; see Retry-After")]
+    RateLimited(crate::error::ErrorResponse),
+}
+
+/// The store is down: retry later.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum StoreErrors {
+    #[response(
+        status = 503,
+        description = "The store is unavailable; see Retry-After"
+    )]
+    Unavailable(crate::error::ErrorResponse),
+}
+
+/// What a request body may be refused for.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum BodyErrors {
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(crate::error::ErrorResponse),
+    #[response(status = 415, description = "Unsupported content type")]
+    UnsupportedType(crate::error::ErrorResponse),
+}
+
 #[derive(Debug)]
 struct BearerAuth;
 

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
+use crate::openapi::{KeyErrors, StoreErrors};
 use crate::state::{AppState, CURRENT_MODEL};
 
 /// Refit the models to the stored histories and swap them in.
@@ -22,11 +23,7 @@ use crate::state::{AppState, CURRENT_MODEL};
     responses(
         (status = 200, description = "What was trained", body = TrainSummary),
         (status = 409, description = "Nothing could be trained from the stored history", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, StoreErrors,
     ),
     security(("api_key" = ["admin"]), ()))]
 pub async fn train(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -192,9 +189,8 @@ pub async fn retrain(state: &AppState) -> Result<TrainSummary, ApiError> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the read scope", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse)),
+        KeyErrors
+    ),
     security(("api_key" = ["read"]), ()))]
 pub async fn metrics(
     req: HttpRequest,

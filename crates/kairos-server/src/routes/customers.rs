@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::body::json_body;
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
+use crate::openapi::{BodyErrors, KeyErrors, StoreErrors};
 use crate::state::AppState;
 
 pub fn customer_id(raw: String) -> Result<CustomerId, ApiError> {
@@ -185,12 +186,7 @@ fn unknown(id: &CustomerId) -> ApiError {
     responses(
         (status = 200, description = "The customer", body = CustomerView),
         (status = 400, description = "Invalid attributes", body = ErrorResponse),
-        (status = 415, description = "Unsupported content type", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, BodyErrors, StoreErrors,
     ),
     security(("api_key" = ["ingest"]), ()))]
 pub async fn put_customer(
@@ -219,11 +215,7 @@ pub async fn put_customer(
         (status = 200, description = "The customer", body = CustomerView),
         (status = 400, description = "Invalid id", body = ErrorResponse),
         (status = 404, description = "Nothing stored for this id", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, StoreErrors,
     ),
     security(("api_key" = ["read"]), ()))]
 pub async fn get_customer(
@@ -248,11 +240,7 @@ pub async fn get_customer(
         (status = 204, description = "Erased"),
         (status = 400, description = "Invalid id", body = ErrorResponse),
         (status = 404, description = "Nothing stored for this id", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, StoreErrors,
     ),
     security(("api_key" = ["admin"]), ()))]
 pub async fn delete_customer(
@@ -280,11 +268,7 @@ pub async fn delete_customer(
         (status = 200, description = "Attributes, profile, every event, message states, planned sends", body = Object),
         (status = 400, description = "Invalid id", body = ErrorResponse),
         (status = 404, description = "Nothing stored for this id", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, StoreErrors,
     ),
     security(("api_key" = ["admin"]), ()))]
 pub async fn export_customer(

@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::body::json_body;
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
+use crate::openapi::{BodyErrors, KeyErrors, StoreErrors};
 use crate::routes::customers::customer_id;
 use crate::state::AppState;
 
@@ -463,12 +464,7 @@ pub async fn decide_one(
         (status = 200, description = "A decision (`send` or `suppress`), with reasons", body = DecisionResponse),
         (status = 400, description = "Invalid request", body = ErrorResponse),
         (status = 409, description = "Concurrent decisions kept taking the room; retry", body = ErrorResponse),
-        (status = 415, description = "Unsupported content type", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, BodyErrors, StoreErrors,
     ),
     security(("api_key" = ["decide"]), ()))]
 pub async fn post_decision(
@@ -514,12 +510,7 @@ pub struct ConfirmResponse {
         (status = 200, description = "Whether to send now", body = ConfirmResponse),
         (status = 400, description = "Invalid request", body = ErrorResponse),
         (status = 404, description = "No such planned send", body = ErrorResponse),
-        (status = 415, description = "Unsupported content type", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, BodyErrors, StoreErrors,
     ),
     security(("api_key" = ["decide"]), ()))]
 pub async fn confirm(
@@ -762,12 +753,7 @@ async fn decide_chunk(
     responses(
         (status = 200, description = "One DecisionResponse per line, or `{\"customer_id\", \"error\"}`", content_type = "application/x-ndjson", body = String),
         (status = 400, description = "Invalid request", body = ErrorResponse),
-        (status = 415, description = "Unsupported content type", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, BodyErrors, StoreErrors,
     ),
     security(("api_key" = ["decide"]), ()))]
 pub async fn batch(

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::body::{check_depth, content_kind, read_body, BodyKind};
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
+use crate::openapi::{BodyErrors, KeyErrors, StoreErrors};
 use crate::openapi::{EventsRequest, IngestResponse};
 use crate::state::AppState;
 
@@ -55,12 +56,7 @@ fn event_values(kind: BodyKind, bytes: &[u8]) -> Result<Vec<Result<Value, String
     responses(
         (status = 200, description = "Stored and durable", body = IngestResponse),
         (status = 400, description = "Invalid events, each named; nothing stored", body = ErrorResponse),
-        (status = 415, description = "Unsupported content type", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, BodyErrors, StoreErrors,
     ),
     security(("api_key" = ["ingest"]), ()))]
 pub async fn post_events(

@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use crate::body::json_body;
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
+use crate::openapi::{BodyErrors, KeyErrors, StoreErrors};
 use crate::routes::customers::customer_id;
 use crate::state::AppState;
 
@@ -310,12 +311,7 @@ pub struct AssignRequest {
         (status = 200, description = "The variant, or why none", body = AssignResponse),
         (status = 400, description = "Invalid request", body = ErrorResponse),
         (status = 404, description = "No such experiment", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 415, description = "Unsupported content type", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, BodyErrors, StoreErrors,
     ),
     security(("api_key" = ["decide"]), ()))]
 pub async fn post_assign(
@@ -353,12 +349,7 @@ pub struct ExperimentView {
     responses(
         (status = 200, description = "The stored definition", body = ExperimentView),
         (status = 400, description = "Invalid definition, the field named", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 415, description = "Unsupported content type", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, BodyErrors, StoreErrors,
     ),
     security(("api_key" = ["admin"]), ()))]
 pub async fn put_experiment(
@@ -389,10 +380,7 @@ pub async fn put_experiment(
     responses(
         (status = 200, description = "The definition", body = ExperimentView),
         (status = 404, description = "No such experiment", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, StoreErrors,
     ),
     security(("api_key" = ["read"]), ()))]
 pub async fn get_experiment(
@@ -415,10 +403,7 @@ pub async fn get_experiment(
 #[utoipa::path(get, path = "/v1/experiments", tag = "experiments",
     responses(
         (status = 200, description = "`{\"experiments\": [...]}`", body = Object),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, StoreErrors,
     ),
     security(("api_key" = ["read"]), ()))]
 pub async fn list_experiments(
@@ -489,10 +474,7 @@ pub struct ResultsResponse {
     responses(
         (status = 200, description = "Results", body = ResultsResponse),
         (status = 404, description = "No such experiment", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, StoreErrors,
     ),
     security(("api_key" = ["read"]), ()))]
 pub async fn results(
@@ -610,23 +592,8 @@ pub async fn load_dir(
     store: &dyn kairos_store::Store,
     dir: &std::path::Path,
 ) -> Result<usize, String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(0);
-    };
     let mut n = 0;
-    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        if path.extension().is_none_or(|x| x != "toml") {
-            continue;
-        }
-        let key = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (key, path, text) in crate::config::toml_files(dir)? {
         let def: ExperimentDef =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         check_key(&key).map_err(|e| format!("{}: {}", path.display(), e.message))?;

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
+use crate::openapi::{KeyErrors, StoreErrors};
 use crate::routes::customers::customer_id;
 use crate::routes::experiments::{assign_customer, condition_attributes};
 use crate::state::AppState;
@@ -60,20 +61,7 @@ pub struct PageDef {
 /// The pages of `dir`, by name; errors name the file.
 pub fn load(dir: &Path) -> Result<BTreeMap<String, PageDef>, String> {
     let mut pages = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(pages);
-    };
-    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        if path.extension().is_none_or(|x| x != "toml") {
-            continue;
-        }
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (name, path, text) in crate::config::toml_files(dir)? {
         let page: PageDef =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         for (i, s) in page.slots.iter().enumerate() {
@@ -226,10 +214,7 @@ fn with_cors(mut resp: HttpResponse, origin: Option<String>) -> HttpResponse {
         (status = 200, description = "The slots, each with its component and why (`Cache-Control: private`)", body = LayoutView),
         (status = 400, description = "Invalid customer id", body = ErrorResponse),
         (status = 404, description = "No such page", body = ErrorResponse),
-        (status = 401, description = "Missing or unknown API key", body = ErrorResponse),
-        (status = 403, description = "The key lacks the scope", body = ErrorResponse),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorResponse),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ErrorResponse),
+        KeyErrors, StoreErrors,
     ),
     security(("api_key" = ["read"]), ()))]
 pub async fn get_layout(
