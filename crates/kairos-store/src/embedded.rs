@@ -1203,6 +1203,19 @@ impl Store for EmbeddedStore {
     ) -> Result<(Exposure, bool)> {
         let (cid, exp) = (id.as_str().to_owned(), experiment.to_owned());
         self.run(move |s| {
+            // Most calls find the exposure already there: a read, no writer lock.
+            {
+                let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
+                let t = txn
+                    .open_table(ASSIGNMENTS)
+                    .map_err(StoreError::unavailable)?;
+                let v = t
+                    .get((cid.as_str(), exp.as_str()))
+                    .map_err(StoreError::unavailable)?;
+                if let Some(v) = v {
+                    return Ok((decode_exposure(v.value())?, false));
+                }
+            }
             let txn = s.db.begin_write().map_err(StoreError::unavailable)?;
             let existing = {
                 let t = txn
