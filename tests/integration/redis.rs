@@ -10,11 +10,13 @@ use serde_json::{json, Value};
 use crate::support::{app_with, call, get, monday_evening_sessions, post, put};
 
 fn on_redis(url: &str) -> Vec<(&'static str, String)> {
-    vec![
+    let mut env = vec![
         ("KAIROS__STORE__BACKEND", "redis".into()),
         ("KAIROS__STORE__REDIS_URL", url.into()),
         ("KAIROS__DECIDE__CAPS", "{ push = { day = 1 } }".into()),
-    ]
+    ];
+    env.extend(crate::layouts::layout_env());
+    env
 }
 
 fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -154,6 +156,13 @@ async fn an_outage_degrades_decisions_refuses_ingest_and_recovers() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines.iter().all(|l| l["degraded"] == true), "{lines:?}");
 
+    // Layouts too, from the page alone.
+    let (s, l) = call(&t.app, get("/v1/layouts/home?customer_id=outage")).await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(l["degraded"], true, "{l}");
+    assert_eq!(l["slots"][0]["component"], "welcome_banner", "{l}");
+    assert_eq!(l["slots"][1]["component"], "offer_standard", "{l}");
+
     // Ingest refuses what it cannot store, and says when to come back.
     let req = post("/v1/events", &events(&before[10..]));
     let resp = actix_web::test::call_service(&t.app, req.to_request()).await;
@@ -192,6 +201,8 @@ async fn an_outage_degrades_decisions_refuses_ingest_and_recovers() {
     )
     .await;
     assert!(d.get("degraded").is_none(), "{d}");
+    let (_, l) = call(&t.app, get("/v1/layouts/home?customer_id=outage")).await;
+    assert!(l.get("degraded").is_none(), "{l}");
 }
 
 #[actix_web::test]

@@ -101,6 +101,9 @@ pub struct LayoutView {
     pub page: String,
     pub customer_id: String,
     pub slots: Vec<SlotView>,
+    /// Filled without what Kairos knows of the visitor: the store was unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,12 +111,18 @@ pub struct LayoutQuery {
     pub customer_id: String,
 }
 
+/// The page's slots for `id`; `degraded` (the store is unreachable): from
+/// nothing but the page, touching no store.
 async fn fill(
     state: &AppState,
     id: &CustomerId,
     page: &PageDef,
+    degraded: bool,
 ) -> Result<Vec<SlotView>, ApiError> {
-    let record = state.store.customer(id).await?;
+    let record = match degraded {
+        true => None,
+        false => state.store.customer(id).await?,
+    };
     let attrs = condition_attributes(id, record.clone(), None);
     let affinity: BTreeMap<String, f64> = attrs
         .pointer("/learned_traits/category_affinity")
@@ -132,6 +141,11 @@ async fn fill(
                 Some((i, r)) => (r.component.clone(), format!("rule {} matched", i + 1)),
                 None => (slot.default.clone(), "default: no rule matched".to_owned()),
             }
+        } else if let (Some(exp), true) = (&slot.experiment, degraded) {
+            (
+                slot.default.clone(),
+                format!("default: the store is unreachable, so no variant of {exp}"),
+            )
         } else if let Some(exp) = &slot.experiment {
             match assign_customer(state, exp, id, record.clone(), None, state.now()).await {
                 Ok(a) => match a.variant {
@@ -234,7 +248,12 @@ pub async fn get_layout(
             ApiError::not_found("page_not_found", format!("no layout page {name:?}"))
         })?;
         let id = customer_id(query.into_inner().customer_id)?;
-        let slots = fill(&state, &id, page).await?;
+        let (slots, degraded) = match fill(&state, &id, page, false).await {
+            Err(e) if e.code == "store_unavailable" => {
+                (fill(&state, &id, page, true).await?, Some(true))
+            }
+            other => (other?, None),
+        };
         Ok::<_, ApiError>(
             HttpResponse::Ok()
                 .insert_header((header::CACHE_CONTROL, "private, no-store"))
@@ -242,6 +261,7 @@ pub async fn get_layout(
                     page: name,
                     customer_id: id.to_string(),
                     slots,
+                    degraded,
                 }),
         )
     }
