@@ -248,3 +248,39 @@ async fn a_replica_on_a_redis_cluster() {
     assert_eq!((s, d["action"].as_str()), (200, Some("send")), "{d}");
     assert_eq!(d["basis"], "personal", "{d}");
 }
+
+#[actix_web::test]
+async fn a_request_stuck_on_a_frozen_store_times_out_with_503() {
+    let redis = RedisServer::start();
+    let mut env = on_redis(&redis.url());
+    env.push(("KAIROS__SERVER__REQUEST_TIMEOUT_SECS", "1".into()));
+    let t = app_with(&pairs(&env)).await;
+    assert_eq!(call(&t.app, get("/v1/customers/frozen")).await.0, 404);
+    redis.pause();
+    let started = std::time::Instant::now();
+    // The middleware answers with an error the server renders as this response.
+    let answered =
+        actix_web::test::try_call_service(&t.app, get("/v1/customers/frozen").to_request()).await;
+    let waited = started.elapsed();
+    redis.resume();
+    let err = answered
+        .err()
+        .unwrap_or_else(|| panic!("a frozen store answered"));
+    let resp = err.error_response();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let bytes = actix_web::body::to_bytes(resp.into_body())
+        .await
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    assert_eq!(body["error"]["code"], "timeout", "{body}");
+    assert!(
+        waited < Duration::from_millis(1900),
+        "answered after {waited:?}, before the store gave up"
+    );
+    assert_eq!(
+        call(&t.app, get("/v1/customers/frozen")).await.0,
+        404,
+        "and on it goes"
+    );
+}
