@@ -350,3 +350,22 @@ async fn erasure_leaves_nothing_in_the_embedded_store() {
         "nor of their decisions"
     );
 }
+
+#[actix_web::test]
+async fn a_campaign_over_100000_customers_is_refused_whole() {
+    let t = app_with(&[]).await;
+    let customers: Vec<String> = (0..100_001).map(|i| format!("c{i}")).collect();
+    let (s, b) = call(
+        &t.app,
+        post("/v1/decisions/batch", &json!({"customers": customers})),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("100000"),
+        "{b}"
+    );
+}
