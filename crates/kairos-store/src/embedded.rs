@@ -61,7 +61,11 @@ pub struct EmbeddedStore {
 
 #[derive(Debug)]
 struct Inner {
-    db: Database,
+    /// The open database; `None` while it is being reopened.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Set when a write failed on I/O: redb then refuses every write until
+    /// the file is reopened, which the next call does.
+    poisoned: std::sync::atomic::AtomicBool,
     default_tz: chrono_tz::Tz,
     profile: RwLock<ProfileConfig>,
     path: PathBuf,
@@ -193,7 +197,7 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
                 std::mem::take(&mut q.queued)
             };
             let (work, replies): (Vec<T>, Vec<Reply<R>>) = items.into_iter().unzip();
-            match (self.commit)(&inner, work) {
+            match inner.watch((self.commit)(&inner, work)) {
                 Ok(answers) => {
                     for (reply, a) in replies.into_iter().zip(answers) {
                         let _ = reply.send(Ok(a));
@@ -210,6 +214,63 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
 }
 
 impl Inner {
+    /// The open database, reopened first if a write failed on I/O (a full
+    /// disk that has room again, say).
+    fn db(&self) -> Result<Arc<Database>> {
+        use std::sync::atomic::Ordering;
+        if self.poisoned.swap(false, Ordering::AcqRel) {
+            self.reopen();
+        }
+        match self.db.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+        .ok_or_else(|| StoreError::Unavailable("the store is being reopened".into()))
+    }
+
+    /// Marks the database for reopening when `result` failed on I/O.
+    fn watch<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(StoreError::Unavailable(m)) = &result {
+            if m.contains("I/O error") {
+                self.poisoned
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        result
+    }
+
+    /// Closes and opens the file again; readers still holding the old
+    /// handle finish first (up to a second).
+    fn reopen(&self) {
+        let old = match self.db.write() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(old) = old {
+            for _ in 0..100 {
+                if Arc::strong_count(&old) == 1 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            drop(old);
+        }
+        let reopened = Database::create(&self.path).map(Arc::new);
+        match &reopened {
+            Ok(_) => tracing::warn!(path = %self.path.display(), "store reopened after a write error"),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "store could not be reopened");
+                self.poisoned
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let mut g = match self.db.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = reopened.ok();
+    }
+
     /// One round of event batches: one transaction, then the touched
     /// customers' cached records are dropped.
     fn commit_ingests(&self, batches: Vec<Vec<Event>>) -> Result<Vec<IngestOutcome>> {
@@ -233,7 +294,7 @@ impl Inner {
     fn reserve_many(&self, items: Vec<QueuedReservation>) -> Result<Vec<bool>> {
         let ids: Vec<CustomerId> = items.iter().map(|q| q.id.clone()).collect();
         let result = (|| {
-            let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+            let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
             let mut out = Vec::with_capacity(items.len());
             for q in items {
                 let check = q.check;
@@ -293,7 +354,8 @@ impl EmbeddedStore {
         txn.commit().map_err(StoreError::unavailable)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(Arc::new(db))),
+                poisoned: std::sync::atomic::AtomicBool::new(false),
                 default_tz: ctx.default_tz,
                 profile: RwLock::new(ctx.profile),
                 path,
@@ -340,7 +402,7 @@ impl EmbeddedStore {
         }
         let txn = self
             .inner
-            .db
+            .db()?
             .begin_read()
             .map_err(StoreError::unavailable)?;
         let mut hits = Vec::new();
@@ -364,7 +426,7 @@ impl EmbeddedStore {
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner))
+        tokio::task::spawn_blocking(move || inner.watch(f(&inner)))
             .await
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
@@ -506,7 +568,7 @@ impl Inner {
     fn ingest_many(&self, batches: Vec<Vec<Event>>) -> Result<Vec<IngestOutcome>> {
         let cfg = self.config();
         let mut outcomes = vec![IngestOutcome::default(); batches.len()];
-        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
         {
             let mut ev_table = txn.open_table(EVENTS).map_err(StoreError::unavailable)?;
             let mut messages = txn.open_table(MESSAGES).map_err(StoreError::unavailable)?;
@@ -632,7 +694,7 @@ impl Inner {
         now: DateTime<Utc>,
     ) -> Result<Customer> {
         let cid = id.as_str();
-        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
         let updated = {
             let mut customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
             let current = match customers.get(cid).map_err(StoreError::unavailable)? {
@@ -660,7 +722,7 @@ impl Inner {
     }
 
     fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>> {
-        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_read().map_err(StoreError::unavailable)?;
         let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
         let profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
         let attributes = match customers
@@ -694,7 +756,7 @@ impl Inner {
 
     fn delete_customer(&self, id: &CustomerId) -> Result<bool> {
         let cid = id.as_str();
-        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
         let mut found = false;
         {
             let mut events = txn.open_table(EVENTS).map_err(StoreError::unavailable)?;
@@ -743,7 +805,7 @@ impl Inner {
 
     fn export_customer(&self, id: &CustomerId) -> Result<Option<CustomerExport>> {
         let record = self.customer(id)?;
-        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_read().map_err(StoreError::unavailable)?;
         let events = events_of(
             &txn.open_table(EVENTS).map_err(StoreError::unavailable)?,
             id.as_str(),
@@ -831,7 +893,7 @@ impl Inner {
     }
 
     fn customers(&self, ids: &[CustomerId]) -> Result<Vec<Option<CustomerRecord>>> {
-        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_read().map_err(StoreError::unavailable)?;
         let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
         let profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
         let reservations = txn
@@ -865,7 +927,7 @@ impl Inner {
     }
 
     fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>> {
-        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_read().map_err(StoreError::unavailable)?;
         let decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
         let Some(cid) = decisions
             .get(decision_id)
@@ -891,7 +953,7 @@ impl Inner {
 
     /// Confirms or frees a reservation; answers whether it existed and whose it is.
     fn update_reservation(&self, decision_id: &str, send: bool) -> Result<(bool, Option<String>)> {
-        let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
         let mut customer = None;
         let found = {
             let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
@@ -936,7 +998,7 @@ impl Inner {
     }
 
     fn visit_histories(&self, mut visit: HistoryVisitor) -> Result<u64> {
-        let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+        let txn = self.db()?.begin_read().map_err(StoreError::unavailable)?;
         let events = txn.open_table(EVENTS).map_err(StoreError::unavailable)?;
         let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
         let mut n = 0;
@@ -988,7 +1050,7 @@ impl Inner {
     fn rebuild_profiles(&self, cfg: ProfileConfig) -> Result<u64> {
         self.set_config(cfg);
         let ids: Vec<String> = {
-            let txn = self.db.begin_read().map_err(StoreError::unavailable)?;
+            let txn = self.db()?.begin_read().map_err(StoreError::unavailable)?;
             let profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
             let mut ids = Vec::new();
             for entry in profiles.iter().map_err(StoreError::unavailable)? {
@@ -997,7 +1059,7 @@ impl Inner {
             ids
         };
         for chunk in ids.chunks(REBUILD_CHUNK) {
-            let txn = self.db.begin_write().map_err(StoreError::unavailable)?;
+            let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
             for cid in chunk {
                 let attrs = match txn
                     .open_table(CUSTOMERS)
@@ -1136,7 +1198,7 @@ impl Store for EmbeddedStore {
     async fn put_model(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
         let name = name.to_owned();
         self.run(move |s| {
-            let txn = s.db.begin_write().map_err(StoreError::unavailable)?;
+            let txn = s.db()?.begin_write().map_err(StoreError::unavailable)?;
             txn.open_table(MODELS)
                 .map_err(StoreError::unavailable)?
                 .insert(name.as_str(), bytes.as_slice())
@@ -1149,7 +1211,7 @@ impl Store for EmbeddedStore {
     async fn model(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let name = name.to_owned();
         self.run(move |s| {
-            let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
+            let txn = s.db()?.begin_read().map_err(StoreError::unavailable)?;
             let t = txn.open_table(MODELS).map_err(StoreError::unavailable)?;
             let v = t.get(name.as_str()).map_err(StoreError::unavailable)?;
             Ok(v.map(|v| v.value().to_vec()))
@@ -1159,7 +1221,7 @@ impl Store for EmbeddedStore {
 
     async fn ping(&self) -> Result<()> {
         self.run(|s| {
-            let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
+            let txn = s.db()?.begin_read().map_err(StoreError::unavailable)?;
             txn.open_table(MODELS).map_err(StoreError::unavailable)?;
             Ok(())
         })
@@ -1169,7 +1231,7 @@ impl Store for EmbeddedStore {
     async fn put_experiment(&self, key: &str, definition: Vec<u8>) -> Result<()> {
         let key = key.to_owned();
         self.run(move |s| {
-            let txn = s.db.begin_write().map_err(StoreError::unavailable)?;
+            let txn = s.db()?.begin_write().map_err(StoreError::unavailable)?;
             txn.open_table(EXPERIMENTS)
                 .map_err(StoreError::unavailable)?
                 .insert(key.as_str(), definition.as_slice())
@@ -1181,7 +1243,7 @@ impl Store for EmbeddedStore {
 
     async fn experiments(&self) -> Result<Vec<(String, Vec<u8>)>> {
         self.run(|s| {
-            let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
+            let txn = s.db()?.begin_read().map_err(StoreError::unavailable)?;
             let t = txn
                 .open_table(EXPERIMENTS)
                 .map_err(StoreError::unavailable)?;
@@ -1205,7 +1267,7 @@ impl Store for EmbeddedStore {
         self.run(move |s| {
             // Most calls find the exposure already there: a read, no writer lock.
             {
-                let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
+                let txn = s.db()?.begin_read().map_err(StoreError::unavailable)?;
                 let t = txn
                     .open_table(ASSIGNMENTS)
                     .map_err(StoreError::unavailable)?;
@@ -1216,7 +1278,7 @@ impl Store for EmbeddedStore {
                     return Ok((decode_exposure(v.value())?, false));
                 }
             }
-            let txn = s.db.begin_write().map_err(StoreError::unavailable)?;
+            let txn = s.db()?.begin_write().map_err(StoreError::unavailable)?;
             let existing = {
                 let t = txn
                     .open_table(ASSIGNMENTS)
@@ -1247,7 +1309,7 @@ impl Store for EmbeddedStore {
             return Ok(0);
         }
         self.run(move |s| {
-            let txn = s.db.begin_write().map_err(StoreError::unavailable)?;
+            let txn = s.db()?.begin_write().map_err(StoreError::unavailable)?;
             let mut n = 0;
             for c in &conversions {
                 let key = (c.customer.as_str(), c.experiment.as_str());
@@ -1281,7 +1343,7 @@ impl Store for EmbeddedStore {
     async fn experiment_counts(&self, experiment: &str) -> Result<BTreeMap<String, ArmCounts>> {
         let exp = experiment.to_owned();
         self.run(move |s| {
-            let txn = s.db.begin_read().map_err(StoreError::unavailable)?;
+            let txn = s.db()?.begin_read().map_err(StoreError::unavailable)?;
             let t = txn
                 .open_table(EXP_COUNTS)
                 .map_err(StoreError::unavailable)?;
