@@ -379,12 +379,21 @@ fn a_full_disk_makes_ingest_answer_503_and_the_server_stays_up() {
             ureq::get(&format!("{}/v1/customers/cont-{c}/export", server.base)).call()
         {
             let x: Value = r.body_mut().read_json().unwrap_or_default();
-            stored += x["events"]
-                .as_array()
-                .map_or(0, |e| e.iter().filter(|e| e["event_id"].as_str().is_some_and(|id| id.starts_with("t1-"))).count());
+            stored += x["events"].as_array().map_or(0, |e| {
+                e.iter()
+                    .filter(|e| {
+                        e["event_id"]
+                            .as_str()
+                            .is_some_and(|id| id.starts_with("t1-"))
+                    })
+                    .count()
+            });
         }
     }
-    assert!(stored >= acked * 200, "{stored} stored, {acked} batches of 200 acknowledged");
+    assert!(
+        stored >= acked * 200,
+        "{stored} stored, {acked} batches of 200 acknowledged"
+    );
 }
 
 #[test]

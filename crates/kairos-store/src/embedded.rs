@@ -218,6 +218,9 @@ impl Inner {
     /// disk that has room again, say).
     fn db(&self) -> Result<Arc<Database>> {
         use std::sync::atomic::Ordering;
+        // A handle that saw an I/O error refuses reads too: reopen it, even
+        // while the disk is still full (reads work again; a write that fails
+        // marks it once more).
         if self.poisoned.swap(false, Ordering::AcqRel) {
             self.reopen();
         }
@@ -257,7 +260,9 @@ impl Inner {
         }
         let reopened = Database::create(&self.path).map(Arc::new);
         match &reopened {
-            Ok(_) => tracing::warn!(path = %self.path.display(), "store reopened after a write error"),
+            Ok(_) => {
+                tracing::warn!(path = %self.path.display(), "store reopened after a write error")
+            }
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), error = %e, "store could not be reopened");
                 self.poisoned
