@@ -915,10 +915,38 @@ impl Store for RedisStore {
         items: Vec<(CustomerId, Reservation, ReserveCheck)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
-        // In order, so a check sees the reservations stored before it.
-        let mut out = Vec::with_capacity(items.len());
-        for (id, r, check) in items {
-            out.push(self.reserve_one(&id, &r, now, &check).await?);
+        // Customers in parallel; each customer's own reservations in order,
+        // so a check sees the reservations stored before it.
+        let n = items.len();
+        let mut groups: Vec<Vec<(usize, Reservation, ReserveCheck)>> = Vec::new();
+        let mut ids: Vec<CustomerId> = Vec::new();
+        let mut slot: HashMap<CustomerId, usize> = HashMap::new();
+        for (i, (id, r, check)) in items.into_iter().enumerate() {
+            let g = *slot.entry(id.clone()).or_insert_with(|| {
+                groups.push(Vec::new());
+                ids.push(id);
+                groups.len() - 1
+            });
+            groups[g].push((i, r, check));
+        }
+        let mut tasks = Vec::with_capacity(ids.len());
+        for (id, group) in ids.into_iter().zip(groups) {
+            let store = self.clone();
+            tasks.push(async move {
+                let mut out = Vec::with_capacity(group.len());
+                for (i, r, check) in group {
+                    out.push((i, store.reserve_one(&id, &r, now, &check).await?));
+                }
+                Ok::<_, StoreError>(out)
+            });
+        }
+        let answers: Vec<Vec<(usize, bool)>> = stream::iter(tasks)
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut out = vec![false; n];
+        for (i, stored) in answers.into_iter().flatten() {
+            out[i] = stored;
         }
         Ok(out)
     }
