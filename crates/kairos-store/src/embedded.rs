@@ -424,6 +424,25 @@ impl EmbeddedStore {
         Ok(hits)
     }
 
+    /// Stores `bytes` under `name` in a table of named blobs, durably.
+    async fn put_named(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |s| {
+            let txn = s.db()?.begin_write().map_err(StoreError::unavailable)?;
+            txn.open_table(table)
+                .map_err(StoreError::unavailable)?
+                .insert(name.as_str(), bytes.as_slice())
+                .map_err(StoreError::unavailable)?;
+            txn.commit().map_err(StoreError::unavailable)
+        })
+        .await
+    }
+
     /// Runs blocking store work on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
@@ -1201,16 +1220,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_model(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
-        let name = name.to_owned();
-        self.run(move |s| {
-            let txn = s.db()?.begin_write().map_err(StoreError::unavailable)?;
-            txn.open_table(MODELS)
-                .map_err(StoreError::unavailable)?
-                .insert(name.as_str(), bytes.as_slice())
-                .map_err(StoreError::unavailable)?;
-            txn.commit().map_err(StoreError::unavailable)
-        })
-        .await
+        self.put_named(MODELS, name, bytes).await
     }
 
     async fn model(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -1234,16 +1244,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_experiment(&self, key: &str, definition: Vec<u8>) -> Result<()> {
-        let key = key.to_owned();
-        self.run(move |s| {
-            let txn = s.db()?.begin_write().map_err(StoreError::unavailable)?;
-            txn.open_table(EXPERIMENTS)
-                .map_err(StoreError::unavailable)?
-                .insert(key.as_str(), definition.as_slice())
-                .map_err(StoreError::unavailable)?;
-            txn.commit().map_err(StoreError::unavailable)
-        })
-        .await
+        self.put_named(EXPERIMENTS, key, definition).await
     }
 
     async fn experiments(&self) -> Result<Vec<(String, Vec<u8>)>> {
