@@ -116,8 +116,16 @@ async fn arms(
     context: Option<&str>,
 ) -> Result<Vec<Arm>, StoreError> {
     let counts = state.store.experiment_counts(key).await?;
-    Ok(def
-        .variants
+    Ok(arms_of(&counts, def, context))
+}
+
+/// Arms in variant order from counts already read.
+fn arms_of(
+    counts: &BTreeMap<String, kairos_store::ArmCounts>,
+    def: &ExperimentDef,
+    context: Option<&str>,
+) -> Vec<Arm> {
+    def.variants
         .iter()
         .map(|v| {
             let arm = match context {
@@ -130,7 +138,7 @@ async fn arms(
                 conversions: c.conversions,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The bandit's current weights (Thompson sampling on the counts so far,
@@ -487,7 +495,7 @@ pub async fn results(
     let defs = definitions(&state).await?;
     let def = defs.get(&key).ok_or_else(|| not_found(&key))?;
     let counts = state.store.experiment_counts(&key).await?;
-    let arms = arms(&state, &key, def, None).await?;
+    let arms = arms_of(&counts, def, None);
     let control = arms.first().copied().unwrap_or(Arm {
         exposures: 0,
         conversions: 0,
