@@ -67,9 +67,21 @@ impl ModelBundle {
     }
 
     /// Parses and checks a stored artifact.
+    ///
+    /// A response model over another feature set (from an older Kairos) is
+    /// left out: decisions use the lift formula until the next training
+    /// fits one over the current features.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let bundle: Self =
+        let mut bundle: Self =
             serde_json::from_slice(bytes).map_err(|e| LearnError::InvalidModel(e.to_string()))?;
+        if bundle
+            .response
+            .as_ref()
+            .is_some_and(|r| !r.features.iter().eq(crate::response::FEATURES.iter()))
+        {
+            bundle.response = None;
+            bundle.manifest.response = None;
+        }
         bundle.validate()
     }
 
@@ -100,5 +112,49 @@ impl ModelBundle {
             ));
         }
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::FEATURES;
+
+    /// A stored bundle whose response model has another feature set still
+    /// loads, without the response model; one with the current set keeps it.
+    #[test]
+    fn an_outdated_response_model_is_left_out() {
+        let n = FEATURES.len();
+        let response = |features: Vec<String>| ResponseModel {
+            mean: vec![0.0; features.len()],
+            scale: vec![1.0; features.len()],
+            weights: vec![0.1; features.len()],
+            features,
+            intercept: -1.0,
+            window_quarters: [16, 4, 4, 96, 96],
+            calibration: Calibration {
+                train_sends: 1,
+                heldout_sends: 0,
+                heldout_base_rate: 0.0,
+                log_loss: 0.0,
+                log_loss_base_rate: 0.0,
+                brier: 0.0,
+                bins: Vec::new(),
+            },
+            hour_terms_from: Vec::new(),
+        };
+        let mut bundle =
+            ModelBundle::untrained(ActivityParams::default(), BetaPrior::from_mean(0.1, 4.0));
+        bundle.response = Some(response(FEATURES.iter().map(|f| f.to_string()).collect()));
+        let loaded = ModelBundle::from_json(&bundle.to_json()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(loaded.response.is_some());
+
+        let older: Vec<String> = FEATURES[..n - 1].iter().map(|f| f.to_string()).collect();
+        bundle.response = Some(response(older));
+        bundle.manifest.response = bundle.response.as_ref().map(|r| r.calibration.clone());
+        let loaded = ModelBundle::from_json(&bundle.to_json()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.response, None);
+        assert_eq!(loaded.manifest.response, None);
+        assert_eq!(loaded.activity, bundle.activity);
     }
 }

@@ -15,6 +15,13 @@
 //!
 //! Features are standardized with the training means and deviations. 20% of
 //! customers (by a hash of their id) are held out to report calibration.
+//!
+//! The time-of-day terms are only trusted at local hours the training sends
+//! covered: a company that only ever sent between 08:00 and 21:00 says nothing
+//! about 03:00, where the fitted sinusoid would extrapolate freely. Each
+//! uncovered hour uses the term of the nearest covered hour
+//! ([`ResponseModel::hour_terms_from`]); how active the customer is then still
+//! counts through the lift.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
@@ -27,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{LearnError, Result};
 
-pub const FEATURES: [&str; 16] = [
+pub const FEATURES: [&str; 25] = [
     "ln_lift",
     "ln_activity",
     "logit_rate",
@@ -44,6 +51,15 @@ pub const FEATURES: [&str; 16] = [
     "ln_lift_sms",
     "ln_lift_in_app",
     "ln_lift_web",
+    "ln_activity_push",
+    "ln_activity_sms",
+    "ln_activity_in_app",
+    "ln_activity_web",
+    "ln_lift_x_activity",
+    "ln_lift_x_activity_push",
+    "ln_lift_x_activity_sms",
+    "ln_lift_x_activity_in_app",
+    "ln_lift_x_activity_web",
 ];
 const N: usize = FEATURES.len();
 
@@ -79,9 +95,10 @@ impl SendContext {
         let is = |c| if self.channel == c { 1.0 } else { 0.0 };
         let ln_lift = self.lift.max(0.01).ln();
         let logit_rate = (rate / (1.0 - rate)).ln();
+        let ln_activity = (1.0 + self.activity.max(0.0)).ln();
         [
             ln_lift,
-            (1.0 + self.activity.max(0.0)).ln(),
+            ln_activity,
             logit_rate,
             (1.0 + self.days_since_active.clamp(0.0, 365.0)).ln(),
             self.sends_7d.min(50.0),
@@ -96,6 +113,15 @@ impl SendContext {
             ln_lift * is(Channel::Sms),
             ln_lift * is(Channel::InApp),
             ln_lift * is(Channel::Web),
+            ln_activity * is(Channel::Push),
+            ln_activity * is(Channel::Sms),
+            ln_activity * is(Channel::InApp),
+            ln_activity * is(Channel::Web),
+            ln_lift * ln_activity,
+            ln_lift * ln_activity * is(Channel::Push),
+            ln_lift * ln_activity * is(Channel::Sms),
+            ln_lift * ln_activity * is(Channel::InApp),
+            ln_lift * ln_activity * is(Channel::Web),
         ]
     }
 }
@@ -137,6 +163,38 @@ pub struct ResponseModel {
     /// Response window per channel (quarter hours) the lift was computed over.
     pub window_quarters: [usize; 5],
     pub calibration: Calibration,
+    /// For each local hour, the hour whose time-of-day term it uses: itself
+    /// where training sends covered it, else the nearest covered hour. Empty
+    /// (models from before it existed): every hour uses its own.
+    #[serde(default)]
+    pub hour_terms_from: Vec<u8>,
+}
+
+/// Training sends an hour needs, relative to an even spread over 24 hours,
+/// for its time-of-day term to be trusted.
+const HOUR_SUPPORT: f64 = 0.2;
+
+/// For each local hour, the nearest hour (itself first, then the earlier on
+/// a tie) with at least [`HOUR_SUPPORT`] of an even share of the sends.
+fn hour_terms_from(local_hours: impl Iterator<Item = f64>) -> Vec<u8> {
+    let mut counts = [0u64; 24];
+    let mut total = 0u64;
+    for h in local_hours {
+        counts[(h.floor() as usize).min(23)] += 1;
+        total += 1;
+    }
+    let covered: Vec<bool> = counts
+        .iter()
+        .map(|&n| n > 0 && n as f64 >= HOUR_SUPPORT * total as f64 / 24.0)
+        .collect();
+    (0..24)
+        .map(|h: usize| {
+            (0..=12)
+                .flat_map(|d| [(h + 24 - d) % 24, (h + d) % 24])
+                .find(|&k| covered[k])
+                .unwrap_or(h) as u8
+        })
+        .collect()
 }
 
 /// The response model's logit for one customer and channel as a function of
@@ -169,15 +227,6 @@ const LN_LIFT: usize = 0;
 const HOUR_SIN: usize = 5;
 const HOUR_COS: usize = 6;
 const WEEKEND: usize = 7;
-fn lift_interaction(channel: Channel) -> Option<usize> {
-    match channel {
-        Channel::Email => None,
-        Channel::Push => Some(12),
-        Channel::Sms => Some(13),
-        Channel::InApp => Some(14),
-        Channel::Web => Some(15),
-    }
-}
 
 /// sin and cos of the local time of day at each quarter hour, computed once.
 fn quarter_trig() -> &'static [(f64, f64); 96] {
@@ -195,6 +244,16 @@ fn quarter_trig() -> &'static [(f64, f64); 96] {
 impl ResponseModel {
     /// Everything of `ctx` but the slot (lift, local hour, weekend) folded
     /// into a [`LinearScore`].
+    /// The local hour (with fraction) whose time-of-day term applies at `local_hour`.
+    #[inline]
+    fn term_hour(&self, local_hour: f64) -> f64 {
+        let h = (local_hour.floor() as usize).min(23);
+        match self.hour_terms_from.get(h) {
+            Some(&from) => local_hour - h as f64 + f64::from(from),
+            None => local_hour,
+        }
+    }
+
     pub fn linearize(&self, ctx: &SendContext) -> LinearScore {
         let x = ctx.features();
         let coef = |i: usize| self.weights[i] / self.scale[i];
@@ -202,14 +261,23 @@ impl ResponseModel {
         for (i, (x, m)) in x.iter().zip(&self.mean).enumerate() {
             constant += coef(i) * (x - m);
         }
-        let lift_coef = coef(LN_LIFT) + lift_interaction(ctx.channel).map_or(0.0, coef);
+        // Every feature is linear in ln(lift): the slope is the change of the
+        // logit from lift 1 to lift e.
+        let at_lift = |lift: f64| SendContext { lift, ..*ctx }.features();
+        let (x1, xe) = (at_lift(1.0), at_lift(std::f64::consts::E));
+        let lift_coef: f64 = (0..N).map(|i| coef(i) * (xe[i] - x1[i])).sum();
         constant -= lift_coef * x[LN_LIFT];
         constant -= coef(HOUR_SIN) * x[HOUR_SIN]
             + coef(HOUR_COS) * x[HOUR_COS]
             + coef(WEEKEND) * x[WEEKEND];
         let trig = quarter_trig();
         let mut by_quarter_of_day = [0.0; 96];
-        for (v, (sin, cos)) in by_quarter_of_day.iter_mut().zip(trig) {
+        for (q, v) in by_quarter_of_day.iter_mut().enumerate() {
+            let from = match self.hour_terms_from.get(q / 4) {
+                Some(&h) => usize::from(h) * 4 + q % 4,
+                None => q,
+            };
+            let (sin, cos) = trig[from];
             *v = coef(HOUR_SIN) * sin + coef(HOUR_COS) * cos;
         }
         LinearScore {
@@ -221,7 +289,11 @@ impl ResponseModel {
     }
 
     pub fn predict(&self, ctx: &SendContext) -> f64 {
-        let x = ctx.features();
+        let x = SendContext {
+            local_hour: self.term_hour(ctx.local_hour),
+            ..*ctx
+        }
+        .features();
         let z: f64 = self.intercept
             + x.iter()
                 .zip(&self.mean)
@@ -239,7 +311,10 @@ impl ResponseModel {
             && self.weights.len() == N
             && self.scale.iter().all(|s| s.is_finite() && *s > 0.0)
             && self.weights.iter().chain(&self.mean).all(|v| v.is_finite())
-            && self.intercept.is_finite();
+            && self.intercept.is_finite()
+            && (self.hour_terms_from.is_empty()
+                || (self.hour_terms_from.len() == 24
+                    && self.hour_terms_from.iter().all(|h| *h < 24)));
         if ok {
             Ok(())
         } else {
@@ -325,6 +400,7 @@ pub fn fit_response(
             brier: 0.0,
             bins: Vec::new(),
         },
+        hour_terms_from: hour_terms_from(train.iter().map(|r| r.context.local_hour)),
     };
     let base = positives as f64 / train.len() as f64;
     model.calibration = calibrate(&model, &heldout, base, train.len() as u64);
@@ -459,6 +535,8 @@ mod tests {
             let z = lin.z(ctx.lift.max(0.01).ln(), q);
             assert!((sigmoid(z) - model.predict(&ctx)).abs() < 1e-12);
         }
+        // Sends at every hour: every hour's own term is trusted.
+        assert_eq!(model.hour_terms_from, (0..24).collect::<Vec<u8>>());
         // Too little data: no model.
         assert_eq!(
             fit_response(&rows[..100], [16, 4, 4, 96, 96], 200)
@@ -466,5 +544,78 @@ mod tests {
                 .flatten(),
             None
         );
+    }
+
+    /// Sends only between 08:00 and 21:00: night hours take the term of the
+    /// nearest covered hour, in the linear form and in `predict` alike.
+    #[test]
+    fn time_of_day_is_not_extrapolated() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let rows: Vec<SendRow> = (0..4000)
+            .map(|i| {
+                let local_hour = rng.gen_range(8.0..21.0);
+                // Engagement falls through the day: a strong time-of-day effect.
+                let p = 0.4 - 0.25 * (local_hour - 8.0) / 13.0;
+                SendRow {
+                    context: SendContext {
+                        lift: rng.gen_range(0.2..3.0),
+                        activity: 10.0,
+                        rate: 0.2,
+                        days_since_active: 1.0,
+                        sends_7d: 1.0,
+                        local_hour,
+                        weekend: false,
+                        channel: Channel::Email,
+                    },
+                    engaged: rng.gen_bool(p),
+                    customer_hash: i as u64,
+                }
+            })
+            .collect();
+        let model = fit_response(&rows, [16, 4, 4, 96, 96], 200)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no model"));
+        let from = &model.hour_terms_from;
+        assert_eq!(from[10], 10);
+        assert_eq!(from[20], 20);
+        assert_eq!(from[22], 20, "22:00 is nearest to 20:00: {from:?}");
+        assert_eq!(from[3], 8, "03:00 is nearest to 08:00: {from:?}");
+        assert_eq!(
+            from[2], 20,
+            "02:00 ties 20:00 and 08:00, the earlier wins: {from:?}"
+        );
+        let at = |local_hour| SendContext {
+            lift: 1.0,
+            activity: 10.0,
+            rate: 0.2,
+            days_since_active: 1.0,
+            sends_7d: 1.0,
+            local_hour,
+            weekend: false,
+            channel: Channel::Email,
+        };
+        assert!(model.predict(&at(9.0)) > model.predict(&at(20.0)) + 0.05);
+        assert_eq!(model.predict(&at(3.25)), model.predict(&at(8.25)));
+        assert_eq!(model.predict(&at(23.5)), model.predict(&at(20.5)));
+        for q in 0..96 {
+            let ctx = at(q as f64 / 4.0);
+            let z = model.linearize(&ctx).z(0.0, q);
+            assert!(
+                (sigmoid(z) - model.predict(&ctx)).abs() < 1e-12,
+                "quarter {q}"
+            );
+        }
+        // Models saved before the field existed use every hour's own term.
+        let old = ResponseModel {
+            hour_terms_from: Vec::new(),
+            ..model.clone()
+        };
+        assert!(old.validate().is_ok());
+        assert_ne!(old.predict(&at(3.0)), model.predict(&at(3.0)));
+        let bad = ResponseModel {
+            hour_terms_from: vec![30; 24],
+            ..model
+        };
+        assert!(bad.validate().is_err());
     }
 }
