@@ -111,6 +111,19 @@ fn bench(c: &mut Criterion) {
         });
         inputs.push((name, input));
     }
+    // The same decision over a window of one slot: what a decision costs
+    // besides scanning slots (explanations, the caps' preparation, prefix sums).
+    let one_slot = Window::new(None, Some(now), now, &params).unwrap_or_else(|e| panic!("{e}"));
+    for (name, input) in &inputs {
+        let input = DecisionInput {
+            window: one_slot,
+            quiet_hours: None,
+            ..input.clone()
+        };
+        group.bench_with_input(BenchmarkId::new("one_slot", name), &input, |b, input| {
+            b.iter(|| decide(black_box(input), &params))
+        });
+    }
     group.finish();
 
     // Throughput on both cores: two threads deciding side by side.

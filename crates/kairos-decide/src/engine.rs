@@ -346,48 +346,48 @@ impl Scorer {
 
 type Reading = (i64, kairos_core::time::LocalReading);
 
-thread_local! {
-    /// The slot readings buffer, reused by every decision on this thread.
-    static READINGS: std::cell::RefCell<Vec<Reading>> = const { std::cell::RefCell::new(Vec::new()) };
+/// Per-decision work space: the slots read, and per distinct window length
+/// the mass after each slot and its log-lift (NaN until needed).
+#[derive(Debug, Default)]
+struct Scratch {
+    readings: Vec<Reading>,
+    masses: Vec<Vec<f64>>,
+    ln_lifts: Vec<Vec<f64>>,
 }
 
-/// The thread's readings buffer, emptied, for one decision; handed back
-/// (with its capacity) when the decision is done.
-struct Readings(Vec<Reading>);
+thread_local! {
+    /// The work space, reused by every decision on this thread.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
 
-impl Readings {
-    fn take() -> Self {
-        let mut v = READINGS.with(|r| {
+/// The thread's work space, emptied, for one decision (with `lens` window
+/// lengths); handed back, with its capacity, when the decision is done.
+struct Borrowed(Scratch);
+
+impl Borrowed {
+    fn take(lens: usize) -> Self {
+        let mut s = SCRATCH.with(|r| {
             r.try_borrow_mut()
                 .map(|mut r| std::mem::take(&mut *r))
                 .unwrap_or_default()
         });
-        v.clear();
-        Self(v)
+        s.readings.clear();
+        for v in [&mut s.masses, &mut s.ln_lifts] {
+            v.resize_with(lens.max(v.len()), Vec::new);
+            v.iter_mut().for_each(Vec::clear);
+        }
+        Self(s)
     }
 }
 
-impl Drop for Readings {
+impl Drop for Borrowed {
     fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        READINGS.with(|r| {
+        let s = std::mem::take(&mut self.0);
+        SCRATCH.with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {
-                *r = v;
+                *r = s;
             }
         });
-    }
-}
-
-impl std::ops::Deref for Readings {
-    type Target = Vec<Reading>;
-    fn deref(&self) -> &Vec<Reading> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Readings {
-    fn deref_mut(&mut self) -> &mut Vec<Reading> {
-        &mut self.0
     }
 }
 
@@ -534,10 +534,6 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             })
         })
         .collect();
-    let mut masses = vec![0.0; lens.len()];
-    let mut ln_lifts = vec![f64::NAN; lens.len()];
-    // Per channel, the mass at or below which a slot cannot beat the best so far.
-    let mut floors = vec![f64::NEG_INFINITY; input.candidates.len()];
     let mut clock = LocalClock::new(input.tz);
     let prepared = input.cap_state.prepare(&params.caps, &mut clock);
     let unlimited = prepared.unlimited();
@@ -558,9 +554,14 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         .into_iter()
         .chain((0..).map(|i| first_aligned + slot_secs * i))
         .take_while(|t| *t <= deadline_secs);
-    // Pass 1: read every slot outside quiet hours once, and find the
-    // highest-mass slot for each window length.
-    let mut readings = Readings::take();
+    // Pass 1: read every slot outside quiet hours once, note the mass after
+    // it for each window length, and find the highest-mass slot of each.
+    let mut scratch = Borrowed::take(lens.len());
+    let Scratch {
+        readings,
+        masses,
+        ln_lifts,
+    } = &mut scratch.0;
     let mut top: Vec<Option<(f64, usize)>> = vec![None; lens.len()];
     for t in slots {
         let local = clock.read_secs(t);
@@ -573,40 +574,38 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             if top[k].is_none_or(|(best, _)| m > best) {
                 top[k] = Some((m, readings.len()));
             }
+            masses[k].push(m);
         }
         readings.push((t, local));
     }
-    // Each channel first scores its window length's highest-mass slot: a
-    // high best early lets the floors skip most other slots unscored.
-    let seeds: Vec<usize> = (0..scorers.len())
-        .filter_map(|i| {
-            scorers[i]
-                .as_ref()
-                .and(top[len_index[i]])
-                .map(|(_, idx)| idx)
-        })
-        .collect();
-    for idx in seeds.into_iter().chain(0..readings.len()) {
-        let (t, local) = readings[idx];
-        for (k, len) in lens.iter().enumerate() {
-            masses[k] = mass.mass(local.quarter, *len);
-            ln_lifts[k] = f64::NAN;
-        }
-        for (i, scorer) in scorers.iter().enumerate() {
-            let Some(scorer) = scorer else { continue };
-            let k = len_index[i];
-            if masses[k] < floors[i] {
+    for lns in ln_lifts.iter_mut().take(lens.len()) {
+        lns.resize(readings.len(), f64::NAN);
+    }
+    // Pass 2, channel by channel. Each first scores its window length's
+    // highest-mass slot: a high best early lets the floor (the mass at or
+    // below which a slot cannot beat the best so far) skip most other slots
+    // unscored. Channels with the same window length share the log-lifts.
+    for (i, scorer) in scorers.iter().enumerate() {
+        let Some(scorer) = scorer else { continue };
+        let k = len_index[i];
+        let (ms, lns) = (&masses[k], &mut ln_lifts[k]);
+        let mut floor = f64::NEG_INFINITY;
+        let mut best: Option<Slot> = None;
+        for j in top[k].map(|(_, j)| j).into_iter().chain(0..ms.len()) {
+            let m = ms[j];
+            if m < floor {
                 continue;
             }
+            let (t, local) = readings[j];
             let key = match &scorer.linear {
                 Some(lin) => {
-                    if ln_lifts[k].is_nan() {
-                        ln_lifts[k] = fast_ln(lift(masses[k], lens[k]).max(0.01));
+                    if lns[j].is_nan() {
+                        lns[j] = fast_ln(lift(m, lens[k]).max(0.01));
                     }
-                    lin.z(ln_lifts[k], local.quarter)
+                    lin.z(lns[j], local.quarter)
                 }
                 // The formula grows with the mass.
-                None => masses[k],
+                None => m,
             };
             let slot = Slot {
                 at: t,
@@ -614,11 +613,12 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 quarter: local.quarter,
                 day: local.day,
             };
-            if improves(&slot, best_uncapped_key[i]) {
-                best_uncapped_key[i] = Some(slot);
-                floors[i] = scorer.floor(key);
+            if improves(&slot, best) {
+                best = Some(slot);
+                floor = scorer.floor(key);
             }
         }
+        best_uncapped_key[i] = best;
     }
     // Caps rarely bind: each channel's best slot is checked once, and only a
     // channel whose best is capped is searched again within the caps.
@@ -638,13 +638,19 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 let mut floor = f64::NEG_INFINITY;
                 // A hit holds for a span of later slots: skip them unchecked.
                 let mut capped: Option<crate::caps::CapSpan> = None;
-                for (t, local) in readings.iter() {
-                    let m = mass.mass(local.quarter, lens[k]);
+                for (j, (t, local)) in readings.iter().enumerate() {
+                    let m = masses[k][j];
                     if m < floor || capped.is_some_and(|c| c.covers(*t, local.day)) {
                         continue;
                     }
                     let key = match &scorer.linear {
-                        Some(lin) => lin.z(fast_ln(lift(m, lens[k]).max(0.01)), local.quarter),
+                        Some(lin) => {
+                            let lns = &mut ln_lifts[k];
+                            if lns[j].is_nan() {
+                                lns[j] = fast_ln(lift(m, lens[k]).max(0.01));
+                            }
+                            lin.z(lns[j], local.quarter)
+                        }
                         None => m,
                     };
                     let slot = Slot {
