@@ -554,32 +554,37 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         .into_iter()
         .chain((0..).map(|i| first_aligned + slot_secs * i))
         .take_while(|t| *t <= deadline_secs);
-    // Pass 1: read every slot outside quiet hours once, note the mass after
-    // it for each window length, and find the highest-mass slot of each.
+    // Pass 1: read every slot outside quiet hours once.
     let mut scratch = Borrowed::take(lens.len());
     let Scratch {
         readings,
         masses,
         ln_lifts,
     } = &mut scratch.0;
-    let mut top: Vec<Option<(f64, usize)>> = vec![None; lens.len()];
     for t in slots {
         let local = clock.read_secs(t);
         if input.quiet_hours.is_some_and(|q| q.contains(local.minute)) {
             continue;
         }
         any_outside_quiet = true;
-        for (k, len) in lens.iter().enumerate() {
-            let m = mass.mass(local.quarter, *len);
-            if top[k].is_none_or(|(best, _)| m > best) {
-                top[k] = Some((m, readings.len()));
-            }
-            masses[k].push(m);
-        }
         readings.push((t, local));
     }
-    for lns in ln_lifts.iter_mut().take(lens.len()) {
-        lns.resize(readings.len(), f64::NAN);
+    // Per window length, the mass after every quarter of the week (its
+    // log-lift computed when first needed), and the slot with the most.
+    let mut top: Vec<Option<usize>> = vec![None; lens.len()];
+    for (k, len) in lens.iter().enumerate() {
+        mass.windows(*len, &mut masses[k]);
+        ln_lifts[k].resize(QUARTERS_PER_WEEK, f64::NAN);
+        let ms = &masses[k];
+        // The earliest of slots tied with it, as `improves` has it.
+        let mut best = f64::NEG_INFINITY;
+        for (j, (_, local)) in readings.iter().enumerate() {
+            let m = ms[local.quarter];
+            if top[k].is_none() || m > best + TIE * best.abs().max(1e-12) {
+                best = m;
+                top[k] = Some(j);
+            }
+        }
     }
     // Pass 2, channel by channel. Each first scores its window length's
     // highest-mass slot: a high best early lets the floor (the mass at or
@@ -588,21 +593,35 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     for (i, scorer) in scorers.iter().enumerate() {
         let Some(scorer) = scorer else { continue };
         let k = len_index[i];
+        if scorer.linear.is_none() {
+            // The formula grows with the mass: the best is the top slot.
+            best_uncapped_key[i] = top[k].map(|j| {
+                let (t, local) = readings[j];
+                Slot {
+                    at: t,
+                    key: masses[k][local.quarter],
+                    quarter: local.quarter,
+                    day: local.day,
+                }
+            });
+            continue;
+        }
         let (ms, lns) = (&masses[k], &mut ln_lifts[k]);
         let mut floor = f64::NEG_INFINITY;
         let mut best: Option<Slot> = None;
-        for j in top[k].map(|(_, j)| j).into_iter().chain(0..ms.len()) {
-            let m = ms[j];
+        for j in top[k].into_iter().chain(0..readings.len()) {
+            let (t, local) = readings[j];
+            let m = ms[local.quarter];
             if m < floor {
                 continue;
             }
-            let (t, local) = readings[j];
             let key = match &scorer.linear {
                 Some(lin) => {
-                    if lns[j].is_nan() {
-                        lns[j] = fast_ln(lift(m, lens[k]).max(0.01));
+                    let ln = &mut lns[local.quarter];
+                    if ln.is_nan() {
+                        *ln = fast_ln(lift(m, lens[k]).max(0.01));
                     }
-                    lin.z(lns[j], local.quarter)
+                    lin.z(*ln, local.quarter)
                 }
                 // The formula grows with the mass.
                 None => m,
@@ -638,18 +657,18 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 let mut floor = f64::NEG_INFINITY;
                 // A hit holds for a span of later slots: skip them unchecked.
                 let mut capped: Option<crate::caps::CapSpan> = None;
-                for (j, (t, local)) in readings.iter().enumerate() {
-                    let m = masses[k][j];
+                for (t, local) in readings.iter() {
+                    let m = masses[k][local.quarter];
                     if m < floor || capped.is_some_and(|c| c.covers(*t, local.day)) {
                         continue;
                     }
                     let key = match &scorer.linear {
                         Some(lin) => {
-                            let lns = &mut ln_lifts[k];
-                            if lns[j].is_nan() {
-                                lns[j] = fast_ln(lift(m, lens[k]).max(0.01));
+                            let ln = &mut ln_lifts[k][local.quarter];
+                            if ln.is_nan() {
+                                *ln = fast_ln(lift(m, lens[k]).max(0.01));
                             }
-                            lin.z(lns[j], local.quarter)
+                            lin.z(*ln, local.quarter)
                         }
                         None => m,
                     };

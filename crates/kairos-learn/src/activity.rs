@@ -382,6 +382,19 @@ impl QuarterMass {
         Self { prefix }
     }
 
+    /// Into `out`, the mass of the `len` quarter hours starting at each local
+    /// quarter of the week: `out[q] == self.mass(q, len)`, all 672 at once.
+    pub fn windows(&self, len: usize, out: &mut Vec<f64>) {
+        let q = kairos_core::QUARTERS_PER_WEEK;
+        let len = len.min(q);
+        let p = &self.prefix;
+        out.clear();
+        out.extend(p[len..=q].iter().zip(&p[..=q - len]).map(|(b, a)| b - a));
+        out.pop();
+        // Windows that run past the end of the week wrap to its start.
+        out.extend((q - len..q).map(|start| p[q] - p[start] + p[start + len - q]));
+    }
+
     /// Mass of the `len` quarter hours starting at local quarter `start` (0..672).
     #[inline]
     pub fn mass(&self, start: usize, len: usize) -> f64 {
@@ -601,6 +614,10 @@ mod quarter_mass_tests {
             let m = QuarterMass::new(&hours);
             let direct: f64 = (0..len.min(672)).map(|k| hours[((start + k) % 672) / 4] / 4.0).sum();
             prop_assert!((m.mass(start, len) - direct).abs() < 1e-9, "{} vs {}", m.mass(start, len), direct);
+            let mut all = Vec::new();
+            m.windows(len, &mut all);
+            prop_assert_eq!(all.len(), 672);
+            prop_assert!((all[start] - m.mass(start, len)).abs() < 1e-12);
         }
     }
 }
