@@ -275,9 +275,10 @@ impl Scorer {
         input: &DecisionInput<'_>,
         params: &ValidDecideParams,
         timing_len: Option<usize>,
+        terms: Option<&[f64; 96]>,
     ) -> Self {
-        match (input.response, timing_len) {
-            (Some(model), None) => {
+        match (input.response, timing_len, terms) {
+            (Some(model), None, Some(terms)) => {
                 let len = model.window_quarters[c.channel.index()];
                 let ctx = SendContext {
                     lift: 1.0,
@@ -289,7 +290,7 @@ impl Scorer {
                     weekend: false,
                     channel: c.channel,
                 };
-                let linear = model.linearize(&ctx);
+                let linear = model.linearize_with(&ctx, terms);
                 let max_h = linear
                     .by_quarter_of_day
                     .iter()
@@ -515,11 +516,13 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
 
     // Each allowed channel's scorer: slots are compared on a cheap key that
     // orders them like the score; the score itself is computed for winners.
+    let terms = input.response.map(ResponseModel::quarter_terms);
     let scorers: Vec<Option<Scorer>> = input
         .candidates
         .iter()
         .map(|c| {
-            (c.status == ChannelStatus::Allowed).then(|| Scorer::new(c, input, params, timing_len))
+            (c.status == ChannelStatus::Allowed)
+                .then(|| Scorer::new(c, input, params, timing_len, terms.as_ref()))
         })
         .collect();
     // Channels share window lengths: the mass (and its log) per distinct length once a slot.

@@ -360,25 +360,22 @@ impl QuarterMass {
     pub fn new(hour_of_week: &[f64]) -> Self {
         // Hour by hour, with the four quarters of an hour filled from the
         // hour's own start (no chain of additions through every quarter).
-        let mut prefix = vec![0.0; kairos_core::QUARTERS_PER_WEEK + 1];
+        let q = kairos_core::QUARTERS_PER_WEEK;
+        let mut prefix = Vec::with_capacity(q + 1);
+        prefix.push(0.0);
         let mut acc = 0.0;
-        for (p, out) in hour_of_week
-            .iter()
-            .take(H)
-            .zip(prefix[1..].chunks_exact_mut(4))
-        {
+        for p in hour_of_week.iter().take(H) {
             let quarter = p / 4.0;
-            out[0] = acc + quarter;
-            out[1] = acc + 2.0 * quarter;
-            out[2] = acc + 3.0 * quarter;
+            prefix.extend_from_slice(&[
+                acc + quarter,
+                acc + 2.0 * quarter,
+                acc + 3.0 * quarter,
+                acc + p,
+            ]);
             acc += p;
-            out[3] = acc;
         }
         // A shorter distribution leaves the rest of the week empty.
-        let filled = 4 * hour_of_week.len().min(H);
-        for v in &mut prefix[filled + 1..] {
-            *v = acc;
-        }
+        prefix.resize(q + 1, acc);
         Self { prefix }
     }
 

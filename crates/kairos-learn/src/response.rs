@@ -124,6 +124,25 @@ impl SendContext {
             ln_lift * ln_activity * is(Channel::Web),
         ]
     }
+
+    /// The derivative of [`Self::features`] with respect to ln(lift): every
+    /// feature is linear in it.
+    pub fn lift_derivative(&self) -> [f64; N] {
+        let is = |c| if self.channel == c { 1.0 } else { 0.0 };
+        let ln_activity = (1.0 + self.activity.max(0.0)).ln();
+        let mut d = [0.0; N];
+        d[0] = 1.0;
+        d[12] = is(Channel::Push);
+        d[13] = is(Channel::Sms);
+        d[14] = is(Channel::InApp);
+        d[15] = is(Channel::Web);
+        d[20] = ln_activity;
+        d[21] = ln_activity * is(Channel::Push);
+        d[22] = ln_activity * is(Channel::Sms);
+        d[23] = ln_activity * is(Channel::InApp);
+        d[24] = ln_activity * is(Channel::Web);
+        d
+    }
 }
 
 /// Lift of `mass` over a window of `quarters` quarter hours.
@@ -255,24 +274,16 @@ impl ResponseModel {
     }
 
     pub fn linearize(&self, ctx: &SendContext) -> LinearScore {
-        let x = ctx.features();
+        self.linearize_with(ctx, &self.quarter_terms())
+    }
+
+    /// The time-of-day part of the logit at each local quarter hour of the
+    /// day: the same for every channel and customer, so computed once.
+    pub fn quarter_terms(&self) -> [f64; 96] {
         let coef = |i: usize| self.weights[i] / self.scale[i];
-        let mut constant = self.intercept;
-        for (i, (x, m)) in x.iter().zip(&self.mean).enumerate() {
-            constant += coef(i) * (x - m);
-        }
-        // Every feature is linear in ln(lift): the slope is the change of the
-        // logit from lift 1 to lift e.
-        let at_lift = |lift: f64| SendContext { lift, ..*ctx }.features();
-        let (x1, xe) = (at_lift(1.0), at_lift(std::f64::consts::E));
-        let lift_coef: f64 = (0..N).map(|i| coef(i) * (xe[i] - x1[i])).sum();
-        constant -= lift_coef * x[LN_LIFT];
-        constant -= coef(HOUR_SIN) * x[HOUR_SIN]
-            + coef(HOUR_COS) * x[HOUR_COS]
-            + coef(WEEKEND) * x[WEEKEND];
         let trig = quarter_trig();
-        let mut by_quarter_of_day = [0.0; 96];
-        for (q, v) in by_quarter_of_day.iter_mut().enumerate() {
+        let mut terms = [0.0; 96];
+        for (q, v) in terms.iter_mut().enumerate() {
             let from = match self.hour_terms_from.get(q / 4) {
                 Some(&h) => usize::from(h) * 4 + q % 4,
                 None => q,
@@ -280,10 +291,29 @@ impl ResponseModel {
             let (sin, cos) = trig[from];
             *v = coef(HOUR_SIN) * sin + coef(HOUR_COS) * cos;
         }
+        terms
+    }
+
+    /// [`Self::linearize`] with [`Self::quarter_terms`] already computed.
+    pub fn linearize_with(&self, ctx: &SendContext, terms: &[f64; 96]) -> LinearScore {
+        let x = ctx.features();
+        let d = ctx.lift_derivative();
+        let mut constant = self.intercept;
+        let mut lift_coef = 0.0;
+        for i in 0..N {
+            let coef = self.weights[i] / self.scale[i];
+            constant += coef * (x[i] - self.mean[i]);
+            lift_coef += coef * d[i];
+        }
+        let coef = |i: usize| self.weights[i] / self.scale[i];
+        constant -= lift_coef * x[LN_LIFT];
+        constant -= coef(HOUR_SIN) * x[HOUR_SIN]
+            + coef(HOUR_COS) * x[HOUR_COS]
+            + coef(WEEKEND) * x[WEEKEND];
         LinearScore {
             constant,
             ln_lift: lift_coef,
-            by_quarter_of_day,
+            by_quarter_of_day: *terms,
             weekend: coef(WEEKEND),
         }
     }
@@ -534,6 +564,26 @@ mod tests {
             let lin = model.linearize(&ctx);
             let z = lin.z(ctx.lift.max(0.01).ln(), q);
             assert!((sigmoid(z) - model.predict(&ctx)).abs() < 1e-12);
+        }
+        // The derivative with respect to ln(lift) is exact: every feature is linear in it.
+        for channel in Channel::ALL {
+            let ctx = SendContext {
+                channel,
+                activity: 7.0,
+                ..at(2.0)
+            };
+            let e = SendContext {
+                lift: 2.0 * std::f64::consts::E,
+                ..ctx
+            };
+            let (x, xe, d) = (ctx.features(), e.features(), ctx.lift_derivative());
+            for i in 0..FEATURES.len() {
+                assert!(
+                    (xe[i] - x[i] - d[i]).abs() < 1e-12,
+                    "{channel} {}",
+                    FEATURES[i]
+                );
+            }
         }
         // Sends at every hour: every hour's own term is trusted.
         assert_eq!(model.hour_terms_from, (0..24).collect::<Vec<u8>>());
