@@ -97,6 +97,13 @@ async fn decisions_reach_most_of_the_oracle() {
             .find(|s| s.policy == name)
             .map_or(0.0, |s| s.share_of_oracle)
     };
+    // The target is 90% of the oracle; this population reaches about
+    // 88%. The floor guards against regressions without claiming the target.
+    assert!(
+        share("kairos") >= 0.86,
+        "Kairos reached {:.1}% of the oracle",
+        100.0 * share("kairos")
+    );
     assert!(share("kairos") > share("random channel and time"));
     assert!(share("kairos") > share("10:00 local for everyone"));
     assert!(share("kairos") > share("most frequent hour"));
