@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
         ("response_model", trained.response.as_ref()),
     ] {
         let input = DecisionInput {
+            weekly_activity: 4.0,
             now,
             tz,
             tz_assumed: false,
@@ -116,6 +117,7 @@ fn bench(c: &mut Criterion) {
     let one_slot = Window::new(None, Some(now), now, &params).unwrap_or_else(|e| panic!("{e}"));
     for (name, input) in &inputs {
         let input = DecisionInput {
+            weekly_activity: 4.0,
             window: one_slot,
             quiet_hours: None,
             ..input.clone()

@@ -130,6 +130,8 @@ pub struct Candidate {
 
 #[derive(Debug, Clone)]
 pub struct DecisionInput<'a> {
+    /// Activities per week ([`kairos_learn::ProfileState::weekly_activity`]).
+    pub weekly_activity: f64,
     pub now: DateTime<Utc>,
     pub tz: Tz,
     /// The customer's own zone was missing or invalid and `tz` is the default.
@@ -282,7 +284,8 @@ impl Scorer {
                 let len = model.window_quarters[c.channel.index()];
                 let ctx = SendContext {
                     lift: 1.0,
-                    activity: input.activity.evidence,
+                    activity: input.weekly_activity,
+                    evidence: input.activity.evidence,
                     rate: c.estimate.rate,
                     days_since_active: input.days_since_active,
                     sends_7d: input.sends_7d,

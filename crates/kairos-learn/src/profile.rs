@@ -181,6 +181,37 @@ impl Default for ProfileState {
     }
 }
 
+impl ProfileState {
+    /// Activities per week, from the decayed and the total count of organic
+    /// activity. Both grow with a customer's history, the decayed one less
+    /// and less: for a steady rate over `T` days with half-life `h`, decayed
+    /// / total = `(1 - 2^(-T/h)) / (T/h · ln 2)`, which gives `T`, and the
+    /// total over `T` is the rate (with `T` at least a week). Unlike the
+    /// decayed count alone, it does not confuse a short history with a
+    /// quiet customer.
+    pub fn weekly_activity(&self, half_life_days: f64) -> f64 {
+        let total = self.activity_events as f64;
+        let decayed: f64 = self.activity.iter().map(|&v| f64::from(v)).sum();
+        if total <= 0.0 || decayed <= 0.0 || half_life_days <= 0.0 {
+            return 0.0;
+        }
+        let ratio = (decayed / total).min(1.0);
+        let f = |x: f64| (1.0 - (-x * std::f64::consts::LN_2).exp()) / (x * std::f64::consts::LN_2);
+        // f falls from 1 (x -> 0) towards 0: bisect on x = T / h.
+        let (mut lo, mut hi) = (1e-6f64, 1e3f64);
+        for _ in 0..60 {
+            let mid = (lo * hi).sqrt();
+            if f(mid) > ratio {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let days = (lo * half_life_days).max(7.0);
+        total / days * 7.0
+    }
+}
+
 /// 2^(-age/h) for an age in seconds and a half-life in days.
 pub(crate) fn decay_factor(age_seconds: f64, half_life_days: f64) -> f64 {
     (-(age_seconds / (half_life_days * 86_400.0)) * std::f64::consts::LN_2).exp()
@@ -502,5 +533,52 @@ mod tests {
                 prop_assert!(close(ca.sends, cb.sends) && close(ca.engagements, cb.engagements));
             }
         }
+    }
+
+    /// A steady 4 activities a week reads as about 4 a week after 2 weeks and
+    /// after 10; the decayed count alone would differ by far more.
+    #[test]
+    fn weekly_activity_separates_rate_from_history_length() {
+        let tz: Tz = "Europe/London".parse().unwrap_or(Tz::UTC);
+        let cfg = ProfileConfig::default();
+        let start = DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z")
+            .map(|t| t.to_utc())
+            .unwrap_or_default();
+        let rate_after = |weeks: i64, per_week: i64| {
+            let mut p = ProfileState::default();
+            for k in 0..weeks * per_week {
+                let at = start + Duration::minutes(k * 7 * 24 * 60 / per_week);
+                let e = Event {
+                    event_id: kairos_core::EventId::parse(format!("e{k}"))
+                        .unwrap_or_else(|e| panic!("{e}")),
+                    customer_id: kairos_core::CustomerId::parse("c")
+                        .unwrap_or_else(|e| panic!("{e}")),
+                    kind: EventType::AppOpen,
+                    timestamp: at,
+                    channel: None,
+                    message_id: None,
+                    decision_id: None,
+                    experiment: None,
+                    variant: None,
+                    device: None,
+                    automated: false,
+                    category: None,
+                    properties: None,
+                };
+                p.observe(&e, tz, &cfg, Attribution::None);
+            }
+            (
+                p.weekly_activity(cfg.half_life_days),
+                p.activity.iter().map(|v| f64::from(*v)).sum::<f64>(),
+            )
+        };
+        let (short, short_decayed) = rate_after(2, 4);
+        let (long, long_decayed) = rate_after(10, 4);
+        assert!((short - 4.0).abs() < 0.6, "{short}");
+        assert!((long - 4.0).abs() < 0.6, "{long}");
+        assert!(long_decayed > 3.0 * short_decayed);
+        let (busy, _) = rate_after(10, 12);
+        assert!((busy - 12.0).abs() < 1.5, "{busy}");
+        assert_eq!(ProfileState::default().weekly_activity(60.0), 0.0);
     }
 }

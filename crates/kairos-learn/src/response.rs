@@ -5,7 +5,10 @@
 //! Features, taken from the customer's profile as it was just before the send:
 //! - `ln_lift`: log of the activity mass in the channel's response window after
 //!   the send, relative to an average window of that length;
-//! - `ln_activity`: how often the customer is around (decayed activity count);
+//! - `ln_activity`: how often the customer is around (activities per week,
+//!   [`crate::ProfileState::weekly_activity`]), alone, per channel, and as
+//!   how much the lift matters (a customer around every day gains less from
+//!   a better day than one around twice a week);
 //! - `logit_rate`: the channel's engagement rate (Beta posterior mean);
 //! - `ln_days_since_active`: recency;
 //! - `sends_7d`: sends on any channel in the previous 7 days (fatigue);
@@ -34,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{LearnError, Result};
 
-pub const FEATURES: [&str; 25] = [
+pub const FEATURES: [&str; 30] = [
     "ln_lift",
     "ln_activity",
     "logit_rate",
@@ -60,6 +63,11 @@ pub const FEATURES: [&str; 25] = [
     "ln_lift_x_activity_sms",
     "ln_lift_x_activity_in_app",
     "ln_lift_x_activity_web",
+    "ln_lift_x_evidence",
+    "ln_lift_x_evidence_push",
+    "ln_lift_x_evidence_sms",
+    "ln_lift_x_evidence_in_app",
+    "ln_lift_x_evidence_web",
 ];
 const N: usize = FEATURES.len();
 
@@ -68,7 +76,8 @@ const N: usize = FEATURES.len();
 pub struct SendContext {
     /// Activity mass in the response window relative to an average window.
     pub lift: f64,
-    /// The customer's (decayed) number of activities: how often they are around.
+    /// How often the customer is around: activities per week
+    /// ([`crate::ProfileState::weekly_activity`]).
     pub activity: f64,
     /// The channel's engagement rate for this customer.
     pub rate: f64,
@@ -78,6 +87,10 @@ pub struct SendContext {
     pub local_hour: f64,
     pub weekend: bool,
     pub channel: Channel,
+    /// The customer's decayed activity count behind the lift: how far the
+    /// lift can be trusted. A lift read off little history is partly noise,
+    /// the more so at the slot a search picks for having the highest.
+    pub evidence: f64,
 }
 
 impl SendContext {
@@ -96,6 +109,7 @@ impl SendContext {
         let ln_lift = self.lift.max(0.01).ln();
         let logit_rate = (rate / (1.0 - rate)).ln();
         let ln_activity = (1.0 + self.activity.max(0.0)).ln();
+        let ln_evidence = (1.0 + self.evidence.max(0.0)).ln();
         [
             ln_lift,
             ln_activity,
@@ -122,6 +136,11 @@ impl SendContext {
             ln_lift * ln_activity * is(Channel::Sms),
             ln_lift * ln_activity * is(Channel::InApp),
             ln_lift * ln_activity * is(Channel::Web),
+            ln_lift * ln_evidence,
+            ln_lift * ln_evidence * is(Channel::Push),
+            ln_lift * ln_evidence * is(Channel::Sms),
+            ln_lift * ln_evidence * is(Channel::InApp),
+            ln_lift * ln_evidence * is(Channel::Web),
         ]
     }
 
@@ -141,6 +160,12 @@ impl SendContext {
         d[22] = ln_activity * is(Channel::Sms);
         d[23] = ln_activity * is(Channel::InApp);
         d[24] = ln_activity * is(Channel::Web);
+        let ln_evidence = (1.0 + self.evidence.max(0.0)).ln();
+        d[25] = ln_evidence;
+        d[26] = ln_evidence * is(Channel::Push);
+        d[27] = ln_evidence * is(Channel::Sms);
+        d[28] = ln_evidence * is(Channel::InApp);
+        d[29] = ln_evidence * is(Channel::Web);
         d
     }
 }
@@ -519,6 +544,7 @@ mod tests {
                         local_hour: rng.gen_range(0.0..24.0),
                         weekend: rng.gen_bool(2.0 / 7.0),
                         channel,
+                        evidence: 20.0,
                     },
                     engaged: rng.gen_bool(p),
                     customer_hash: i as u64,
@@ -552,6 +578,7 @@ mod tests {
             local_hour: 19.0,
             weekend: false,
             channel: Channel::Email,
+            evidence: 20.0,
         };
         assert!(model.predict(&at(5.0)) > model.predict(&at(0.2)) + 0.05);
         // The linear form agrees with predict at every quarter of the week.
@@ -616,6 +643,7 @@ mod tests {
                         local_hour,
                         weekend: false,
                         channel: Channel::Email,
+                        evidence: 20.0,
                     },
                     engaged: rng.gen_bool(p),
                     customer_hash: i as u64,
@@ -643,6 +671,7 @@ mod tests {
             local_hour,
             weekend: false,
             channel: Channel::Email,
+            evidence: 20.0,
         };
         assert!(model.predict(&at(9.0)) > model.predict(&at(20.0)) + 0.05);
         assert_eq!(model.predict(&at(3.25)), model.predict(&at(8.25)));

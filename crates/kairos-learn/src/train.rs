@@ -225,7 +225,8 @@ fn send_rows(
                 .sum::<usize>();
             let context = SendContext {
                 lift: lift(mass.mass(quarter, len), len),
-                activity: post.evidence,
+                activity: state.weekly_activity(cfg.half_life_days),
+                evidence: post.evidence,
                 rate: ChannelEstimate::new(&state.channels[channel.index()], channels.get(channel))
                     .rate,
                 days_since_active: state.last_active_at.map_or(30.0, |l| {

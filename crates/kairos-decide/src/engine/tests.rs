@@ -80,6 +80,7 @@ fn run(case: &Case) -> Decision {
         .unwrap_or_else(|e| panic!("{}: {e}", case.name));
     let (post, untrained) = activity(&case.hours, case.count, case.trained);
     let input = DecisionInput {
+        weekly_activity: 4.0,
         now,
         tz,
         tz_assumed: false,
@@ -345,6 +346,7 @@ fn a_cap_hit_mid_window_moves_the_send_or_suppresses() {
     let now = utc("2026-11-22T00:00:00Z");
     let ask = |not_before: &str, deadline: &str| {
         let input = DecisionInput {
+            weekly_activity: 4.0,
             now,
             tz,
             tz_assumed: false,
@@ -528,6 +530,7 @@ proptest! {
         let mut planned = Vec::new();
         for _ in 0..4 {
             let input = DecisionInput {
+                weekly_activity: 4.0,
                 now, tz, tz_assumed: false, window,
                 candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
                 activity: &post, activity_mass: None, prior_untrained: untrained, segment_label: None,

@@ -269,6 +269,7 @@ pub fn plan(
     let caps = cap_state(&profile, &reservations, now);
     let week_ago = now - chrono::Duration::days(7);
     let input = DecisionInput {
+        weekly_activity: profile.weekly_activity(models.activity.params.half_life_days),
         now,
         tz,
         tz_assumed,
