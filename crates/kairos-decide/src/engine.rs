@@ -351,7 +351,8 @@ impl Scorer {
 type Reading = (i64, kairos_core::time::LocalReading);
 
 /// Per-decision work space: the slots read, and per distinct window length
-/// the mass after each slot and its log-lift (NaN until needed).
+/// the mass after each local quarter of the week and its log-lift (NaN
+/// until needed).
 #[derive(Debug, Default)]
 struct Scratch {
     readings: Vec<Reading>,
@@ -592,15 +593,15 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             }
         }
     }
-    // Pass 2, channel by channel. Each first scores its window length's
-    // highest-mass slot: a high best early lets the floor (the mass at or
-    // below which a slot cannot beat the best so far) skip most other slots
-    // unscored. Channels with the same window length share the log-lifts.
+    // Pass 2, channel by channel. The formula grows with the mass: the best
+    // slot is the top one. With the response model each channel first scores
+    // its window length's top slot: a high best early lets the floor (the
+    // mass at or below which a slot cannot beat the best so far) skip most
+    // other slots unscored. Channels with one window length share log-lifts.
     for (i, scorer) in scorers.iter().enumerate() {
         let Some(scorer) = scorer else { continue };
         let k = len_index[i];
-        if scorer.linear.is_none() {
-            // The formula grows with the mass: the best is the top slot.
+        let Some(lin) = &scorer.linear else {
             best_uncapped_key[i] = top[k].map(|j| {
                 let (t, local) = readings[j];
                 Slot {
@@ -611,7 +612,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 }
             });
             continue;
-        }
+        };
         let (ms, lns) = (&masses[k], &mut ln_lifts[k]);
         let mut floor = f64::NEG_INFINITY;
         let mut best: Option<Slot> = None;
@@ -621,17 +622,11 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             if m < floor {
                 continue;
             }
-            let key = match &scorer.linear {
-                Some(lin) => {
-                    let ln = &mut lns[local.quarter];
-                    if ln.is_nan() {
-                        *ln = fast_ln(lift(m, lens[k]).max(0.01));
-                    }
-                    lin.z(*ln, local.quarter)
-                }
-                // The formula grows with the mass.
-                None => m,
-            };
+            let ln = &mut lns[local.quarter];
+            if ln.is_nan() {
+                *ln = fast_ln(lift(m, lens[k]).max(0.01));
+            }
+            let key = lin.z(*ln, local.quarter);
             let slot = Slot {
                 at: t,
                 key,

@@ -134,12 +134,7 @@ mod tests {
             window_quarters: [16, 4, 4, 96, 96],
             calibration: Calibration {
                 train_sends: 1,
-                heldout_sends: 0,
-                heldout_base_rate: 0.0,
-                log_loss: 0.0,
-                log_loss_base_rate: 0.0,
-                brier: 0.0,
-                bins: Vec::new(),
+                ..Calibration::default()
             },
             hour_terms_from: Vec::new(),
         };

@@ -9,6 +9,9 @@
 //!   [`crate::ProfileState::weekly_activity`]), alone, per channel, and as
 //!   how much the lift matters (a customer around every day gains less from
 //!   a better day than one around twice a week);
+//! - `ln_lift_x_evidence` (and per channel): how much the lift matters given
+//!   the decayed activity count behind it (a lift read off little history is
+//!   partly noise, the more so at the slot a search picks for being highest);
 //! - `logit_rate`: the channel's engagement rate (Beta posterior mean);
 //! - `ln_days_since_active`: recency;
 //! - `sends_7d`: sends on any channel in the previous 7 days (fatigue);
@@ -184,7 +187,7 @@ pub struct CalibrationBin {
 }
 
 /// How well the predicted probabilities match outcomes on held-out sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub train_sends: u64,
     pub heldout_sends: u64,
@@ -266,7 +269,7 @@ pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Index of `ln_lift` and of the per-channel `ln_lift_*` in [`FEATURES`].
+/// Indices in [`FEATURES`] the linear form needs by name.
 const LN_LIFT: usize = 0;
 const HOUR_SIN: usize = 5;
 const HOUR_COS: usize = 6;
@@ -446,15 +449,7 @@ pub fn fit_response(
         weights: fitted.params().iter().map(|w| sign * w).collect(),
         intercept: sign * fitted.intercept(),
         window_quarters,
-        calibration: Calibration {
-            train_sends: train.len() as u64,
-            heldout_sends: 0,
-            heldout_base_rate: 0.0,
-            log_loss: 0.0,
-            log_loss_base_rate: 0.0,
-            brier: 0.0,
-            bins: Vec::new(),
-        },
+        calibration: Calibration::default(),
         hour_terms_from: hour_terms_from(train.iter().map(|r| r.context.local_hour)),
     };
     let base = positives as f64 / train.len() as f64;
