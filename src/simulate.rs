@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::Args;
 use kairos_core::Channel;
-use kairos_decide::sim::{baselines, generate, score_policies, SimConfig};
+use kairos_decide::sim::{baselines, generate, informed_ceiling, score_policies, SimConfig};
 use serde_json::{json, Value};
 
 #[derive(Debug, Args)]
@@ -208,6 +208,7 @@ pub fn run(args: SimulateArgs, config: kairos_server::ValidConfig) -> anyhow::Re
             }
         }
         let mut policies = baselines(&pop, from, to, args.seed);
+        policies.insert(0, informed_ceiling(&pop, from, to));
         policies.insert(
             0,
             (

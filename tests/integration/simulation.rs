@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::Duration;
 use kairos_core::Channel;
-use kairos_decide::sim::{baselines, generate, score_policies, SimConfig};
+use kairos_decide::sim::{baselines, generate, informed_ceiling, score_policies, SimConfig};
 use serde_json::json;
 
 use crate::support::*;
@@ -75,6 +75,7 @@ async fn decisions_reach_most_of_the_oracle() {
         }
     }
     let mut policies = baselines(&pop, from, to, 5);
+    policies.insert(0, informed_ceiling(&pop, from, to));
     policies.insert(
         0,
         (
@@ -97,8 +98,12 @@ async fn decisions_reach_most_of_the_oracle() {
             .find(|s| s.policy == name)
             .map_or(0.0, |s| s.share_of_oracle)
     };
-    // The target is 90% of the oracle; this population reaches about
-    // 88%. The floor guards against regressions without claiming the target.
+    // The target is 90% of the oracle. The oracle knows each customer's
+    // hidden rates, which about 16 logged sends per channel cannot pin down:
+    // a policy that knows the hidden timing exactly and infers the rates
+    // optimally reaches about 91% here, and Kairos, which must also learn the
+    // timing, about 88.6%. The floor guards against regressions without
+    // claiming the target.
     assert!(
         share("kairos") >= 0.86,
         "Kairos reached {:.1}% of the oracle",
@@ -107,4 +112,11 @@ async fn decisions_reach_most_of_the_oracle() {
     assert!(share("kairos") > share("random channel and time"));
     assert!(share("kairos") > share("10:00 local for everyone"));
     assert!(share("kairos") > share("most frequent hour"));
+    let ceiling = share("known timing, inferred rates");
+    assert!(
+        share("kairos") >= 0.95 * ceiling,
+        "Kairos reached {:.1}% of the oracle, the informed ceiling {:.1}%",
+        100.0 * share("kairos"),
+        100.0 * ceiling
+    );
 }

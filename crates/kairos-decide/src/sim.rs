@@ -40,6 +40,8 @@ pub const ZONES: [&str; 8] = [
 /// Response window per channel, in quarter hours, by [`Channel::index`].
 pub const WINDOW_QUARTERS: [usize; 5] = [16, 4, 4, 96, 96];
 const MEAN_RATE: [f64; 5] = [0.18, 0.14, 0.22, 0.30, 0.06];
+/// Customers' rates on a channel are Beta(m·s, (1 - m)·s) with this `s`.
+const RATE_STRENGTH: f64 = 8.0;
 const REACH: [f64; 5] = [0.95, 0.6, 0.5, 0.6, 0.3];
 
 #[derive(Debug, Clone, Serialize)]
@@ -230,7 +232,7 @@ pub fn generate(cfg: &SimConfig) -> Population {
         for c in Channel::ALL {
             reachable[c.index()] = rng.gen_bool(REACH[c.index()]);
             let m = MEAN_RATE[c.index()];
-            rates[c.index()] = Beta::new(m * 8.0, (1.0 - m) * 8.0)
+            rates[c.index()] = Beta::new(m * RATE_STRENGTH, (1.0 - m) * RATE_STRENGTH)
                 .map(|b| b.sample(&mut rng))
                 .unwrap_or(m);
         }
@@ -397,6 +399,35 @@ mod tests {
     }
 
     #[test]
+    fn rate_posterior_weighs_exposure() {
+        assert!((rate_posterior_mean(0.2, &[]) - 0.2).abs() < 1e-3);
+        // 200 sends, 20 opens: at full exposure the rate is about 10%; when
+        // the customer was around for only half of them, about 20%.
+        let full: Vec<(f64, bool)> = (0..200).map(|i| (1.0, i % 10 == 0)).collect();
+        let half: Vec<(f64, bool)> = (0..200).map(|i| (0.5, i % 10 == 0)).collect();
+        assert!((rate_posterior_mean(0.2, &full) - 0.1).abs() < 0.01);
+        assert!((rate_posterior_mean(0.2, &half) - 0.2).abs() < 0.02);
+    }
+
+    #[test]
+    fn informed_ceiling_lies_between_the_baselines_and_the_oracle() {
+        let pop = generate(&cfg());
+        let (from, to) = (cfg().end, cfg().end + Duration::days(7));
+        let mut policies = baselines(&pop, from, to, 1);
+        policies.insert(0, informed_ceiling(&pop, from, to));
+        let scores = score_policies(&pop, from, to, policies);
+        let share = |name: &str| {
+            scores
+                .iter()
+                .find(|s| s.policy == name)
+                .map_or(f64::NAN, |s| s.share_of_oracle)
+        };
+        let ceiling = share("known timing, inferred rates");
+        assert!(ceiling < 1.0 && ceiling > 0.8, "{scores:?}");
+        assert!(ceiling > share("most frequent hour") + 0.2, "{scores:?}");
+    }
+
+    #[test]
     fn truth_favours_the_habit() {
         let pop = generate(&cfg());
         let c = &pop.customers[0];
@@ -550,4 +581,104 @@ pub fn baselines<'a>(
             }),
         ),
     ]
+}
+
+/// Posterior mean of a customer's rate `r` on a channel, from their logged
+/// sends as `(exposure, engaged)` with `P(engaged) = r · exposure`, under the
+/// population's Beta prior (numerically, on a grid).
+fn rate_posterior_mean(prior_mean: f64, sends: &[(f64, bool)]) -> f64 {
+    const GRID: usize = 1000;
+    let (a, b) = (
+        prior_mean * RATE_STRENGTH,
+        (1.0 - prior_mean) * RATE_STRENGTH,
+    );
+    let log_post: Vec<(f64, f64)> = (0..GRID)
+        .map(|i| {
+            let r = (i as f64 + 0.5) / GRID as f64;
+            let prior = (a - 1.0) * r.ln() + (b - 1.0) * (1.0 - r).ln();
+            let lik: f64 = sends
+                .iter()
+                .map(|&(e, y)| if y { (r * e).ln() } else { (1.0 - r * e).ln() })
+                .sum();
+            (r, prior + lik)
+        })
+        .collect();
+    let top = log_post
+        .iter()
+        .map(|x| x.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let (num, den) = log_post.iter().fold((0.0, 0.0), |(n, d), &(r, l)| {
+        let w = (l - top).exp();
+        (n + r * w, d + w)
+    });
+    num / den
+}
+
+/// A reference for how much of the oracle any policy can be expected to
+/// reach from this history: it knows each customer's hidden timing exactly
+/// (so each channel's true best slot), but, like any real policy, must infer
+/// how responsive the customer is on each channel from their logged sends and
+/// opens. It does so optimally: the exact posterior under the population's
+/// rate distribution, with each past send weighted by the true chance the
+/// customer was around after it. It picks the channel with the highest
+/// expected value at its best slot.
+pub fn informed_ceiling<'a>(
+    pop: &'a Population,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Policy<'a> {
+    let index: std::collections::HashMap<&str, usize> = pop
+        .customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let opened: std::collections::HashSet<(&str, &str)> = pop
+        .events
+        .iter()
+        .filter(|e| e.kind == EventType::MessageOpened)
+        .filter_map(|e| Some((e.customer_id.as_str(), e.message_id.as_deref()?)))
+        .collect();
+    // Per customer and channel: each logged send's exposure and outcome.
+    let mut sends = vec![[(); 5].map(|_| Vec::<(f64, bool)>::new()); pop.customers.len()];
+    for e in pop
+        .events
+        .iter()
+        .filter(|e| e.kind == EventType::MessageSent)
+    {
+        let (Some(&i), Some(ch), Some(msg)) = (
+            index.get(e.customer_id.as_str()),
+            e.channel,
+            e.message_id.as_deref(),
+        ) else {
+            continue;
+        };
+        let c = &pop.customers[i];
+        let exposure = 0.2 + 0.8 * c.active_within(ch, e.timestamp);
+        let engaged = opened.contains(&(e.customer_id.as_str(), msg));
+        sends[i][ch.index()].push((exposure, engaged));
+    }
+    (
+        "known timing, inferred rates".to_string(),
+        Box::new(move |i: usize, c: &SimCustomer| {
+            Channel::ALL
+                .into_iter()
+                .filter(|ch| c.reachable[ch.index()])
+                .filter_map(|ch| {
+                    let (_, at, _) = oracle(c, &[ch], from, to, None)?;
+                    // The slot's value for a customer of rate r is r · timing.
+                    let timing = 0.2 + 0.8 * c.active_within(ch, at);
+                    let rate = rate_posterior_mean(MEAN_RATE[ch.index()], &sends[i][ch.index()]);
+                    Some((ch, at, rate * timing))
+                })
+                .fold(
+                    None::<(Channel, DateTime<Utc>, f64)>,
+                    |best, x| match best {
+                        Some(b) if b.2 >= x.2 => Some(b),
+                        _ => Some(x),
+                    },
+                )
+                .map(|(ch, at, _)| (ch, at))
+        }),
+    )
 }
