@@ -549,18 +549,13 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     let mut best_key: Vec<Option<Slot>> = vec![None; input.candidates.len()];
     let mut best_uncapped_key: Vec<Option<Slot>> = vec![None; input.candidates.len()];
     let mut cap_hits: Vec<Option<CapHit>> = vec![None; input.candidates.len()];
-    let mut any_outside_quiet = false;
+    let any_outside_quiet;
     // The window's own start, then every quarter hour after it, in Unix seconds.
     // Whole seconds inside the window: the start rounded up, the deadline down.
     let start_secs = start.timestamp() + i64::from(start.timestamp_subsec_nanos() > 0);
     let deadline_secs = input.window.deadline.timestamp();
     let slot_secs = SLOT.num_seconds();
     let first_aligned = (start_secs + slot_secs - 1).div_euclid(slot_secs) * slot_secs;
-    let slots = (first_aligned != start_secs)
-        .then_some(start_secs)
-        .into_iter()
-        .chain((0..).map(|i| first_aligned + slot_secs * i))
-        .take_while(|t| *t <= deadline_secs);
     // Pass 1: read every slot outside quiet hours once.
     let mut scratch = Borrowed::take(lens.len());
     let Scratch {
@@ -568,14 +563,16 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         masses,
         ln_lifts,
     } = &mut scratch.0;
-    for t in slots {
-        let local = clock.read_secs(t);
-        if input.quiet_hours.is_some_and(|q| q.contains(local.minute)) {
-            continue;
+    let mut keep = |t: i64, local: kairos_core::time::LocalReading| {
+        if input.quiet_hours.is_none_or(|q| !q.contains(local.minute)) {
+            readings.push((t, local));
         }
-        any_outside_quiet = true;
-        readings.push((t, local));
+    };
+    if first_aligned != start_secs && start_secs <= deadline_secs {
+        keep(start_secs, clock.read_secs(start_secs));
     }
+    clock.for_each_quarter_hour(first_aligned, deadline_secs, keep);
+    any_outside_quiet = !readings.is_empty();
     // Per window length, the mass after every quarter of the week (its
     // log-lift computed when first needed), and the slot with the most.
     let mut top: Vec<Option<usize>> = vec![None; lens.len()];
@@ -732,8 +729,9 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                     send_at: Some(b.at),
                     score: Some(b.score),
                     why_not: format!(
-                        "lower predicted engagement ({:.3} vs {:.3})",
-                        b.score, chosen_score
+                        "lower predicted engagement ({} vs {})",
+                        Fixed(b.score, 3),
+                        Fixed(chosen_score, 3)
                     ),
                 },
                 (ChannelStatus::Allowed, None) => Alternative {
@@ -801,18 +799,16 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     reasons.push(channel_reason(input, idx));
     let local = b.at.with_timezone(&input.tz).fixed_offset();
     reasons.push(format!(
-        "Best time in the window: {} {} local, predicted engagement {:.3}.",
-        local.format("%A"),
-        local.format("%H:%M"),
-        b.score
+        "Best time in the window: {} local, predicted engagement {}.",
+        WeekdayTime(local),
+        Fixed(b.score, 3)
     ));
     if let (Some(hit), Some(free)) = (cap_hits[idx], best_uncapped[idx]) {
         if free.at != b.at {
-            let l = free.at.with_timezone(&input.tz);
+            let l = free.at.with_timezone(&input.tz).fixed_offset();
             reasons.push(format!(
-                "Moved from {} {} local because of the frequency cap: {}.",
-                l.format("%A"),
-                l.format("%H:%M"),
+                "Moved from {} local because of the frequency cap: {}.",
+                WeekdayTime(l),
                 hit.describe()
             ));
         }
@@ -899,11 +895,11 @@ fn channel_reason(input: &DecisionInput<'_>, chosen: usize) -> String {
         .map(describe)
         .collect();
     let mut s = format!(
-        "{} (estimated rate {:.0}%, 95% interval {:.0}-{:.0}%)",
+        "{} (estimated rate {}%, 95% interval {}-{}%)",
         describe(chosen),
-        chosen.estimate.rate * 100.0,
-        ci[0] * 100.0,
-        ci[1] * 100.0
+        Fixed(chosen.estimate.rate * 100.0, 0),
+        Fixed(ci[0] * 100.0, 0),
+        Fixed(ci[1] * 100.0, 0)
     );
     if !others.is_empty() {
         s.push_str(" vs ");
@@ -911,6 +907,68 @@ fn channel_reason(input: &DecisionInput<'_>, chosen: usize) -> String {
     }
     s.push('.');
     s
+}
+
+/// `self.0` with `self.1` decimals (at most 6), by integer arithmetic:
+/// core's exact float formatting costs more than scanning a channel's slots.
+struct Fixed(f64, u32);
+
+impl std::fmt::Display for Fixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self(v, digits) = *self;
+        let digits = digits.min(6);
+        if !v.is_finite() || v.abs() >= 1e12 {
+            return write!(f, "{v:.*}", digits as usize);
+        }
+        let mut n = (v.abs() * 10f64.powi(digits as i32)).round_ties_even() as u64;
+        let negative = v < 0.0 && n > 0;
+        // Digits from the right: the decimals, the point, the integer part, the sign.
+        let mut buf = [0u8; 24];
+        let mut at = buf.len();
+        let mut put = |b: u8| {
+            at -= 1;
+            buf[at] = b;
+        };
+        for _ in 0..digits {
+            put(b'0' + (n % 10) as u8);
+            n /= 10;
+        }
+        if digits > 0 {
+            put(b'.');
+        }
+        loop {
+            put(b'0' + (n % 10) as u8);
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if negative {
+            put(b'-');
+        }
+        f.write_str(std::str::from_utf8(&buf[at..]).unwrap_or("?"))
+    }
+}
+
+/// "Monday 20:30": a local time's weekday and wall-clock time.
+struct WeekdayTime(DateTime<FixedOffset>);
+
+impl std::fmt::Display for WeekdayTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        const NAMES: [&str; 7] = [
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
+            "Sunday",
+        ];
+        let t = self.0;
+        f.write_str(NAMES[t.weekday().num_days_from_monday() as usize])?;
+        write!(f, " {:02}:{:02}", t.hour(), t.minute())
+    }
 }
 
 #[cfg(test)]
