@@ -549,7 +549,6 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     let mut best_key: Vec<Option<Slot>> = vec![None; input.candidates.len()];
     let mut best_uncapped_key: Vec<Option<Slot>> = vec![None; input.candidates.len()];
     let mut cap_hits: Vec<Option<CapHit>> = vec![None; input.candidates.len()];
-    let any_outside_quiet;
     // The window's own start, then every quarter hour after it, in Unix seconds.
     // Whole seconds inside the window: the start rounded up, the deadline down.
     let start_secs = start.timestamp() + i64::from(start.timestamp_subsec_nanos() > 0);
@@ -572,7 +571,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         keep(start_secs, clock.read_secs(start_secs));
     }
     clock.for_each_quarter_hour(first_aligned, deadline_secs, keep);
-    any_outside_quiet = !readings.is_empty();
+    let any_outside_quiet = !readings.is_empty();
     // Per window length, the mass after every quarter of the week (its
     // log-lift computed when first needed), and the slot with the most.
     let mut top: Vec<Option<usize>> = vec![None; lens.len()];
