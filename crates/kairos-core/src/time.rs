@@ -377,6 +377,8 @@ pub struct LocalClock {
     tz: Tz,
     /// Offset in seconds valid for instants in [from, until).
     span: (i64, i64, i64),
+    /// The offset at an instant already looked up: the far end of the last span.
+    ahead: Option<(i64, i64)>,
 }
 
 /// A local reading of an instant.
@@ -399,6 +401,7 @@ impl LocalClock {
         Self {
             tz,
             span: (0, i64::MIN, i64::MIN),
+            ahead: None,
         }
     }
 
@@ -419,8 +422,13 @@ impl LocalClock {
         if secs >= from && secs < until {
             return offset;
         }
-        let here = self.offset_at(secs);
+        // Reading on from the end of the last span: its far end was checked already.
+        let here = match self.ahead {
+            Some((at, offset)) if at == secs => offset,
+            _ => self.offset_at(secs),
+        };
         let ahead = self.offset_at(secs + SPAN_SECS);
+        self.ahead = Some((secs + SPAN_SECS, ahead));
         let until = if ahead == here {
             secs + SPAN_SECS
         } else {

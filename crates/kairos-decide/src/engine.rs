@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::caps::{CapHit, CapState};
 use crate::{DecideError, QuietHours, Result, ValidDecideParams};
+use text::Text;
 
 const SLOT: Duration = Duration::minutes(15);
 /// Decayed events below which a customer's history says nothing.
@@ -727,11 +728,13 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                     channel: cand.channel,
                     send_at: Some(b.at),
                     score: Some(b.score),
-                    why_not: format!(
-                        "lower predicted engagement ({} vs {})",
-                        Fixed(b.score, 3),
-                        Fixed(chosen_score, 3)
-                    ),
+                    why_not: Text::new()
+                        .s("lower predicted engagement (")
+                        .fixed(b.score, 3)
+                        .s(" vs ")
+                        .fixed(chosen_score, 3)
+                        .s(")")
+                        .done(),
                 },
                 (ChannelStatus::Allowed, None) => Alternative {
                     channel: cand.channel,
@@ -797,26 +800,39 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     reasons.push(timing_reason(input, basis, params));
     reasons.push(channel_reason(input, idx));
     let local = b.at.with_timezone(&input.tz).fixed_offset();
-    reasons.push(format!(
-        "Best time in the window: {} local, predicted engagement {}.",
-        WeekdayTime(local),
-        Fixed(b.score, 3)
-    ));
+    reasons.push(
+        Text::new()
+            .s("Best time in the window: ")
+            .weekday_time(local)
+            .s(" local, predicted engagement ")
+            .fixed(b.score, 3)
+            .s(".")
+            .done(),
+    );
     if let (Some(hit), Some(free)) = (cap_hits[idx], best_uncapped[idx]) {
         if free.at != b.at {
             let l = free.at.with_timezone(&input.tz).fixed_offset();
-            reasons.push(format!(
-                "Moved from {} local because of the frequency cap: {}.",
-                WeekdayTime(l),
-                hit.describe()
-            ));
+            reasons.push(
+                Text::new()
+                    .s("Moved from ")
+                    .weekday_time(l)
+                    .s(" local because of the frequency cap: ")
+                    .s(&hit.describe())
+                    .s(".")
+                    .done(),
+            );
         }
     }
     if let Some(q) = input.quiet_hours {
-        reasons.push(format!(
-            "Quiet hours {}-{} local are respected.",
-            q.start, q.end
-        ));
+        reasons.push(
+            Text::new()
+                .s("Quiet hours ")
+                .hh_mm(q.start.minutes())
+                .s("-")
+                .hh_mm(q.end.minutes())
+                .s(" local are respected.")
+                .done(),
+        );
     }
     let cancel_if_active_after =
         matches!(cand.channel, Channel::Push | Channel::InApp).then_some(input.now);
@@ -859,7 +875,13 @@ fn timing_reason(
             if peaks.is_empty() {
                 format!("Active at many times of the week ({zone}); timing from their own history.")
             } else {
-                format!("Usually active {} ({zone}).", peaks.join(", "))
+                Text::new()
+                    .s("Usually active ")
+                    .s(&peaks.join(", "))
+                    .s(" (")
+                    .s(zone)
+                    .s(").")
+                    .done()
             }
         }
         DecisionBasis::Segment => format!(
@@ -879,96 +901,42 @@ fn timing_reason(
 }
 
 fn channel_reason(input: &DecisionInput<'_>, chosen: usize) -> String {
-    let describe = |c: &Candidate| {
-        format!(
-            "{} engaged {} of {} times",
-            c.channel, c.estimate.engagements_total, c.estimate.sends_total
-        )
+    let describe = |t: Text, c: &Candidate| {
+        t.s(c.channel.as_str())
+            .s(" engaged ")
+            .n(u64::from(c.estimate.engagements_total))
+            .s(" of ")
+            .n(u64::from(c.estimate.sends_total))
+            .s(" times")
     };
     let chosen = &input.candidates[chosen];
     let ci = chosen.estimate.rate_ci();
-    let others: Vec<String> = input
+    let mut t = describe(Text::new(), chosen)
+        .s(" (estimated rate ")
+        .fixed(chosen.estimate.rate * 100.0, 0)
+        .s("%, 95% interval ")
+        .fixed(ci[0] * 100.0, 0)
+        .s("-")
+        .fixed(ci[1] * 100.0, 0)
+        .s("%)");
+    let mut others = input
         .candidates
         .iter()
         .filter(|c| c.channel != chosen.channel && c.status == ChannelStatus::Allowed)
-        .map(describe)
-        .collect();
-    let mut s = format!(
-        "{} (estimated rate {}%, 95% interval {}-{}%)",
-        describe(chosen),
-        Fixed(chosen.estimate.rate * 100.0, 0),
-        Fixed(ci[0] * 100.0, 0),
-        Fixed(ci[1] * 100.0, 0)
-    );
-    if !others.is_empty() {
-        s.push_str(" vs ");
-        s.push_str(&others.join(", "));
-    }
-    s.push('.');
-    s
-}
-
-/// `self.0` with `self.1` decimals (at most 6), by integer arithmetic:
-/// core's exact float formatting costs more than scanning a channel's slots.
-struct Fixed(f64, u32);
-
-impl std::fmt::Display for Fixed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self(v, digits) = *self;
-        let digits = digits.min(6);
-        if !v.is_finite() || v.abs() >= 1e12 {
-            return write!(f, "{v:.*}", digits as usize);
-        }
-        let mut n = (v.abs() * 10f64.powi(digits as i32)).round_ties_even() as u64;
-        let negative = v < 0.0 && n > 0;
-        // Digits from the right: the decimals, the point, the integer part, the sign.
-        let mut buf = [0u8; 24];
-        let mut at = buf.len();
-        let mut put = |b: u8| {
-            at -= 1;
-            buf[at] = b;
-        };
-        for _ in 0..digits {
-            put(b'0' + (n % 10) as u8);
-            n /= 10;
-        }
-        if digits > 0 {
-            put(b'.');
-        }
-        loop {
-            put(b'0' + (n % 10) as u8);
-            n /= 10;
-            if n == 0 {
-                break;
+        .peekable();
+    if others.peek().is_some() {
+        t = t.s(" vs ");
+        for (k, c) in others.enumerate() {
+            if k > 0 {
+                t = t.s(", ");
             }
+            t = describe(t, c);
         }
-        if negative {
-            put(b'-');
-        }
-        f.write_str(std::str::from_utf8(&buf[at..]).unwrap_or("?"))
     }
+    t.s(".").done()
 }
 
-/// "Monday 20:30": a local time's weekday and wall-clock time.
-struct WeekdayTime(DateTime<FixedOffset>);
-
-impl std::fmt::Display for WeekdayTime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use chrono::{Datelike, Timelike};
-        const NAMES: [&str; 7] = [
-            "Monday",
-            "Tuesday",
-            "Wednesday",
-            "Thursday",
-            "Friday",
-            "Saturday",
-            "Sunday",
-        ];
-        let t = self.0;
-        f.write_str(NAMES[t.weekday().num_days_from_monday() as usize])?;
-        write!(f, " {:02}:{:02}", t.hour(), t.minute())
-    }
-}
+mod text;
 
 #[cfg(test)]
 mod tests;

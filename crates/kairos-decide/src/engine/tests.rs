@@ -599,35 +599,3 @@ fn reused_buffers_leave_no_trace_between_decisions() {
     assert_eq!(run(&short), first);
     assert_ne!(first.send_at, long_first.send_at);
 }
-
-#[test]
-fn explanations_format_numbers_and_times_like_std() {
-    for (v, d) in [
-        (0.17071, 3),
-        (0.0, 3),
-        (0.9996, 3),
-        (12.5, 0),
-        (5.558, 0),
-        (-0.26, 1),
-    ] {
-        assert_eq!(Fixed(v, d).to_string(), format!("{v:.*}", d as usize));
-    }
-    let t = utc("2026-11-23T12:30:00Z").with_timezone(&chrono_tz::Asia::Kolkata);
-    assert_eq!(
-        WeekdayTime(t.fixed_offset()).to_string(),
-        t.format("%A %H:%M").to_string()
-    );
-}
-
-proptest! {
-    /// Whatever the value, the text has the asked decimals and reads back
-    /// within half a unit of the last one.
-    #[test]
-    fn fixed_is_within_half_a_unit(v in -1e6f64..1e6, digits in 0u32..5) {
-        let text = Fixed(v, digits).to_string();
-        let decimals = text.split('.').nth(1).map_or(0, str::len);
-        prop_assert_eq!(decimals, digits as usize);
-        let back: f64 = text.parse().unwrap_or(f64::NAN);
-        prop_assert!((back - v).abs() <= 0.5 * 10f64.powi(-(digits as i32)) * (1.0 + 1e-9) + 1e-9, "{} {}", v, text);
-    }
-}
