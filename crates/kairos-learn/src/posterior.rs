@@ -67,8 +67,9 @@ impl ActivityPosterior {
         let start = above.iter().position(|&a| !a).unwrap_or(0);
         let mut windows = Vec::new();
         let mut run: Option<(usize, usize, f64)> = None;
-        for step in 1..=HOURS_PER_WEEK {
-            let h = (start + step) % HOURS_PER_WEEK;
+        let mut h = start;
+        for _ in 0..HOURS_PER_WEEK {
+            h = if h + 1 == HOURS_PER_WEEK { 0 } else { h + 1 };
             match (above[h], run.as_mut()) {
                 (true, Some((_, len, mass))) => {
                     *len += 1;
