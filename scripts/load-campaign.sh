@@ -17,7 +17,7 @@ CONCURRENCY=${CONCURRENCY:-1}
 PORT=${PORT:-18181}
 
 cargo build --release --locked --quiet
-BIN=target/release/kairos
+BIN="${CARGO_TARGET_DIR:-target}/release/kairos"
 
 if [ ! -f "$DATA/.seeded-$CUSTOMERS" ]; then
   rm -rf "$DATA"
