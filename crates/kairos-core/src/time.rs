@@ -25,7 +25,8 @@ use crate::CoreError;
 pub const HOURS_PER_WEEK: usize = 168;
 pub const QUARTERS_PER_WEEK: usize = HOURS_PER_WEEK * 4;
 
-const WEEKDAYS: [&str; 7] = [
+/// Weekday names, Monday first.
+pub const WEEKDAYS: [&str; 7] = [
     "Monday",
     "Tuesday",
     "Wednesday",

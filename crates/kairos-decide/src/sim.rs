@@ -161,6 +161,17 @@ pub struct Population {
     pub events: Vec<Event>,
 }
 
+impl Population {
+    /// Each customer's position, by id.
+    pub fn index(&self) -> std::collections::HashMap<&str, usize> {
+        self.customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect()
+    }
+}
+
 fn local_monday(t: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
     use chrono::{Datelike, NaiveTime};
     let local = t.with_timezone(&tz).date_naive();
@@ -527,12 +538,7 @@ pub fn baselines<'a>(
         None
     };
     let mut frequent: Vec<Option<(usize, u32)>> = vec![None; pop.customers.len()];
-    let index: std::collections::HashMap<&str, usize> = pop
-        .customers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
-        .collect();
+    let index = pop.index();
     let mut counts = vec![[0u32; 168]; pop.customers.len()];
     for e in pop.events.iter().filter(|e| e.is_organic_activity()) {
         if let Some(&i) = index.get(e.customer_id.as_str()) {
@@ -627,12 +633,7 @@ pub fn informed_ceiling<'a>(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Policy<'a> {
-    let index: std::collections::HashMap<&str, usize> = pop
-        .customers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
-        .collect();
+    let index = pop.index();
     let opened: std::collections::HashSet<(&str, &str)> = pop
         .events
         .iter()

@@ -3,16 +3,7 @@
 //! more than scanning a channel's slots.
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
-
-const WEEKDAYS: [&str; 7] = [
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-];
+use kairos_core::time::WEEKDAYS;
 
 /// A sentence being written.
 pub(super) struct Text(String);
