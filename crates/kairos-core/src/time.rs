@@ -76,25 +76,27 @@ pub fn quarter_of_week(instant: DateTime<Utc>, tz: Tz) -> usize {
     how * 4 + local.minute() as usize / 15
 }
 
+/// Appends the last two decimal digits of `n` ("07"): explanations are
+/// written piece by piece, for every decision.
+pub fn push_two_digits(s: &mut String, n: u32) {
+    s.push(char::from(b'0' + (n / 10 % 10) as u8));
+    s.push(char::from(b'0' + (n % 10) as u8));
+}
+
 /// "Monday 19:00-21:00" for the hours `start..=end` (inclusive, may wrap the week).
 pub fn window_label(start: HourOfWeek, end: HourOfWeek) -> String {
-    // Written piece by piece: explanations are built for every decision.
-    let two_digits = |s: &mut String, n: usize| {
-        s.push(char::from(b'0' + (n / 10 % 10) as u8));
-        s.push(char::from(b'0' + (n % 10) as u8));
-    };
     let end_hour = (end.hour_of_day() + 1) % 24;
     let mut s = String::with_capacity(32);
     s.push_str(start.weekday_name());
     s.push(' ');
-    two_digits(&mut s, start.hour_of_day());
+    push_two_digits(&mut s, start.hour_of_day() as u32);
     s.push_str(":00-");
     if !(start.index() / 24 == end.index() / 24 && end.index() >= start.index()) {
         let end_day = HourOfWeek(((end.index() + 1) % HOURS_PER_WEEK) as u8);
         s.push_str(end_day.weekday_name());
         s.push(' ');
     }
-    two_digits(&mut s, end_hour);
+    push_two_digits(&mut s, end_hour as u32);
     s.push_str(":00");
     s
 }

@@ -3,7 +3,7 @@
 //! more than scanning a channel's slots.
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
-use kairos_core::time::WEEKDAYS;
+use kairos_core::time::{push_two_digits, WEEKDAYS};
 
 /// A sentence being written.
 pub(super) struct Text(String);
@@ -25,7 +25,8 @@ impl Text {
         self
     }
 
-    /// `v` with `digits` decimals (at most 6), rounded half to even like `{:.N}`.
+    /// `v` with `digits` decimals (at most 6), the scaled value rounded half
+    /// to even (like `{:.N}` but for the last bit of a product's rounding).
     pub fn fixed(mut self, v: f64, digits: u32) -> Self {
         let digits = digits.min(6);
         if !v.is_finite() || v.abs() >= 1e12 {
@@ -41,13 +42,9 @@ impl Text {
 
     /// "20:30" for 1230 minutes.
     pub fn hh_mm(mut self, minutes: u32) -> Self {
-        let two = |s: &mut String, n: u32| {
-            s.push(char::from(b'0' + (n / 10 % 10) as u8));
-            s.push(char::from(b'0' + (n % 10) as u8));
-        };
-        two(&mut self.0, minutes / 60 % 24);
+        push_two_digits(&mut self.0, minutes / 60 % 24);
         self.0.push(':');
-        two(&mut self.0, minutes % 60);
+        push_two_digits(&mut self.0, minutes % 60);
         self
     }
 
