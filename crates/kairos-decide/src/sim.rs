@@ -13,7 +13,10 @@
 //! with `W_c` the channel's response window (email 4 h, push and SMS 1 h,
 //! in-app and web 24 h). History: organic sessions drawn from the habits, and
 //! company sends at daytime hours convenient to the company, answered by
-//! opens (and some clicks) drawn from the truth.
+//! opens (and some clicks) drawn from the truth. The history records when a
+//! session starts; each customer's sessions last a hidden 5 to 30 minutes, so
+//! a customer whose last session is still going on at the end of the history
+//! is around then for certain (`P(active) = 1`), on every channel.
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -64,6 +67,10 @@ pub struct SimCustomer {
     pub sessions_per_week: f64,
     pub reachable: [bool; 5],
     pub rates: [f64; 5],
+    /// How long a session lasts, in minutes (hidden: events mark its start).
+    pub session_minutes: u32,
+    /// When the last session of the history began.
+    pub last_session: Option<DateTime<Utc>>,
     /// Activity density per local quarter hour of the week (sums to 1).
     #[serde(skip)]
     pub density: Vec<f64>,
@@ -94,8 +101,17 @@ impl SimCustomer {
         self.density = d;
     }
 
+    /// Whether the last session of the history is going on at `t`.
+    pub fn in_session(&self, t: DateTime<Utc>) -> bool {
+        self.last_session
+            .is_some_and(|s| s <= t && t < s + Duration::minutes(i64::from(self.session_minutes)))
+    }
+
     /// P(active within the channel's window after `t`).
     pub fn active_within(&self, channel: Channel, t: DateTime<Utc>) -> f64 {
+        if self.in_session(t) {
+            return 1.0;
+        }
         let start = quarter_of_week(t, self.tz);
         let mass: f64 = (0..WINDOW_QUARTERS[channel.index()])
             .map(|k| self.density[(start + k) % QUARTERS_PER_WEEK])
@@ -257,10 +273,19 @@ pub fn generate(cfg: &SimConfig) -> Population {
             sessions_per_week: rng.gen_range(2.0..9.0),
             reachable,
             rates,
+            // From a generator of its own, so that the rest of the
+            // population does not depend on it.
+            session_minutes: StdRng::seed_from_u64(
+                cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i + cfg.id_offset) as u64,
+            )
+            .gen_range(5..=30),
+            last_session: None,
             density: Vec::new(),
         };
         c.build_density();
 
+        // Only the end of the history is scored with the session going on.
+        let mut last_session = None;
         let mut week = local_monday(start, tz);
         while week < cfg.end {
             let sessions = Poisson::new(c.sessions_per_week)
@@ -269,6 +294,7 @@ pub fn generate(cfg: &SimConfig) -> Population {
             for _ in 0..sessions {
                 let at = c.sample_session(week, &mut rng);
                 if at >= start && at < cfg.end {
+                    last_session = last_session.max(Some(at));
                     let kind = if c.reachable[Channel::Push.index()] {
                         EventType::AppOpen
                     } else {
@@ -331,6 +357,7 @@ pub fn generate(cfg: &SimConfig) -> Population {
             week += Duration::weeks(1);
             week = local_monday(week + Duration::hours(12), tz);
         }
+        c.last_session = last_session;
         customers.push(c);
     }
     events.sort_by_key(|e| e.timestamp);
@@ -407,6 +434,31 @@ mod tests {
             .events
             .iter()
             .all(|e| e.timestamp < end && e.timestamp >= end - Duration::weeks(8)));
+    }
+
+    #[test]
+    fn a_session_going_on_at_the_end_reaches_every_channel() {
+        let pop = generate(&cfg());
+        let mut c = pop.customers[0].clone();
+        assert!((5..=30).contains(&c.session_minutes));
+        let last = c.last_session.unwrap_or_default();
+        assert!(last < cfg().end && last > cfg().end - Duration::weeks(2));
+        assert!(pop
+            .events
+            .iter()
+            .any(|e| e.customer_id.as_str() == c.id && e.timestamp == last));
+        c.session_minutes = 10;
+        let during = last + Duration::minutes(9);
+        let after = last + Duration::minutes(10);
+        assert!(
+            c.in_session(during)
+                && !c.in_session(after)
+                && !c.in_session(last - Duration::minutes(1))
+        );
+        for ch in Channel::ALL {
+            assert_eq!(c.active_within(ch, during), 1.0);
+            assert!(c.active_within(ch, after) < 1.0);
+        }
     }
 
     #[test]
