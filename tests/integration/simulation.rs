@@ -4,13 +4,15 @@ use std::collections::HashMap;
 
 use chrono::Duration;
 use kairos_core::Channel;
-use kairos_decide::sim::{baselines, generate, informed_ceiling, score_policies, SimConfig};
+use kairos_decide::sim::{
+    baselines, generate, informed_ceiling, score_policies, PolicyScore, SimConfig,
+};
 use serde_json::json;
 
 use crate::support::*;
 
-#[actix_web::test]
-async fn decisions_reach_most_of_the_oracle() {
+/// Each population's expected engagements per policy (the oracle first).
+async fn score_population(seed: u64) -> Vec<PolicyScore> {
     // The oracle knows no caps: compare without them.
     let t = app_with(&[
         ("KAIROS__MODELS__BUILTIN", "false"),
@@ -20,7 +22,7 @@ async fn decisions_reach_most_of_the_oracle() {
     let cfg = SimConfig {
         customers: 300,
         weeks: 8,
-        seed: 11,
+        seed,
         end: now(),
         sends_per_week: 2.0,
         id_offset: 0,
@@ -48,6 +50,11 @@ async fn decisions_reach_most_of_the_oracle() {
     assert!(
         calibration["log_loss"].as_f64() < calibration["log_loss_base_rate"].as_f64(),
         "it predicts held-out sends better than the base rate: {calibration}"
+    );
+    let exposure = &summary["exposure"]["calibration"];
+    assert!(
+        exposure["log_loss"].as_f64() < exposure["log_loss_base_rate"].as_f64(),
+        "so does its exposure form, which scores the slots: {summary}"
     );
 
     let (from, to) = (now(), now() + Duration::days(7));
@@ -86,12 +93,39 @@ async fn decisions_reach_most_of_the_oracle() {
     let scores = score_policies(&pop, from, to, policies);
     for s in &scores {
         eprintln!(
-            "{:<28} {:>9.2} {:>6.1}%",
+            "seed {seed:<3} {:<28} {:>9.2} {:>6.1}%",
             s.policy,
             s.expected_engagements,
             100.0 * s.share_of_oracle
         );
     }
+    scores
+}
+
+#[actix_web::test]
+async fn decisions_reach_most_of_the_oracle() {
+    // Three populations of 300, pooled: on one alone, equally good policies
+    // differ by a point or two from the luck of the draw.
+    let mut pooled: Vec<PolicyScore> = Vec::new();
+    for seed in [11, 12, 13] {
+        for s in score_population(seed).await {
+            match pooled.iter_mut().find(|p| p.policy == s.policy) {
+                Some(p) => p.expected_engagements += s.expected_engagements,
+                None => pooled.push(s),
+            }
+        }
+    }
+    let oracle = pooled[0].expected_engagements;
+    for s in &mut pooled {
+        s.share_of_oracle = s.expected_engagements / oracle;
+        eprintln!(
+            "pooled   {:<28} {:>9.2} {:>6.1}%",
+            s.policy,
+            s.expected_engagements,
+            100.0 * s.share_of_oracle
+        );
+    }
+    let scores = pooled;
     let share = |name: &str| {
         scores
             .iter()
@@ -101,9 +135,9 @@ async fn decisions_reach_most_of_the_oracle() {
     // The target is 90% of the oracle. The oracle knows each customer's
     // hidden rates, which about 16 logged sends per channel cannot pin down:
     // a policy that knows the hidden timing exactly and infers the rates
-    // optimally reaches about 91% here, and Kairos, which must also learn the
-    // timing, about 88.6%. The floor guards against regressions without
-    // claiming the target.
+    // optimally reaches about 92.7% here (91.3-94.4% per population), and
+    // Kairos, which must also learn the timing, about 89.2% (86.5-91.7%).
+    // The floor guards against regressions without claiming the target.
     assert!(
         share("kairos") >= 0.86,
         "Kairos reached {:.1}% of the oracle",

@@ -11,7 +11,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kairos_core::Channel;
 use kairos_decide::caps::CapState;
 use kairos_decide::sim::{generate, SimConfig};
-use kairos_decide::{decide, Candidate, ChannelStatus, DecideParams, DecisionInput, Window};
+use kairos_decide::{
+    decide, Candidate, ChannelStatus, DecideParams, DecisionInput, ResponseScorer, Window,
+};
 use kairos_learn::train::{TrainOptions, Trainer};
 use kairos_learn::{BetaPrior, ChannelEstimate, ChannelStats, ModelBundle};
 
@@ -57,6 +59,12 @@ fn bench(c: &mut Criterion) {
     let params = DecideParams::default()
         .check()
         .unwrap_or_else(|e| panic!("{e}"));
+    let logistic = DecideParams {
+        scorer: ResponseScorer::Logistic,
+        ..DecideParams::default()
+    }
+    .check()
+    .unwrap_or_else(|e| panic!("{e}"));
     let tz: Tz = "America/New_York".parse().unwrap_or(Tz::UTC);
     let mut counts = vec![0.0f32; 168];
     for k in 0..60 {
@@ -85,9 +93,10 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("decide_one_customer_7_days_5_channels");
     let mut inputs = Vec::new();
-    for (name, response) in [
-        ("lift_formula", None),
-        ("response_model", trained.response.as_ref()),
+    for (name, response, params) in [
+        ("lift_formula", None, &params),
+        ("response_exposure", trained.response.as_ref(), &params),
+        ("response_logistic", trained.response.as_ref(), &logistic),
     ] {
         let input = DecisionInput {
             weekly_activity: 4.0,
@@ -108,14 +117,14 @@ fn bench(c: &mut Criterion) {
             quiet_hours: params.quiet_hours,
         };
         group.bench_with_input(BenchmarkId::from_parameter(name), &input, |b, input| {
-            b.iter(|| decide(black_box(input), &params))
+            b.iter(|| decide(black_box(input), params))
         });
-        inputs.push((name, input));
+        inputs.push((name, input, params));
     }
     // The same decision over a window of one slot: what a decision costs
     // besides scanning slots (explanations, the caps' preparation, prefix sums).
     let one_slot = Window::new(None, Some(now), now, &params).unwrap_or_else(|e| panic!("{e}"));
-    for (name, input) in &inputs {
+    for (name, input, params) in &inputs {
         let input = DecisionInput {
             weekly_activity: 4.0,
             window: one_slot,
@@ -123,7 +132,7 @@ fn bench(c: &mut Criterion) {
             ..input.clone()
         };
         group.bench_with_input(BenchmarkId::new("one_slot", name), &input, |b, input| {
-            b.iter(|| decide(black_box(input), &params))
+            b.iter(|| decide(black_box(input), params))
         });
     }
     group.finish();
@@ -131,7 +140,7 @@ fn bench(c: &mut Criterion) {
     // Throughput on both cores: two threads deciding side by side.
     let mut group = c.benchmark_group("decide_two_threads");
     group.throughput(criterion::Throughput::Elements(2));
-    for (name, input) in &inputs {
+    for (name, input, params) in &inputs {
         group.bench_function(*name, |b| {
             b.iter_custom(|iters| {
                 let started = std::time::Instant::now();
@@ -139,7 +148,7 @@ fn bench(c: &mut Criterion) {
                     for _ in 0..2 {
                         s.spawn(|| {
                             for _ in 0..iters {
-                                black_box(decide(black_box(input), &params));
+                                black_box(decide(black_box(input), params));
                             }
                         });
                     }

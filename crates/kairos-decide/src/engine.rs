@@ -15,6 +15,7 @@ use chrono_tz::Tz;
 use kairos_core::time::local_minute_of_day;
 use kairos_core::time::LocalClock;
 use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
+use kairos_learn::exposure::{presence, scaled_rate, typical_presence};
 use kairos_learn::response::{lift, sigmoid, LinearScore};
 use kairos_learn::stats::fast_ln;
 use kairos_learn::{
@@ -24,7 +25,7 @@ use kairos_learn::{
 use serde::Serialize;
 
 use crate::caps::{CapHit, CapState};
-use crate::{DecideError, QuietHours, Result, ValidDecideParams};
+use crate::{DecideError, QuietHours, ResponseScorer, Result, ValidDecideParams};
 use text::Text;
 
 const SLOT: Duration = Duration::minutes(15);
@@ -270,6 +271,17 @@ struct Scorer {
     linear: Option<LinearScore>,
     /// The largest time-of-day (and weekend) term of `linear`.
     max_h: f64,
+    /// The response model's exposure form, when it scores.
+    exposure: Option<ExposureScore>,
+}
+
+/// A channel's exposure scoring (`kairos_learn::exposure`).
+#[derive(Debug, Clone)]
+struct ExposureScore {
+    floor: f64,
+    activity: f64,
+    /// The presence at a typical time, computed when first needed.
+    typical: std::cell::OnceCell<f64>,
 }
 
 impl Scorer {
@@ -280,7 +292,23 @@ impl Scorer {
         timing_len: Option<usize>,
         terms: Option<&[f64; 96]>,
     ) -> Self {
+        let exposure = input
+            .response
+            .and_then(|m| m.exposure.as_ref())
+            .filter(|_| params.scorer == ResponseScorer::Exposure);
         match (input.response, timing_len, terms) {
+            (Some(model), None, _) if exposure.is_some() => Self {
+                channel: c.channel,
+                len: model.window_quarters[c.channel.index()],
+                rate: c.estimate.rate,
+                linear: None,
+                max_h: 0.0,
+                exposure: exposure.map(|e| ExposureScore {
+                    floor: e.floor[c.channel.index()],
+                    activity: input.weekly_activity.max(0.0),
+                    typical: std::cell::OnceCell::new(),
+                }),
+            },
             (Some(model), None, Some(terms)) => {
                 let len = model.window_quarters[c.channel.index()];
                 let ctx = SendContext {
@@ -307,6 +335,7 @@ impl Scorer {
                     rate: c.estimate.rate,
                     linear: Some(linear),
                     max_h,
+                    exposure: None,
                 }
             }
             _ => Self {
@@ -315,6 +344,7 @@ impl Scorer {
                 rate: c.estimate.rate,
                 linear: None,
                 max_h: 0.0,
+                exposure: None,
             },
         }
     }
@@ -342,9 +372,15 @@ impl Scorer {
 
     fn score(&self, mass: &QuarterMass, quarter: usize) -> f64 {
         let m = mass.mass(quarter, self.len);
-        match &self.linear {
-            Some(lin) => sigmoid(lin.z(lift(m, self.len).max(0.01).ln(), quarter)),
-            None => predicted(self.rate, m, self.len),
+        match (&self.linear, &self.exposure) {
+            (Some(lin), _) => sigmoid(lin.z(lift(m, self.len).max(0.01).ln(), quarter)),
+            (None, Some(e)) => {
+                let typical = *e
+                    .typical
+                    .get_or_init(|| typical_presence(mass, self.len, e.activity));
+                scaled_rate(self.rate, e.floor, presence(e.activity * m), typical)
+            }
+            (None, None) => predicted(self.rate, m, self.len),
         }
     }
 }
@@ -521,7 +557,10 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
 
     // Each allowed channel's scorer: slots are compared on a cheap key that
     // orders them like the score; the score itself is computed for winners.
-    let terms = input.response.map(ResponseModel::quarter_terms);
+    let terms = input
+        .response
+        .filter(|m| params.scorer == ResponseScorer::Logistic || m.exposure.is_none())
+        .map(ResponseModel::quarter_terms);
     let scorers: Vec<Option<Scorer>> = input
         .candidates
         .iter()

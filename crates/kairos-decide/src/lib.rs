@@ -14,4 +14,4 @@ pub use engine::{
     DecisionInput, Suppression, SuppressionReason, Window,
 };
 pub use error::{DecideError, Result};
-pub use params::{DecideParams, QuietHours, ValidDecideParams};
+pub use params::{DecideParams, QuietHours, ResponseScorer, ValidDecideParams};

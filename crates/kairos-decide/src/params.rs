@@ -86,6 +86,22 @@ pub struct DecideParams {
     /// Frequency caps per channel and over all channels.
     #[serde(default)]
     pub caps: crate::caps::Caps,
+    /// Which form of a trained response model scores slots.
+    #[serde(default)]
+    pub scorer: ResponseScorer,
+}
+
+/// How a trained response model scores a slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseScorer {
+    /// The customer's rate scaled by the slot's exposure relative to a
+    /// typical time (`kairos_learn::exposure`): saturates, so the slots a
+    /// search picks stay within what the logged sends showed.
+    #[default]
+    Exposure,
+    /// The logistic regression on the log-lift and time of day.
+    Logistic,
 }
 
 impl Default for DecideParams {
@@ -106,6 +122,7 @@ impl Default for DecideParams {
             default_timezone: "UTC".into(),
             response_window_hours: Channel::ALL.iter().map(|&c| (c, hours(c))).collect(),
             caps: crate::caps::Caps::default(),
+            scorer: ResponseScorer::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod activity;
 pub mod channel;
 mod error;
 pub mod eval;
+pub mod exposure;
 pub mod fit;
 pub mod model;
 mod params;

@@ -137,6 +137,7 @@ mod tests {
                 ..Calibration::default()
             },
             hour_terms_from: Vec::new(),
+            exposure: None,
         };
         let mut bundle =
             ModelBundle::untrained(ActivityParams::default(), BetaPrior::from_mean(0.1, 4.0));

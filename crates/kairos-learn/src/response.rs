@@ -38,6 +38,7 @@ use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
+use crate::exposure::{fit_exposure, Exposure};
 use crate::{LearnError, Result};
 
 pub const FEATURES: [&str; 30] = [
@@ -215,6 +216,10 @@ pub struct ResponseModel {
     /// (models from before it existed): every hour uses its own.
     #[serde(default)]
     pub hour_terms_from: Vec<u8>,
+    /// The exposure form, fitted on the same sends (absent from models
+    /// trained before it existed).
+    #[serde(default)]
+    pub exposure: Option<Exposure>,
 }
 
 /// Training sends an hour needs, relative to an even spread over 24 hours,
@@ -390,6 +395,10 @@ pub struct SendRow {
     pub context: SendContext,
     pub engaged: bool,
     pub customer_hash: u64,
+    /// [`crate::exposure::presence`] in the response window after the send.
+    pub presence: f64,
+    /// [`crate::exposure::typical_presence`] for the customer then.
+    pub typical_presence: f64,
 }
 
 /// Fits the response model; `None` with fewer than `min_sends` sends or a
@@ -451,57 +460,57 @@ pub fn fit_response(
         window_quarters,
         calibration: Calibration::default(),
         hour_terms_from: hour_terms_from(train.iter().map(|r| r.context.local_hour)),
+        exposure: None,
     };
     let base = positives as f64 / train.len() as f64;
-    model.calibration = calibrate(&model, &heldout, base, train.len() as u64);
+    let preds = heldout
+        .iter()
+        .map(|r| (model.predict(&r.context), r.engaged))
+        .collect();
+    model.calibration = Calibration::of(preds, base, train.len() as u64);
+    model.exposure = Some(fit_exposure(&train, &heldout, base));
     model.validate()?;
     Ok(Some(model))
 }
 
-fn calibrate(
-    model: &ResponseModel,
-    heldout: &[&SendRow],
-    train_base: f64,
-    train_sends: u64,
-) -> Calibration {
-    let mut preds: Vec<(f64, bool)> = heldout
-        .iter()
-        .map(|r| (model.predict(&r.context), r.engaged))
-        .collect();
-    let n = preds.len().max(1) as f64;
-    let ll = |p: f64, y: bool| {
-        let p = p.clamp(1e-9, 1.0 - 1e-9);
-        if y {
-            -p.ln()
-        } else {
-            -(1.0 - p).ln()
+impl Calibration {
+    /// Held-out predictions and outcomes against the training base rate.
+    pub fn of(mut preds: Vec<(f64, bool)>, train_base: f64, train_sends: u64) -> Self {
+        let n = preds.len().max(1) as f64;
+        let ll = |p: f64, y: bool| {
+            let p = p.clamp(1e-9, 1.0 - 1e-9);
+            if y {
+                -p.ln()
+            } else {
+                -(1.0 - p).ln()
+            }
+        };
+        let log_loss = preds.iter().map(|(p, y)| ll(*p, *y)).sum::<f64>() / n;
+        let log_loss_base_rate = preds.iter().map(|(_, y)| ll(train_base, *y)).sum::<f64>() / n;
+        let brier = preds
+            .iter()
+            .map(|(p, y)| (p - if *y { 1.0 } else { 0.0 }).powi(2))
+            .sum::<f64>()
+            / n;
+        let base = preds.iter().filter(|(_, y)| *y).count() as f64 / n;
+        preds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let bins = preds
+            .chunks(preds.len().div_ceil(10).max(1))
+            .map(|c| CalibrationBin {
+                predicted: c.iter().map(|(p, _)| p).sum::<f64>() / c.len() as f64,
+                observed: c.iter().filter(|(_, y)| *y).count() as f64 / c.len() as f64,
+                sends: c.len() as u64,
+            })
+            .collect();
+        Calibration {
+            train_sends,
+            heldout_sends: preds.len() as u64,
+            heldout_base_rate: base,
+            log_loss,
+            log_loss_base_rate,
+            brier,
+            bins,
         }
-    };
-    let log_loss = preds.iter().map(|(p, y)| ll(*p, *y)).sum::<f64>() / n;
-    let log_loss_base_rate = preds.iter().map(|(_, y)| ll(train_base, *y)).sum::<f64>() / n;
-    let brier = preds
-        .iter()
-        .map(|(p, y)| (p - if *y { 1.0 } else { 0.0 }).powi(2))
-        .sum::<f64>()
-        / n;
-    let base = preds.iter().filter(|(_, y)| *y).count() as f64 / n;
-    preds.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let bins = preds
-        .chunks(preds.len().div_ceil(10).max(1))
-        .map(|c| CalibrationBin {
-            predicted: c.iter().map(|(p, _)| p).sum::<f64>() / c.len() as f64,
-            observed: c.iter().filter(|(_, y)| *y).count() as f64 / c.len() as f64,
-            sends: c.len() as u64,
-        })
-        .collect();
-    Calibration {
-        train_sends,
-        heldout_sends: heldout.len() as u64,
-        heldout_base_rate: base,
-        log_loss,
-        log_loss_base_rate,
-        brier,
-        bins,
     }
 }
 
@@ -543,6 +552,8 @@ mod tests {
                     },
                     engaged: rng.gen_bool(p),
                     customer_hash: i as u64,
+                    presence: 0.0,
+                    typical_presence: 0.0,
                 }
             })
             .collect();
@@ -642,6 +653,8 @@ mod tests {
                     },
                     engaged: rng.gen_bool(p),
                     customer_hash: i as u64,
+                    presence: 0.0,
+                    typical_presence: 0.0,
                 }
             })
             .collect();

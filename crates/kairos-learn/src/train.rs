@@ -11,6 +11,7 @@ use chrono::Duration;
 
 use crate::activity::{ActivityModel, QuarterMass};
 use crate::channel::{BetaPrior, ChannelPriors};
+use crate::exposure::{presence, typical_presence};
 use crate::fit::{fit_activity, ActivityHistory, FitOptions};
 use crate::model::{DataSize, Manifest, ModelBundle, FORMAT};
 use crate::posterior::ChannelEstimate;
@@ -202,7 +203,7 @@ fn send_rows(
 ) {
     let mut state = ProfileState::default();
     let mut messages: HashMap<String, MessageState> = HashMap::new();
-    let mut pending: Vec<(SendContext, String, Channel)> = Vec::new();
+    let mut pending: Vec<(SendContext, String, Channel, f64, f64)> = Vec::new();
     for e in events {
         if let (EventType::MessageSent, Some(channel), Some(key)) =
             (e.kind, e.channel, message_key(e))
@@ -223,9 +224,12 @@ fn send_rows(
                         .count()
                 })
                 .sum::<usize>();
+            let window_mass = mass.mass(quarter, len);
+            let activity = state.weekly_activity(cfg.half_life_days);
+            let typical = typical_presence(&mass, len, activity);
             let context = SendContext {
-                lift: lift(mass.mass(quarter, len), len),
-                activity: state.weekly_activity(cfg.half_life_days),
+                lift: lift(window_mass, len),
+                activity,
                 evidence: post.evidence,
                 rate: ChannelEstimate::new(&state.channels[channel.index()], channels.get(channel))
                     .rate,
@@ -237,7 +241,13 @@ fn send_rows(
                 weekend,
                 channel,
             };
-            pending.push((context, key, channel));
+            pending.push((
+                context,
+                key,
+                channel,
+                presence(activity * window_mass),
+                typical,
+            ));
         }
         let attribution = match (message_key(e), e.channel) {
             (Some(key), Some(ch)) if concerns_attribution(e) => {
@@ -247,7 +257,7 @@ fn send_rows(
         };
         state.observe(e, tz, cfg, attribution);
     }
-    for (context, key, channel) in pending {
+    for (context, key, channel, presence, typical_presence) in pending {
         let engaged = messages
             .get(&key)
             .is_some_and(|m| m.engagement(cfg.window(channel)).is_some());
@@ -255,6 +265,8 @@ fn send_rows(
             context,
             engaged,
             customer_hash: hash,
+            presence,
+            typical_presence,
         });
     }
 }

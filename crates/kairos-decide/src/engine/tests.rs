@@ -599,3 +599,105 @@ fn reused_buffers_leave_no_trace_between_decisions() {
     assert_eq!(run(&short), first);
     assert_ne!(first.send_at, long_first.send_at);
 }
+
+/// A trained response model with its exposure form: each channel's best slot
+/// is its most active window, and it is worth the channel's rate times the
+/// exposure there relative to a typical time; the channel worth most wins.
+/// With `scorer = "logistic"` the regression scores instead.
+#[test]
+fn the_exposure_form_scores_slots() {
+    use kairos_learn::exposure::{presence, scaled_rate, typical_presence, Exposure};
+    use kairos_learn::response::{Calibration, FEATURES};
+
+    let tz: Tz = "Asia/Kuala_Lumpur"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut exposure_params = DecideParams {
+        quiet_hours: None,
+        ..DecideParams::default()
+    };
+    let p = exposure_params
+        .clone()
+        .check()
+        .unwrap_or_else(|e| panic!("{e}"));
+    exposure_params.scorer = crate::ResponseScorer::Logistic;
+    let logistic = exposure_params.check().unwrap_or_else(|e| panic!("{e}"));
+    // Monday 08:00 local, the week ahead; active Mondays 19:00-21:00.
+    let now = utc("2026-11-23T00:00:00Z");
+    let window = Window::new(None, Some(utc("2026-11-30T00:00:00Z")), now, &p)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (post, _) = activity(&[19, 20], 20.0, true);
+    let n = FEATURES.len();
+    let model = ResponseModel {
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        mean: vec![0.0; n],
+        scale: vec![1.0; n],
+        weights: vec![0.0; n],
+        intercept: -2.0,
+        window_quarters: [16, 4, 4, 96, 96],
+        calibration: Calibration::default(),
+        hour_terms_from: Vec::new(),
+        exposure: Some(Exposure {
+            floor: [0.5, 0.1, 0.1, 0.5, 0.5],
+            calibration: Calibration::default(),
+        }),
+    };
+    let candidates = vec![
+        candidate(Channel::Email, ChannelStatus::Allowed, 10.0, 2.0),
+        candidate(Channel::Push, ChannelStatus::Allowed, 10.0, 2.0),
+    ];
+    let input = DecisionInput {
+        weekly_activity: 6.0,
+        now,
+        tz,
+        tz_assumed: false,
+        window,
+        candidates: candidates.clone(),
+        activity: &post,
+        activity_mass: None,
+        prior_untrained: false,
+        segment_label: None,
+        response: Some(&model),
+        days_since_active: 1.0,
+        sends_7d: 0.0,
+        cap_state: &CapState::default(),
+        active_now: false,
+        quiet_hours: None,
+    };
+    let d = decide(&input, &p);
+    // What each channel is worth at its most active window.
+    let mass = QuarterMass::new(&post.hour_of_week);
+    let worth = |c: &Candidate| {
+        let len = model.window_quarters[c.channel.index()];
+        let top = (0..QUARTERS_PER_WEEK)
+            .map(|q| mass.mass(q, len))
+            .fold(0.0, f64::max);
+        let floor = model
+            .exposure
+            .as_ref()
+            .map_or(0.0, |e| e.floor[c.channel.index()]);
+        scaled_rate(
+            c.estimate.rate,
+            floor,
+            presence(6.0 * top),
+            typical_presence(&mass, len, 6.0),
+        )
+    };
+    let (email, push) = (worth(&candidates[0]), worth(&candidates[1]));
+    // A one-hour window with a low floor gains most from the habit.
+    assert!(push > email, "{push} vs {email}");
+    assert_eq!(d.channel, Some(Channel::Push), "{:?}", d.reasons);
+    assert!((d.score - push).abs() < 1e-9, "{:?} vs {push}", d.score);
+    let local = d.send_at_local.unwrap_or_else(|| panic!("no send_at"));
+    assert_eq!(local.weekday(), chrono::Weekday::Mon);
+    assert!((18..=20).contains(&local.hour()), "{local}");
+    let email_alt = d.alternatives.iter().find(|a| a.channel == Channel::Email);
+    assert!(email_alt
+        .and_then(|a| a.score)
+        .is_some_and(|s| (s - email).abs() < 1e-9));
+
+    // The regression, with no weights, is the same everywhere.
+    let l = decide(&input, &logistic);
+    assert_eq!(l.action, Action::Send);
+    assert!((l.score - sigmoid(-2.0)).abs() < 1e-9, "{:?}", l.score);
+}

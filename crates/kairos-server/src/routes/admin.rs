@@ -46,6 +46,10 @@ pub struct TrainSummary {
     /// Held-out calibration of the response model, when one was trained.
     #[schema(value_type = Option<Object>)]
     pub response: Option<kairos_learn::response::Calibration>,
+    /// The response model's exposure form, which scores slots by default
+    /// (`decide.scorer`): each channel's fitted floor and its held-out calibration.
+    #[schema(value_type = Option<Object>)]
+    pub exposure: Option<kairos_learn::exposure::Exposure>,
     /// Where the versioned artifact was written, if it could be.
     #[schema(value_type = Option<String>)]
     pub artifact: Option<PathBuf>,
@@ -110,6 +114,7 @@ pub fn summary(bundle: &ModelBundle, artifact: Option<PathBuf>, seconds: f64) ->
             })
             .collect(),
         response: bundle.manifest.response.clone(),
+        exposure: bundle.response.as_ref().and_then(|r| r.exposure.clone()),
         artifact,
         seconds,
     }
