@@ -10,6 +10,8 @@
 //! falls to 0 when the customer is never around, and timing alone at most
 //! doubles a channel's rate.
 
+use std::cell::OnceCell;
+
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use chrono_tz::Tz;
 use kairos_core::time::local_minute_of_day;
@@ -280,8 +282,6 @@ struct Scorer {
 struct ExposureScore {
     floor: f64,
     activity: f64,
-    /// The presence at a typical time, computed when first needed.
-    typical: std::cell::OnceCell<f64>,
 }
 
 impl Scorer {
@@ -306,7 +306,6 @@ impl Scorer {
                 exposure: exposure.map(|e| ExposureScore {
                     floor: e.floor[c.channel.index()],
                     activity: input.weekly_activity.max(0.0),
-                    typical: std::cell::OnceCell::new(),
                 }),
             },
             (Some(model), None, Some(terms)) => {
@@ -370,14 +369,14 @@ impl Scorer {
         }
     }
 
-    fn score(&self, mass: &QuarterMass, quarter: usize) -> f64 {
+    /// The score of the slot at `quarter`; `typical` holds the presence at a
+    /// typical time for the scorer's window length, computed when first needed.
+    fn score(&self, mass: &QuarterMass, quarter: usize, typical: &OnceCell<f64>) -> f64 {
         let m = mass.mass(quarter, self.len);
         match (&self.linear, &self.exposure) {
             (Some(lin), _) => sigmoid(lin.z(lift(m, self.len).max(0.01).ln(), quarter)),
             (None, Some(e)) => {
-                let typical = *e
-                    .typical
-                    .get_or_init(|| typical_presence(mass, self.len, e.activity));
+                let typical = *typical.get_or_init(|| typical_presence(mass, self.len, e.activity));
                 scaled_rate(self.rate, e.floor, presence(e.activity * m), typical)
             }
             (None, None) => predicted(self.rate, m, self.len),
@@ -730,14 +729,18 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         }
     }
 
+    // The presence at a typical time, per window length (the same for every
+    // channel with that length: it depends on the customer only).
+    let typicals: Vec<OnceCell<f64>> = vec![OnceCell::new(); lens.len()];
     let score_of = |slots: &[Option<Slot>]| -> Vec<Option<Best>> {
         slots
             .iter()
             .zip(&scorers)
-            .map(|(b, s)| match (b, s) {
+            .zip(&len_index)
+            .map(|((b, s), &k)| match (b, s) {
                 (Some(b), Some(s)) => Some(Best {
                     at: DateTime::from_timestamp(b.at, 0).unwrap_or(start),
-                    score: s.score(mass, b.quarter),
+                    score: s.score(mass, b.quarter, &typicals[k]),
                 }),
                 _ => None,
             })
