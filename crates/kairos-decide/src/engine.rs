@@ -8,7 +8,10 @@
 //! mass in the channel's response window after the slot, relative to an
 //! average window of that length. It equals `rate_c` at an average time,
 //! falls to 0 when the customer is never around, and timing alone at most
-//! doubles a channel's rate.
+//! doubles a channel's rate. That is the formula without a trained model;
+//! with one, the response model scores (by default its exposure form,
+//! `kairos_learn::exposure`, which also grows with the mass, so each
+//! channel's best slot is its most active one).
 
 use std::cell::OnceCell;
 

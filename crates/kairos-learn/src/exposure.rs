@@ -66,13 +66,6 @@ pub struct Exposure {
 }
 
 impl Exposure {
-    /// `e_c` for a presence `p`.
-    #[inline]
-    pub fn exposure(&self, channel: Channel, p: f64) -> f64 {
-        let f = self.floor[channel.index()];
-        f + (1.0 - f) * p
-    }
-
     /// P(engage) for a customer with engagement rate `rate` on `channel`, a
     /// presence `p` in the window after the send and `typical` in a window
     /// at a typical time.

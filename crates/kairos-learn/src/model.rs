@@ -153,4 +153,36 @@ mod tests {
         assert_eq!(loaded.manifest.response, None);
         assert_eq!(loaded.activity, bundle.activity);
     }
+
+    /// A stored exposure form loads with its floors; a floor outside (0, 1]
+    /// is refused.
+    #[test]
+    fn exposure_floors_are_checked_on_load() {
+        use crate::exposure::Exposure;
+        let n = FEATURES.len();
+        let mut response = ResponseModel {
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+            mean: vec![0.0; n],
+            scale: vec![1.0; n],
+            weights: vec![0.0; n],
+            intercept: -1.0,
+            window_quarters: [16, 4, 4, 96, 96],
+            calibration: Calibration::default(),
+            hour_terms_from: Vec::new(),
+            exposure: Some(Exposure {
+                floor: [0.2, 0.1, 0.1, 0.5, 0.5],
+                calibration: Calibration::default(),
+            }),
+        };
+        let mut bundle =
+            ModelBundle::untrained(ActivityParams::default(), BetaPrior::from_mean(0.1, 4.0));
+        bundle.response = Some(response.clone());
+        let loaded = ModelBundle::from_json(&bundle.to_json()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.response, bundle.response);
+        if let Some(e) = response.exposure.as_mut() {
+            e.floor[2] = 0.0;
+        }
+        bundle.response = Some(response);
+        assert!(ModelBundle::from_json(&bundle.to_json()).is_err());
+    }
 }

@@ -28,6 +28,10 @@
 //! uncovered hour uses the term of the nearest covered hour
 //! ([`ResponseModel::hour_terms_from`]); how active the customer is then still
 //! counts through the lift.
+//!
+//! The same sends fit the model's exposure form ([`crate::exposure`]), which
+//! scores slots by default: unlike this regression, it saturates, so the
+//! busiest slots of the week are not extrapolated.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
@@ -377,7 +381,8 @@ impl ResponseModel {
             && self.intercept.is_finite()
             && (self.hour_terms_from.is_empty()
                 || (self.hour_terms_from.len() == 24
-                    && self.hour_terms_from.iter().all(|h| *h < 24)));
+                    && self.hour_terms_from.iter().all(|h| *h < 24)))
+            && self.exposure.as_ref().is_none_or(Exposure::validate);
         if ok {
             Ok(())
         } else {
