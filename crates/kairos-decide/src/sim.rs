@@ -119,12 +119,18 @@ impl SimCustomer {
         1.0 - (-self.sessions_per_week * mass).exp()
     }
 
+    /// How much of the customer's rate a send on `channel` at `t` gets:
+    /// `0.2 + 0.8 · P(active within the window)`.
+    pub fn exposure(&self, channel: Channel, t: DateTime<Utc>) -> f64 {
+        0.2 + 0.8 * self.active_within(channel, t)
+    }
+
     /// The hidden truth: probability that a send on `channel` at `t` is engaged with.
     pub fn p_engage(&self, channel: Channel, t: DateTime<Utc>) -> f64 {
         if !self.reachable[channel.index()] {
             return 0.0;
         }
-        self.rates[channel.index()] * (0.2 + 0.8 * self.active_within(channel, t))
+        self.rates[channel.index()] * self.exposure(channel, t)
     }
 
     fn sample_session(&self, week_start: DateTime<Utc>, rng: &mut StdRng) -> DateTime<Utc> {
@@ -707,7 +713,7 @@ pub fn informed_ceiling<'a>(
             continue;
         };
         let c = &pop.customers[i];
-        let exposure = 0.2 + 0.8 * c.active_within(ch, e.timestamp);
+        let exposure = c.exposure(ch, e.timestamp);
         let engaged = opened.contains(&(e.customer_id.as_str(), msg));
         sends[i][ch.index()].push((exposure, engaged));
     }
@@ -720,7 +726,7 @@ pub fn informed_ceiling<'a>(
                 .filter_map(|ch| {
                     let (_, at, _) = oracle(c, &[ch], from, to, None)?;
                     // The slot's value for a customer of rate r is r · timing.
-                    let timing = 0.2 + 0.8 * c.active_within(ch, at);
+                    let timing = c.exposure(ch, at);
                     let rate = rate_posterior_mean(MEAN_RATE[ch.index()], &sends[i][ch.index()]);
                     Some((ch, at, rate * timing))
                 })

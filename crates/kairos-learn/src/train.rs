@@ -203,7 +203,8 @@ fn send_rows(
 ) {
     let mut state = ProfileState::default();
     let mut messages: HashMap<String, MessageState> = HashMap::new();
-    let mut pending: Vec<(SendContext, String, Channel, f64, f64)> = Vec::new();
+    // Each send's row, and its message key: its outcome is known at the end.
+    let mut pending: Vec<(SendRow, String)> = Vec::new();
     for e in events {
         if let (EventType::MessageSent, Some(channel), Some(key)) =
             (e.kind, e.channel, message_key(e))
@@ -226,7 +227,6 @@ fn send_rows(
                 .sum::<usize>();
             let window_mass = mass.mass(quarter, len);
             let activity = state.weekly_activity(cfg.half_life_days);
-            let typical = typical_presence(&mass, len, activity);
             let context = SendContext {
                 lift: lift(window_mass, len),
                 activity,
@@ -241,13 +241,14 @@ fn send_rows(
                 weekend,
                 channel,
             };
-            pending.push((
+            let row = SendRow {
                 context,
-                key,
-                channel,
-                presence(activity * window_mass),
-                typical,
-            ));
+                engaged: false,
+                customer_hash: hash,
+                presence: presence(activity * window_mass),
+                typical_presence: typical_presence(&mass, len, activity),
+            };
+            pending.push((row, key));
         }
         let attribution = match (message_key(e), e.channel) {
             (Some(key), Some(ch)) if concerns_attribution(e) => {
@@ -257,16 +258,11 @@ fn send_rows(
         };
         state.observe(e, tz, cfg, attribution);
     }
-    for (context, key, channel, presence, typical_presence) in pending {
-        let engaged = messages
+    for (mut row, key) in pending {
+        let window = cfg.window(row.context.channel);
+        row.engaged = messages
             .get(&key)
-            .is_some_and(|m| m.engagement(cfg.window(channel)).is_some());
-        rows.push(SendRow {
-            context,
-            engaged,
-            customer_hash: hash,
-            presence,
-            typical_presence,
-        });
+            .is_some_and(|m| m.engagement(window).is_some());
+        rows.push(row);
     }
 }
