@@ -497,6 +497,99 @@ mod tests {
     }
 
     #[test]
+    fn losses_split_into_timing_channel_and_unsent() {
+        let pop = generate(&cfg());
+        let (from, to) = (cfg().end, cfg().end + Duration::days(7));
+        let reachable = |c: &SimCustomer| -> Vec<Channel> {
+            Channel::ALL
+                .into_iter()
+                .filter(|ch| c.reachable[ch.index()])
+                .collect()
+        };
+        let policies: Vec<Policy<'_>> = vec![
+            (
+                "oracle's choices".into(),
+                Box::new(move |_, c: &SimCustomer| {
+                    oracle(c, &reachable(c), from, to, None).map(|o| (o.0, o.1))
+                }),
+            ),
+            // The oracle's channel, a day later than its time (or earlier
+            // when that leaves the window).
+            (
+                "right channel, wrong day".into(),
+                Box::new(move |_, c: &SimCustomer| {
+                    let (ch, at, _) = oracle(c, &reachable(c), from, to, None)?;
+                    let later = at + Duration::days(1);
+                    Some((
+                        ch,
+                        if later <= to {
+                            later
+                        } else {
+                            at - Duration::days(1)
+                        },
+                    ))
+                }),
+            ),
+            // Customers with an even index only, each on their best channel.
+            (
+                "half the customers".into(),
+                Box::new(move |i, c: &SimCustomer| {
+                    let o = oracle(c, &reachable(c), from, to, None)?;
+                    (i % 2 == 0).then_some((o.0, o.1))
+                }),
+            ),
+            // The worst reachable channel at its own best time.
+            (
+                "worst channel, best time".into(),
+                Box::new(move |_, c: &SimCustomer| {
+                    reachable(c)
+                        .into_iter()
+                        .filter_map(|ch| oracle(c, &[ch], from, to, None))
+                        .min_by(|a, b| a.2.total_cmp(&b.2))
+                        .map(|o| (o.0, o.1))
+                }),
+            ),
+        ];
+        let scores = score_policies(&pop, from, to, policies);
+        let oracle_total = scores[0].expected_engagements;
+        for s in &scores {
+            let lost = s.lost_to_timing + s.lost_to_channel + s.lost_unsent;
+            assert!(
+                (oracle_total - s.expected_engagements - lost).abs() < 1e-9,
+                "{s:?}"
+            );
+        }
+        let row = |name: &str| {
+            scores
+                .iter()
+                .find(|s| s.policy == name)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let exact = row("oracle's choices");
+        assert!((exact.share_of_oracle - 1.0).abs() < 1e-12, "{exact:?}");
+        assert!(exact.lost_to_timing.abs() + exact.lost_to_channel.abs() < 1e-12);
+        let late = row("right channel, wrong day");
+        assert!(
+            late.lost_to_timing > 0.5 && late.lost_to_channel.abs() < 1e-12,
+            "{late:?}"
+        );
+        let half = row("half the customers");
+        assert!(half.lost_unsent > 0.3 * oracle_total && half.lost_to_timing.abs() < 1e-12);
+        let worst = row("worst channel, best time");
+        assert!(
+            worst.lost_to_channel > 1.0 && worst.lost_to_timing.abs() < 1e-12,
+            "{worst:?}"
+        );
+
+        // Pooling two populations adds the losses up.
+        let mut pooled = late.clone();
+        pooled.pool(&late, 2.0 * oracle_total);
+        assert!((pooled.share_of_oracle - late.share_of_oracle).abs() < 1e-12);
+        assert!((pooled.lost_to_timing - 2.0 * late.lost_to_timing).abs() < 1e-9);
+    }
+
+    #[test]
     fn truth_favours_the_habit() {
         let pop = generate(&cfg());
         let c = &pop.customers[0];
@@ -519,12 +612,34 @@ pub type Policy<'a> = (
     Box<dyn Fn(usize, &SimCustomer) -> Option<(Channel, DateTime<Utc>)> + 'a>,
 );
 
-/// A policy's total expected engagement against the oracle's.
-#[derive(Debug, Clone, Serialize)]
+/// A policy's total expected engagement against the oracle's, and where
+/// the rest was lost (in expected engagements; the three add up to the
+/// oracle's total minus the policy's).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct PolicyScore {
     pub policy: String,
     pub expected_engagements: f64,
     pub share_of_oracle: f64,
+    /// Lost to the time taken on the channel the policy chose: that
+    /// channel's best slot in the window against the one taken.
+    pub lost_to_timing: f64,
+    /// Lost to the channel: the oracle's best against the best slot on the
+    /// channel taken.
+    pub lost_to_channel: f64,
+    /// Lost where the policy sent nothing to a reachable customer.
+    pub lost_unsent: f64,
+}
+
+impl PolicyScore {
+    /// Adds another population's score of the same policy; the share is
+    /// recomputed against `oracle`, the pooled oracle's engagements.
+    pub fn pool(&mut self, other: &PolicyScore, oracle: f64) {
+        self.expected_engagements += other.expected_engagements;
+        self.lost_to_timing += other.lost_to_timing;
+        self.lost_to_channel += other.lost_to_channel;
+        self.lost_unsent += other.lost_unsent;
+        self.share_of_oracle = self.expected_engagements / oracle.max(f64::MIN_POSITIVE);
+    }
 }
 
 /// Scores policies over the population: each maps a customer to a
@@ -536,7 +651,7 @@ pub fn score_policies(
     to: DateTime<Utc>,
     policies: Vec<Policy<'_>>,
 ) -> Vec<PolicyScore> {
-    let oracle_total: f64 = pop
+    let best: Vec<f64> = pop
         .customers
         .iter()
         .map(|c| {
@@ -546,24 +661,32 @@ pub fn score_policies(
                 .collect();
             oracle(c, &reachable, from, to, None).map_or(0.0, |o| o.2)
         })
-        .sum();
+        .collect();
+    let oracle_total: f64 = best.iter().sum();
     let mut rows = vec![PolicyScore {
         policy: "oracle (hidden truth)".into(),
         expected_engagements: oracle_total,
         share_of_oracle: 1.0,
+        ..PolicyScore::default()
     }];
     for (name, policy) in policies {
-        let total: f64 = pop
-            .customers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| policy(i, c).map(|(ch, t)| c.p_engage(ch, t)))
-            .sum();
-        rows.push(PolicyScore {
+        let mut row = PolicyScore {
             policy: name,
-            expected_engagements: total,
-            share_of_oracle: total / oracle_total.max(f64::MIN_POSITIVE),
-        });
+            ..PolicyScore::default()
+        };
+        for ((i, c), best) in pop.customers.iter().enumerate().zip(&best) {
+            let Some((ch, t)) = policy(i, c) else {
+                row.lost_unsent += best;
+                continue;
+            };
+            let value = c.p_engage(ch, t);
+            let on_channel = oracle(c, &[ch], from, to, None).map_or(0.0, |o| o.2);
+            row.expected_engagements += value;
+            row.lost_to_timing += on_channel - value;
+            row.lost_to_channel += best - on_channel;
+        }
+        row.share_of_oracle = row.expected_engagements / oracle_total.max(f64::MIN_POSITIVE);
+        rows.push(row);
     }
     rows
 }
