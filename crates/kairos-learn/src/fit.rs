@@ -169,20 +169,25 @@ pub fn fit_segments(
     if eligible.len() < 5 * k {
         return Ok(Vec::new());
     }
-    let flat: Vec<f64> = eligible
-        .iter()
-        .flat_map(|v| v.iter().map(|x| x.sqrt()))
-        .collect();
-    let data = Array2::from_shape_vec((eligible.len(), H), flat)
-        .map_err(|e| LearnError::InvalidModel(e.to_string()))?;
-    let dataset = DatasetBase::from(data.clone());
+    let rows = |customers: &[&Vec<f64>]| {
+        let flat: Vec<f64> = customers
+            .iter()
+            .flat_map(|v| v.iter().map(|x| x.sqrt()))
+            .collect();
+        Array2::from_shape_vec((customers.len(), H), flat)
+            .map_err(|e| LearnError::InvalidModel(e.to_string()))
+    };
+    // The centres from an even sample; every customer is then placed.
+    let sample = every_kth(&eligible, MAX_KMEANS_CUSTOMERS);
+    let dataset = DatasetBase::from(rows(&sample)?);
     let model = KMeans::params(k)
         .n_runs(3)
         .max_n_iterations(100)
         .tolerance(1e-5)
         .fit(&dataset)
         .map_err(|e| LearnError::InvalidModel(format!("k-means: {e}")))?;
-    let labels = model.predict(&data);
+    let all: Vec<&Vec<f64>> = eligible.iter().collect();
+    let labels = model.predict(&rows(&all)?);
     let mut sums = vec![vec![0.0; H]; k];
     let mut sizes = vec![0u64; k];
     for (v, &l) in eligible.iter().zip(labels.iter()) {
@@ -241,6 +246,20 @@ fn label_uniquely(segments: &mut [Segment]) {
     }
 }
 
+/// Customers the segments' k-means is fitted on (an even sample of the
+/// eligible ones); all of them are then assigned to the nearest centre.
+const MAX_KMEANS_CUSTOMERS: usize = 50_000;
+/// Held-out customers the parameter search scores each candidate on (an even
+/// sample): enough to tell candidates apart, and it keeps a training run over
+/// a million customers from spending its time on the search.
+const MAX_VALIDATION_CUSTOMERS: usize = 20_000;
+
+/// At most `max` items of `items`, evenly spread, in order.
+fn every_kth<T>(items: &[T], max: usize) -> Vec<&T> {
+    let step = items.len().div_ceil(max.max(1)).max(1);
+    items.iter().step_by(step).collect()
+}
+
 /// A held-out split: the histories without each customer's last activity,
 /// and (customer index, held-out observation) pairs.
 #[derive(Debug, Clone)]
@@ -264,6 +283,31 @@ impl Split {
             }
         }
         Self { train, held_out }
+    }
+
+    /// The split with at most `max` held-out customers, evenly spread (the
+    /// others keep their whole history for fitting).
+    pub fn at_most(self, max: usize, histories: &[ActivityHistory]) -> Self {
+        if self.held_out.len() <= max {
+            return self;
+        }
+        let kept: Vec<(usize, Observation)> = every_kth(&self.held_out, max)
+            .into_iter()
+            .cloned()
+            .collect();
+        let mut train = self.train;
+        let mut k = 0;
+        for (i, _) in &self.held_out {
+            if kept.get(k).is_some_and(|(j, _)| j == i) {
+                k += 1;
+            } else {
+                train[*i] = histories[*i].clone();
+            }
+        }
+        Self {
+            train,
+            held_out: kept,
+        }
     }
 }
 
@@ -322,7 +366,7 @@ pub fn fit_activity(
     histories: &[ActivityHistory],
     opts: &FitOptions,
 ) -> Result<(ActivityModel, FitReport)> {
-    let split = Split::leave_last_out(histories, 2);
+    let split = Split::leave_last_out(histories, 2).at_most(MAX_VALIDATION_CUSTOMERS, histories);
     let (population, customers) = fit_population(&split.train);
     let objective = Objective::new(&split);
 
@@ -412,4 +456,53 @@ pub fn fit_activity(
         params: model.params,
     };
     Ok((model, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(n: usize, how: u8) -> ActivityHistory {
+        ActivityHistory::new(
+            (0..n)
+                .map(|k| Observation {
+                    at: 3600 * k as i64,
+                    how,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn every_kth_spreads_evenly_and_keeps_order() {
+        let items: Vec<u32> = (0..10).collect();
+        assert_eq!(every_kth(&items, 3), vec![&0, &4, &8]);
+        assert_eq!(every_kth(&items, 10).len(), 10);
+        assert_eq!(every_kth(&items, 100).len(), 10);
+        assert!(every_kth::<u32>(&[], 5).is_empty());
+    }
+
+    #[test]
+    fn a_large_split_scores_on_a_sample_and_fits_on_the_rest() {
+        // 10 customers with 3 activities each, one with a single activity.
+        let mut histories: Vec<ActivityHistory> = (0..10).map(|i| history(3, i)).collect();
+        histories.push(history(1, 99));
+        let full = Split::leave_last_out(&histories, 2);
+        assert_eq!(full.held_out.len(), 10);
+        let small = Split::leave_last_out(&histories, 2).at_most(4, &histories);
+        let kept: Vec<usize> = small.held_out.iter().map(|(i, _)| *i).collect();
+        assert_eq!(kept, vec![0, 3, 6, 9]);
+        for (i, h) in small.train.iter().enumerate() {
+            let expected = if kept.contains(&i) {
+                2
+            } else {
+                histories[i].observations.len()
+            };
+            assert_eq!(h.observations.len(), expected, "customer {i}");
+        }
+        // Below the limit, nothing changes.
+        let same = Split::leave_last_out(&histories, 2).at_most(10, &histories);
+        assert_eq!(same.held_out, full.held_out);
+        assert_eq!(same.train, full.train);
+    }
 }
