@@ -2,11 +2,14 @@
 # A million-recipient campaign over HTTP: POST /v1/decisions/batch in requests
 # of 100,000 customers (the API's limit), all answers streamed back and counted.
 #
-#   [CONCURRENCY=1] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
+#   [CONCURRENCY=1] [TRAIN=1] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
 #
 # The first run seeds DATA_DIR (default /tmp/kairos-load) with simulated
 # customers and a week of history each (`kairos simulate --data`); later runs
-# reuse it. The server runs on loopback only; nothing leaves this machine.
+# reuse it. With TRAIN=1 the models are first trained on that history
+# (`kairos train`), so every decision is scored by the trained response model;
+# without, by the model shipped with Kairos, which has none (the formula).
+# The server runs on loopback only; nothing leaves this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CUSTOMERS=${1:-1000000}
@@ -26,6 +29,15 @@ if [ ! -f "$DATA/.seeded-$CUSTOMERS" ]; then
   $BIN simulate --customers "$CUSTOMERS" --weeks 1 --sends-per-week 1 --data "$DATA"
   echo "seeded in $(echo "$(date +%s.%N) - $start" | bc) s"
   touch "$DATA/.seeded-$CUSTOMERS"
+fi
+
+export KAIROS__MODELS__DIR="$DATA/models"
+if [ "${TRAIN:-0}" = 1 ] && [ ! -f "$DATA/.trained" ]; then
+  echo "training on the seeded history ..."
+  start=$(date +%s.%N)
+  KAIROS__STORE__PATH="$DATA" $BIN train | python3 -c "import json,sys; s=json.load(sys.stdin); print('trained:', s['data'], 'exposure floors', (s.get('exposure') or {}).get('floor'))"
+  echo "trained in $(echo "$(date +%s.%N) - $start" | bc) s"
+  touch "$DATA/.trained"
 fi
 
 KAIROS__STORE__PATH="$DATA" KAIROS__SERVER__BIND="127.0.0.1:$PORT" RUST_LOG=warn $BIN serve &
