@@ -216,22 +216,10 @@ pub fn run(args: SimulateArgs, config: kairos_server::ValidConfig) -> anyhow::Re
                 Box::new(move |i, _| chosen.get(&i).copied()),
             ),
         );
-        println!(
-            "{:<28} {:>12} {:>10}   lost to: {:>7} {:>8} {:>7}",
-            "policy", "engagements", "of oracle", "timing", "channel", "unsent"
-        );
+        println!("{}", kairos_decide::sim::PolicyScore::header());
         let scores = score_policies(&pop, from, to, policies);
-        let pct = |x: f64| 100.0 * x / scores[0].expected_engagements.max(f64::MIN_POSITIVE);
         for s in &scores {
-            println!(
-                "{:<28} {:>12.2} {:>9.1}%            {:>6.1}% {:>7.1}% {:>6.1}%",
-                s.policy,
-                s.expected_engagements,
-                100.0 * s.share_of_oracle,
-                pct(s.lost_to_timing),
-                pct(s.lost_to_channel),
-                pct(s.lost_unsent)
-            );
+            println!("{}", s.line(scores[0].expected_engagements));
         }
     }
     Ok(())

@@ -99,16 +99,7 @@ async fn score_population(seed: u64) -> Vec<PolicyScore> {
 
 /// A policy's share of the oracle, and where it lost the rest.
 fn report(label: &str, s: &PolicyScore, oracle: f64) {
-    let pct = |x: f64| 100.0 * x / oracle;
-    eprintln!(
-        "{label:<8} {:<28} {:>9.2} {:>6.1}%   lost: timing {:>5.1}%, channel {:>5.1}%, unsent {:>4.1}%",
-        s.policy,
-        s.expected_engagements,
-        100.0 * s.share_of_oracle,
-        pct(s.lost_to_timing),
-        pct(s.lost_to_channel),
-        pct(s.lost_unsent)
-    );
+    eprintln!("{label:<8} {}", s.line(oracle));
 }
 
 #[actix_web::test]
@@ -133,6 +124,7 @@ async fn decisions_reach_most_of_the_oracle() {
             p.pool(s, oracle);
         }
     }
+    eprintln!("{:<8} {}", "", PolicyScore::header());
     for s in &pooled {
         report("pooled", s, oracle);
     }

@@ -640,6 +640,29 @@ impl PolicyScore {
         self.lost_unsent += other.lost_unsent;
         self.share_of_oracle = self.expected_engagements / oracle.max(f64::MIN_POSITIVE);
     }
+
+    /// The column names of [`Self::line`].
+    pub fn header() -> String {
+        format!(
+            "{:<28} {:>12} {:>10}   lost to: {:>7} {:>8} {:>7}",
+            "policy", "engagements", "of oracle", "timing", "channel", "unsent"
+        )
+    }
+
+    /// One line of a table: the engagements, the share of the oracle and
+    /// the losses as shares of `oracle`, the oracle's engagements.
+    pub fn line(&self, oracle: f64) -> String {
+        let pct = |x: f64| 100.0 * x / oracle.max(f64::MIN_POSITIVE);
+        format!(
+            "{:<28} {:>12.2} {:>9.1}%            {:>6.1}% {:>7.1}% {:>6.1}%",
+            self.policy,
+            self.expected_engagements,
+            100.0 * self.share_of_oracle,
+            pct(self.lost_to_timing),
+            pct(self.lost_to_channel),
+            pct(self.lost_unsent)
+        )
+    }
 }
 
 /// Scores policies over the population: each maps a customer to a
