@@ -255,7 +255,7 @@ const MAX_KMEANS_CUSTOMERS: usize = 50_000;
 const MAX_VALIDATION_CUSTOMERS: usize = 20_000;
 
 /// At most `max` items of `items`, evenly spread, in order.
-fn every_kth<T>(items: &[T], max: usize) -> Vec<&T> {
+pub(crate) fn every_kth<T>(items: &[T], max: usize) -> Vec<&T> {
     let step = items.len().div_ceil(max.max(1)).max(1);
     items.iter().step_by(step).collect()
 }
