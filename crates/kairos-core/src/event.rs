@@ -423,6 +423,20 @@ mod tests {
         }
     }
 
+    /// A number in `properties` reads back from its stored JSON as the same
+    /// number: serde_json's exact float parsing (`float_roundtrip`), without
+    /// which a long integer literal came back one unit in the last place off.
+    #[test]
+    fn properties_survive_the_stored_form_exactly() {
+        let line = br#"{"event_id":"e2","customer_id":"c-42","type":"session_start","timestamp":"2026-11-20T11:30:00Z","properties":{"a":[1,1161111111111111111111111111111111111111111111111111111111111111112,0.1,2.5e-300]}}"#;
+        let value: serde_json::Value = serde_json::from_slice(line).expect("json");
+        let raw = RawEvent::from_json(value).expect("raw");
+        let event = Event::from_raw(raw, now()).expect("valid");
+        let stored = serde_json::to_vec(&event).expect("stored");
+        let back: Event = serde_json::from_slice(&stored).expect("reads back");
+        assert_eq!(back, event);
+    }
+
     #[test]
     fn accepts_a_valid_event_and_stores_utc() {
         let e = Event::from_raw(raw("session_start"), now()).expect("valid");
