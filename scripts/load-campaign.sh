@@ -7,8 +7,9 @@
 # The first run seeds DATA_DIR (default /tmp/kairos-load) with simulated
 # customers and a week of history each (`kairos simulate --data`); later runs
 # reuse it. With TRAIN=1 the models are first trained on that history
-# (`kairos train`), so every decision is scored by the trained response model;
-# without, by the model shipped with Kairos, which has none (the formula).
+# (`kairos train`, once per directory), so every decision is scored by the
+# trained response model; a directory never trained decides with the model
+# shipped with Kairos, which has none (the formula).
 # The server runs on loopback only; nothing leaves this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -436,8 +436,8 @@ fn fit_response_sampled(
     if train.len() < min_sends || positives == 0 || positives == train.len() {
         return Ok(None);
     }
-    // The regression is fitted on an even sample of at most
-    // MAX_REGRESSION_SENDS (with both outcomes; otherwise on every send).
+    // The regression is fitted on an even sample of at most `max_regression`
+    // sends (with both outcomes; otherwise on every send).
     let sample = crate::fit::every_kth(&train, max_regression);
     let fit_on: Vec<&SendRow> =
         if sample.iter().any(|r| r.engaged) && sample.iter().any(|r| !r.engaged) {
