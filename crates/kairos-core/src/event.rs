@@ -364,9 +364,17 @@ impl Event {
     }
 
     /// Evidence of when the customer is around: customer-initiated and not
-    /// produced by a machine or privacy proxy.
-    pub fn is_organic_activity(&self) -> bool {
+    /// produced by a machine or privacy proxy. Includes opening or clicking
+    /// a message: the customer was there then.
+    pub fn shows_presence(&self) -> bool {
         self.kind.is_customer_initiated() && !self.automated
+    }
+
+    /// The customer came on their own: [`Event::shows_presence`], and not a
+    /// response to a message. A response happens at a time the sender chose;
+    /// counted as a habit, it would teach the send times back to the sender.
+    pub fn is_organic_activity(&self) -> bool {
+        self.shows_presence() && !self.kind.is_engagement()
     }
 }
 
@@ -558,7 +566,26 @@ mod tests {
             now(),
         )
         .expect("valid");
-        assert!(!e.is_organic_activity());
+        assert!(!e.is_organic_activity() && !e.shows_presence());
         assert!(e.kind.is_engagement());
+    }
+
+    #[test]
+    fn a_response_to_a_message_shows_presence_but_is_not_organic() {
+        for kind in ["message_opened", "message_clicked"] {
+            let e = Event::from_raw(
+                RawEvent {
+                    channel: Some("email".into()),
+                    ..raw(kind)
+                },
+                now(),
+            )
+            .expect("valid");
+            assert!(e.shows_presence() && !e.is_organic_activity(), "{kind}");
+        }
+        for kind in ["session_start", "app_open", "page_view"] {
+            let e = Event::from_raw(raw(kind), now()).expect("valid");
+            assert!(e.shows_presence() && e.is_organic_activity(), "{kind}");
+        }
     }
 }

@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use kairos_core::time::local_minute_of_day;
 use kairos_core::time::LocalClock;
 use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
-use kairos_learn::exposure::{presence, scaled_rate, typical_presence};
+use kairos_learn::exposure::{presence, scaled_rate, typical_presence, RatePrior};
 use kairos_learn::response::{lift, sigmoid, LinearScore};
 use kairos_learn::stats::fast_ln;
 use kairos_learn::{
@@ -285,6 +285,11 @@ struct Scorer {
 struct ExposureScore {
     floor: f64,
     activity: f64,
+    /// The rate's prior relative to the customer's exposure, with the
+    /// customer's decayed sends and engagements on the channel.
+    rate_prior: Option<RatePrior>,
+    sends: f64,
+    engagements: f64,
 }
 
 impl Scorer {
@@ -309,6 +314,9 @@ impl Scorer {
                 exposure: exposure.map(|e| ExposureScore {
                     floor: e.floor[c.channel.index()],
                     activity: input.weekly_activity.max(0.0),
+                    rate_prior: e.rate_prior[c.channel.index()],
+                    sends: c.estimate.sends,
+                    engagements: c.estimate.engagements,
                 }),
             },
             (Some(model), None, Some(terms)) => {
@@ -380,7 +388,11 @@ impl Scorer {
             (Some(lin), _) => sigmoid(lin.z(lift(m, self.len).max(0.01).ln(), quarter)),
             (None, Some(e)) => {
                 let typical = *typical.get_or_init(|| typical_presence(mass, self.len, e.activity));
-                scaled_rate(self.rate, e.floor, presence(e.activity * m), typical)
+                let rate = e.rate_prior.map_or(self.rate, |p| {
+                    let exposure = e.floor + (1.0 - e.floor) * typical;
+                    p.posterior_mean(exposure, e.sends, e.engagements)
+                });
+                scaled_rate(rate, e.floor, presence(e.activity * m), typical)
             }
             (None, None) => predicted(self.rate, m, self.len),
         }

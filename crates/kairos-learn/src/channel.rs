@@ -90,7 +90,7 @@ impl ChannelPriors {
 }
 
 /// ln B(a, b)
-fn ln_beta(a: f64, b: f64) -> f64 {
+pub(crate) fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }
 

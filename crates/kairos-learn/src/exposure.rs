@@ -22,6 +22,16 @@
 //!
 //! The floors are fitted per channel on the logged sends (maximum
 //! likelihood, each send read with the profile as it was just before it).
+//!
+//! A customer's rate is learned from sends at whatever times the company
+//! chose, so it carries their exposure then: a customer who is rarely around
+//! engages less with every send, more so on channels with short windows. The
+//! rate's prior is therefore scaled per customer: a [`RatePrior`] holds the
+//! prior for a customer of average typical exposure `ē`, and a customer whose
+//! typical exposure is `e` starts from `mean · e / ē`, with strength
+//! `strength · ē / e`: a rate `r` seen through exposure `e` varies as `e²`
+//! while its mean varies as `e`, so a customer rarely around is known to
+//! engage rarely with more certainty.
 //! Unlike a regression on the log-lift, the form saturates: the slots a
 //! search picks, with far more activity ahead than any logged send had, are
 //! still scored within what the sends showed.
@@ -29,7 +39,10 @@
 use kairos_core::{Channel, QUARTERS_PER_WEEK};
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
 use crate::activity::QuarterMass;
+use crate::channel::ln_beta;
 use crate::response::{Calibration, SendRow};
 
 /// Candidate floors, every 0.02 in (0, 1].
@@ -38,6 +51,10 @@ const FLOORS: usize = 50;
 /// own floor; others keep [`DEFAULT_FLOOR`].
 const MIN_CHANNEL_SENDS: usize = 100;
 pub const DEFAULT_FLOOR: f64 = 0.25;
+/// A channel needs this many customers with sends to fit its [`RatePrior`].
+const MIN_PRIOR_CUSTOMERS: usize = 20;
+/// Customers the rate prior is fitted on, at most (an even sample).
+const MAX_PRIOR_CUSTOMERS: usize = 50_000;
 
 /// The chance of at least one activity where `expected` are expected.
 #[inline]
@@ -61,8 +78,155 @@ pub fn typical_presence(mass: &QuarterMass, len: usize, activity: f64) -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {
     pub floor: [f64; 5],
+    /// Per channel by [`Channel::index`], the engagement-rate prior relative
+    /// to the customer's typical exposure; `None` where too few customers
+    /// had sends (and in models trained before it existed): the channel's
+    /// plain prior applies.
+    #[serde(default)]
+    pub rate_prior: [Option<RatePrior>; 5],
     /// Held-out calibration of [`Exposure::predict`].
     pub calibration: Calibration,
+}
+
+/// A Beta prior on a channel's engagement rate for a customer whose exposure
+/// at a typical time is `mean_exposure` (the training sends' mean); see
+/// [`RatePrior::posterior_mean`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RatePrior {
+    pub mean: f64,
+    pub strength: f64,
+    pub mean_exposure: f64,
+}
+
+impl RatePrior {
+    /// The prior mean and strength for a customer whose typical exposure is `exposure`.
+    #[inline]
+    pub fn prior_for(&self, exposure: f64) -> (f64, f64) {
+        let rel = (exposure / self.mean_exposure.max(1e-9)).max(1e-3);
+        scaled_prior(self.mean, self.strength, rel)
+    }
+
+    /// The posterior mean rate of a customer whose typical exposure is
+    /// `exposure`, after `engagements` of `sends`.
+    #[inline]
+    pub fn posterior_mean(&self, exposure: f64, sends: f64, engagements: f64) -> f64 {
+        let (m, s) = self.prior_for(exposure);
+        let sends = sends.max(engagements);
+        (m * s + engagements) / (s + sends)
+    }
+
+    fn validate(&self) -> bool {
+        self.mean > 0.0
+            && self.mean < 1.0
+            && self.strength.is_finite()
+            && self.strength > 0.0
+            && self.mean_exposure.is_finite()
+            && self.mean_exposure > 0.0
+    }
+}
+
+/// The prior (mean, strength) at relative exposure `rel` of one whose mean
+/// and strength at relative exposure 1 are given.
+#[inline]
+fn scaled_prior(mean: f64, strength: f64, rel: f64) -> (f64, f64) {
+    (
+        (mean * rel).clamp(1e-4, 1.0 - 1e-4),
+        (strength / rel).clamp(0.5, 1e5),
+    )
+}
+
+/// Customers' (sends, engagements, relative exposure): fits the mean (at
+/// relative exposure 1) and strength of a Beta prior scaled to each
+/// customer's exposure ([`scaled_prior`]), by maximum Beta-Binomial marginal likelihood over
+/// a grid.
+fn fit_relative_prior(obs: &[(u32, u32, f64)]) -> (f64, f64) {
+    let (s, e) = obs.iter().fold((0u64, 0u64), |(s, e), (n, k, _)| {
+        (s + u64::from(*n), e + u64::from(*k.min(n)))
+    });
+    let pooled = ((e as f64 + 0.5) / (s as f64 + 1.0)).clamp(1e-4, 1.0 - 1e-4);
+    let loglik = |mean: f64, strength: f64| -> f64 {
+        obs.iter()
+            .map(|&(n, k, rel)| {
+                let (m, s) = scaled_prior(mean, strength, rel);
+                let (a, b) = (m * s, (1.0 - m) * s);
+                let k = f64::from(k.min(n));
+                ln_beta(k + a, f64::from(n) - k + b) - ln_beta(a, b)
+            })
+            .sum()
+    };
+    // Coordinate ascent over a grid: the best mean for the strength, then
+    // the best strength for the mean, until neither moves.
+    let means: Vec<f64> = (1..=40)
+        .map(|m| (pooled * (0.25 + 0.05 * f64::from(m))).clamp(1e-4, 1.0 - 1e-4))
+        .collect();
+    // Strengths 0.5 to about 1,000, 15% apart.
+    let strengths: Vec<f64> = (0..55).map(|j| 0.5 * 1.15f64.powi(j)).collect();
+    let argmax = |values: &[f64], ll: &dyn Fn(f64) -> f64| -> (f64, f64) {
+        values
+            .iter()
+            .fold((f64::NEG_INFINITY, values[0]), |best, &v| {
+                let l = ll(v);
+                if l > best.0 {
+                    (l, v)
+                } else {
+                    best
+                }
+            })
+    };
+    let mut best = (f64::NEG_INFINITY, pooled, 20.0);
+    for _ in 0..10 {
+        let (_, mean) = argmax(&means, &|m| loglik(m, best.2));
+        let (ll, strength) = argmax(&strengths, &|s| loglik(mean, s));
+        if ll <= best.0 {
+            break;
+        }
+        best = (ll, mean, strength);
+    }
+    (best.1, best.2)
+}
+
+/// Each channel's [`RatePrior`], from the training sends read with floors `floor`.
+fn fit_rate_priors(train: &[&SendRow], floor: &[f64; 5]) -> [Option<RatePrior>; 5] {
+    let mut out = [None; 5];
+    for c in Channel::ALL {
+        let f = floor[c.index()];
+        let exposure = |r: &SendRow| f + (1.0 - f) * r.typical_presence;
+        // Per customer: sends, engagements, exposure, in first-seen order.
+        let mut at: HashMap<u64, usize> = HashMap::new();
+        let mut customers: Vec<(u32, u32, f64)> = Vec::new();
+        let (mut total, mut n) = (0.0, 0usize);
+        for r in train.iter().filter(|r| r.context.channel == c) {
+            let i = *at.entry(r.customer_hash).or_insert_with(|| {
+                customers.push((0, 0, 0.0));
+                customers.len() - 1
+            });
+            let x = &mut customers[i];
+            x.0 += 1;
+            x.1 += u32::from(r.engaged);
+            // The latest send's: the profile nearest the one decisions read.
+            x.2 = exposure(r);
+        }
+        for x in &customers {
+            total += f64::from(x.0) * x.2;
+            n += x.0 as usize;
+        }
+        if customers.len() < MIN_PRIOR_CUSTOMERS || !customers.iter().any(|x| x.1 > 0) {
+            continue;
+        }
+        let mean_exposure = total / n as f64;
+        let obs: Vec<(u32, u32, f64)> = crate::fit::every_kth(&customers, MAX_PRIOR_CUSTOMERS)
+            .into_iter()
+            .map(|&(s, e, exposure)| (s, e, exposure / mean_exposure))
+            .collect();
+        let (mean, strength) = fit_relative_prior(&obs);
+        let prior = RatePrior {
+            mean,
+            strength,
+            mean_exposure,
+        };
+        out[c.index()] = prior.validate().then_some(prior);
+    }
+    out
 }
 
 impl Exposure {
@@ -78,6 +242,7 @@ impl Exposure {
         self.floor
             .iter()
             .all(|f| f.is_finite() && *f > 0.0 && *f <= 1.0)
+            && self.rate_prior.iter().flatten().all(RatePrior::validate)
     }
 }
 
@@ -127,6 +292,7 @@ pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -
     }
     let mut model = Exposure {
         floor,
+        rate_prior: fit_rate_priors(train, &floor),
         calibration: Calibration::default(),
     };
     let preds: Vec<(f64, bool)> = heldout
@@ -212,12 +378,73 @@ mod tests {
         assert_eq!(cal.heldout_sends as usize, heldout.len());
     }
 
+    /// Customers whose rates are drawn from one distribution and scaled by
+    /// their exposure (a third of them around five times as much as the
+    /// rest): the fitted prior starts each group near its own mean raw rate,
+    /// which the plain prior, with one mean for all, cannot.
+    #[test]
+    fn the_rate_prior_scales_with_each_customers_exposure() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let floor = 0.2;
+        let mut rows = Vec::new();
+        for customer in 0..3_000u64 {
+            let typical: f64 = if customer % 3 == 0 { 0.9 } else { 0.05 };
+            let exposure = floor + (1.0 - floor) * typical;
+            let rate: f64 = rng.gen_range(0.1..0.5);
+            for _ in 0..12 {
+                let mut r = row(
+                    Channel::Push,
+                    0.1,
+                    typical,
+                    typical,
+                    rng.gen_bool(rate * exposure),
+                );
+                r.customer_hash = customer;
+                rows.push(r);
+            }
+        }
+        let train: Vec<&SendRow> = rows.iter().collect();
+        let mut floors = [DEFAULT_FLOOR; 5];
+        floors[Channel::Push.index()] = floor;
+        let priors = fit_rate_priors(&train, &floors);
+        let prior = priors[Channel::Push.index()].unwrap_or_else(|| panic!("{priors:?}"));
+        assert!(priors[Channel::Email.index()].is_none(), "no email sends");
+        for typical in [0.9, 0.05] {
+            let exposure = floor + (1.0 - floor) * typical;
+            let (mean, _) = prior.prior_for(exposure);
+            let truth = 0.3 * exposure;
+            assert!(
+                (mean / truth - 1.0).abs() < 0.1,
+                "{typical}: {mean} vs {truth}, {prior:?}"
+            );
+            // With no sends, the posterior is the prior; sends move it.
+            assert_eq!(prior.posterior_mean(exposure, 0.0, 0.0), mean);
+            assert!(prior.posterior_mean(exposure, 10.0, 10.0) > mean);
+        }
+        // Scaling explains the groups' difference, leaving the rates' own
+        // spread to the strength: uniform on 0.1-0.5 has the variance of a
+        // Beta of strength 14.75, which seen through exposure e has a
+        // strength of about 14.75 / e (within a factor of 2).
+        let truth = 14.75 / prior.mean_exposure;
+        assert!(
+            prior.strength > truth / 2.0 && prior.strength < truth * 2.0,
+            "{truth}: {prior:?}"
+        );
+        let e = Exposure {
+            floor: floors,
+            rate_prior: priors,
+            calibration: Calibration::default(),
+        };
+        assert!(e.validate());
+    }
+
     /// The form saturates: however much activity a window holds, a send is
     /// worth at most `rate / e(typical)`, and more presence is never worth less.
     #[test]
     fn saturates_and_grows_with_presence() {
         let e = Exposure {
             floor: [0.2; 5],
+            rate_prior: [None; 5],
             calibration: Calibration::default(),
         };
         let at = |p| e.predict(Channel::Sms, 0.1, p, 0.25);

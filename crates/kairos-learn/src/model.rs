@@ -171,6 +171,7 @@ mod tests {
             hour_terms_from: Vec::new(),
             exposure: Some(Exposure {
                 floor: [0.2, 0.1, 0.1, 0.5, 0.5],
+                rate_prior: [None; 5],
                 calibration: Calibration::default(),
             }),
         };

@@ -151,10 +151,12 @@ pub struct ProfileState {
     pub reference: Option<DateTime<Utc>>,
     /// Every event accepted for this customer.
     pub events: u64,
-    /// Organic (customer-initiated, not automated) events.
+    /// Events that show presence (customer-initiated, not automated,
+    /// message opens and clicks included).
     pub activity_events: u64,
-    /// Decayed organic activity per local hour of week (168).
+    /// Decayed presence events per local hour of week (168).
     pub activity: Vec<f32>,
+    /// The last organic activity: presence not in response to a message.
     pub last_active_at: Option<DateTime<Utc>>,
     /// Per channel, indexed by [`Channel::index`].
     pub channels: Vec<ChannelStats>,
@@ -235,10 +237,14 @@ impl ProfileState {
         self.events += 1;
         let how = HourOfWeek::of(t, tz).index();
 
+        // The weekly habit counts every sign of presence; "last active" (and
+        // the "already came back" check) only what the customer did on their own.
         if event.is_organic_activity() {
+            self.last_active_at = Some(self.last_active_at.map_or(t, |l| l.max(t)));
+        }
+        if event.shows_presence() {
             self.activity_events += 1;
             self.activity[how] += w;
-            self.last_active_at = Some(self.last_active_at.map_or(t, |l| l.max(t)));
             if event.kind == EventType::AppOpen {
                 self.app_opens += 1;
             }

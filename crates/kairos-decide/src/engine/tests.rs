@@ -606,7 +606,7 @@ fn reused_buffers_leave_no_trace_between_decisions() {
 /// With `scorer = "logistic"` the regression scores instead.
 #[test]
 fn the_exposure_form_scores_slots() {
-    use kairos_learn::exposure::{presence, scaled_rate, typical_presence, Exposure};
+    use kairos_learn::exposure::{presence, scaled_rate, typical_presence, Exposure, RatePrior};
     use kairos_learn::response::{Calibration, FEATURES};
 
     let tz: Tz = "Asia/Kuala_Lumpur"
@@ -639,6 +639,7 @@ fn the_exposure_form_scores_slots() {
         hour_terms_from: Vec::new(),
         exposure: Some(Exposure {
             floor: [0.5, 0.1, 0.1, 0.5, 0.5],
+            rate_prior: [None; 5],
             calibration: Calibration::default(),
         }),
     };
@@ -700,4 +701,64 @@ fn the_exposure_form_scores_slots() {
     let l = decide(&input, &logistic);
     assert_eq!(l.action, Action::Send);
     assert!((l.score - sigmoid(-2.0)).abs() < 1e-9, "{:?}", l.score);
+
+    // With a rate prior relative to exposure, the push's rate starts from
+    // the prior scaled to this customer's typical exposure and counts their
+    // 2 engagements in 10 sends; a prior set for customers around twice as
+    // much starts lower.
+    let with_prior = |mean_exposure: f64| {
+        let mut m = model.clone();
+        if let Some(e) = m.exposure.as_mut() {
+            e.rate_prior[Channel::Push.index()] = Some(RatePrior {
+                mean: 0.05,
+                strength: 20.0,
+                mean_exposure,
+            });
+        }
+        m
+    };
+    let typical = typical_presence(&mass, 4, 6.0);
+    let exposure = 0.1 + 0.9 * typical;
+    let push_score = |m: &ResponseModel| {
+        let d = decide(
+            &DecisionInput {
+                response: Some(m),
+                ..input.clone()
+            },
+            &p,
+        );
+        if d.channel == Some(Channel::Push) {
+            d.score
+        } else {
+            d.alternatives
+                .iter()
+                .find(|a| a.channel == Channel::Push)
+                .and_then(|a| a.score)
+                .unwrap_or(f64::NAN)
+        }
+    };
+    let top = (0..QUARTERS_PER_WEEK)
+        .map(|q| mass.mass(q, 4))
+        .fold(0.0, f64::max);
+    for mean_exposure in [exposure, 2.0 * exposure] {
+        let m = with_prior(mean_exposure);
+        let prior = m.exposure.as_ref().and_then(|e| e.rate_prior[1]).unwrap_or_else(|| panic!());
+        let rate = prior.posterior_mean(exposure, 10.0, 2.0);
+        let expected = scaled_rate(rate, 0.1, presence(6.0 * top), typical);
+        assert!((push_score(&m) - expected).abs() < 1e-9, "{mean_exposure}");
+    }
+    let same = prior_rate(&with_prior(exposure), exposure);
+    assert!((same - (0.05 * 20.0 + 2.0) / 30.0).abs() < 1e-12, "{same}");
+    let (usual, rarely_around) = (
+        push_score(&with_prior(exposure)),
+        push_score(&with_prior(2.0 * exposure)),
+    );
+    assert!(rarely_around < usual && usual < 1.0, "{rarely_around} vs {usual}");
+}
+
+fn prior_rate(m: &ResponseModel, exposure: f64) -> f64 {
+    m.exposure
+        .as_ref()
+        .and_then(|e| e.rate_prior[Channel::Push.index()])
+        .map_or(f64::NAN, |p| p.posterior_mean(exposure, 10.0, 2.0))
 }
