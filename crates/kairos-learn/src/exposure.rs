@@ -139,18 +139,18 @@ fn scaled_prior(mean: f64, strength: f64, rel: f64) -> (f64, f64) {
 /// relative exposure 1) and strength of a Beta prior scaled to each
 /// customer's exposure ([`scaled_prior`]), by maximum Beta-Binomial marginal likelihood over
 /// a grid.
-fn fit_relative_prior(obs: &[(u32, u32, f64)]) -> (f64, f64) {
-    let (s, e) = obs.iter().fold((0u64, 0u64), |(s, e), (n, k, _)| {
-        (s + u64::from(*n), e + u64::from(*k.min(n)))
-    });
-    let pooled = ((e as f64 + 0.5) / (s as f64 + 1.0)).clamp(1e-4, 1.0 - 1e-4);
+fn fit_relative_prior(obs: &[(f64, f64, f64)]) -> (f64, f64) {
+    let (s, e) = obs
+        .iter()
+        .fold((0.0, 0.0), |(s, e), (n, k, _)| (s + n, e + k.min(*n)));
+    let pooled = ((e + 0.5) / (s + 1.0)).clamp(1e-4, 1.0 - 1e-4);
     let loglik = |mean: f64, strength: f64| -> f64 {
         obs.iter()
             .map(|&(n, k, rel)| {
                 let (m, s) = scaled_prior(mean, strength, rel);
                 let (a, b) = (m * s, (1.0 - m) * s);
-                let k = f64::from(k.min(n));
-                ln_beta(k + a, f64::from(n) - k + b) - ln_beta(a, b)
+                let k = k.min(n);
+                ln_beta(k + a, n - k + b) - ln_beta(a, b)
             })
             .sum()
     };
@@ -214,9 +214,9 @@ fn fit_rate_priors(train: &[&SendRow], floor: &[f64; 5]) -> [Option<RatePrior>; 
             continue;
         }
         let mean_exposure = total / n as f64;
-        let obs: Vec<(u32, u32, f64)> = crate::fit::every_kth(&customers, MAX_PRIOR_CUSTOMERS)
+        let obs: Vec<(f64, f64, f64)> = crate::fit::every_kth(&customers, MAX_PRIOR_CUSTOMERS)
             .into_iter()
-            .map(|&(s, e, exposure)| (s, e, exposure / mean_exposure))
+            .map(|&(s, e, exposure)| (f64::from(s), f64::from(e), exposure / mean_exposure))
             .collect();
         let (mean, strength) = fit_relative_prior(&obs);
         let prior = RatePrior {
@@ -253,6 +253,19 @@ pub fn scaled_rate(rate: f64, floor: f64, p: f64, typical: f64) -> f64 {
     (rate * e(p) / e(typical).max(1e-9)).clamp(0.0, 1.0)
 }
 
+/// A send's rate under floor `f`: from the channel's [`RatePrior`] and the
+/// customer's sends before it, or, without a prior, as estimated then.
+#[inline]
+fn row_rate(r: &SendRow, prior: Option<&RatePrior>, f: f64) -> f64 {
+    prior.map_or(r.context.rate, |p| {
+        p.posterior_mean(
+            f + (1.0 - f) * r.typical_presence,
+            r.sends_before,
+            r.engagements_before,
+        )
+    })
+}
+
 fn log_likelihood(rows: &[&SendRow], f: f64) -> f64 {
     rows.iter()
         .map(|r| {
@@ -267,9 +280,9 @@ fn log_likelihood(rows: &[&SendRow], f: f64) -> f64 {
         .sum()
 }
 
-/// Fits each channel's floor on `train` by maximum likelihood over a grid;
-/// the calibration is measured on `heldout`.
-pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -> Exposure {
+/// Each channel's floor by maximum likelihood over a grid, on the rates as
+/// they were estimated at each send.
+fn fit_floors(train: &[&SendRow]) -> [f64; 5] {
     let mut floor = [DEFAULT_FLOOR; 5];
     for c in Channel::ALL {
         let rows: Vec<&SendRow> = train
@@ -290,17 +303,27 @@ pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -
         }
         floor[c.index()] = best.1;
     }
+    floor
+}
+
+/// Fits each channel's floor and then its rate prior on `train`; the calibration is measured on
+/// `heldout`, with the rates the priors give, as decisions score. (Refitting
+/// the floors on those rates scored worse in simulation.)
+pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -> Exposure {
+    let floor = fit_floors(train);
+    let rate_prior = fit_rate_priors(train, &floor);
     let mut model = Exposure {
         floor,
-        rate_prior: fit_rate_priors(train, &floor),
+        rate_prior,
         calibration: Calibration::default(),
     };
     let preds: Vec<(f64, bool)> = heldout
         .iter()
         .map(|r| {
-            let c = &r.context;
+            let c = r.context.channel.index();
+            let rate = row_rate(r, model.rate_prior[c].as_ref(), model.floor[c]);
             (
-                model.predict(c.channel, c.rate, r.presence, r.typical_presence),
+                model.predict(r.context.channel, rate, r.presence, r.typical_presence),
                 r.engaged,
             )
         })
@@ -332,6 +355,8 @@ mod tests {
             customer_hash: 0,
             presence,
             typical_presence: typical,
+            sends_before: 0.0,
+            engagements_before: 0.0,
         }
     }
 

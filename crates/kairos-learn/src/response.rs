@@ -404,6 +404,10 @@ pub struct SendRow {
     pub presence: f64,
     /// [`crate::exposure::typical_presence`] for the customer then.
     pub typical_presence: f64,
+    /// The customer's decayed sends and engagements on the channel before
+    /// this send (what their rate was estimated from then).
+    pub sends_before: f64,
+    pub engagements_before: f64,
 }
 
 /// Training sends the logistic regression is fitted on, at most (an even
@@ -583,6 +587,8 @@ mod tests {
                     customer_hash: i as u64,
                     presence: 0.0,
                     typical_presence: 0.0,
+                    sends_before: 0.0,
+                    engagements_before: 0.0,
                 }
             })
             .collect()
@@ -725,6 +731,8 @@ mod tests {
                     customer_hash: i as u64,
                     presence: 0.0,
                     typical_presence: 0.0,
+                    sends_before: 0.0,
+                    engagements_before: 0.0,
                 }
             })
             .collect();

@@ -247,6 +247,8 @@ fn send_rows(
                 customer_hash: hash,
                 presence: presence(activity * window_mass),
                 typical_presence: typical_presence(&mass, len, activity),
+                sends_before: f64::from(state.channels[channel.index()].sends),
+                engagements_before: f64::from(state.channels[channel.index()].engagements),
             };
             pending.push((row, key));
         }
