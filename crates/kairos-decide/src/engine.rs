@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use kairos_core::time::local_minute_of_day;
 use kairos_core::time::LocalClock;
 use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
-use kairos_learn::exposure::{presence, scaled_rate, typical_presence, RatePrior};
+use kairos_learn::exposure::{presence, scaled_rate, typical_presence, RateCounts, RatePrior};
 use kairos_learn::response::{lift, sigmoid, LinearScore};
 use kairos_learn::stats::fast_ln;
 use kairos_learn::{
@@ -286,7 +286,8 @@ struct ExposureScore {
     floor: f64,
     activity: f64,
     /// The rate's prior relative to the customer's exposure, with the
-    /// customer's decayed sends and engagements on the channel.
+    /// customer's sends and engagements on the channel (decayed or in total,
+    /// as the model chose).
     rate_prior: Option<RatePrior>,
     sends: f64,
     engagements: f64,
@@ -315,8 +316,14 @@ impl Scorer {
                     floor: e.floor[c.channel.index()],
                     activity: input.weekly_activity.max(0.0),
                     rate_prior: e.rate_prior[c.channel.index()],
-                    sends: c.estimate.sends,
-                    engagements: c.estimate.engagements,
+                    sends: match e.rate_counts {
+                        RateCounts::Decayed => c.estimate.sends,
+                        RateCounts::Total => f64::from(c.estimate.sends_total),
+                    },
+                    engagements: match e.rate_counts {
+                        RateCounts::Decayed => c.estimate.engagements,
+                        RateCounts::Total => f64::from(c.estimate.engagements_total),
+                    },
                 }),
             },
             (Some(model), None, Some(terms)) => {

@@ -84,8 +84,23 @@ pub struct Exposure {
     /// plain prior applies.
     #[serde(default)]
     pub rate_prior: [Option<RatePrior>; 5],
+    /// Which of a customer's counts the rate prior is updated with.
+    #[serde(default)]
+    pub rate_counts: RateCounts,
     /// Held-out calibration of [`Exposure::predict`].
     pub calibration: Calibration,
+}
+
+/// A customer's sends and engagements on a channel, as the profile keeps
+/// them: decayed (recent ones weigh more, so a changed habit shows sooner)
+/// or in total (every send counts fully, which pins a steady rate down
+/// better). Training keeps whichever predicts the logged sends better.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateCounts {
+    #[default]
+    Decayed,
+    Total,
 }
 
 /// A Beta prior on a channel's engagement rate for a customer whose exposure
@@ -254,16 +269,46 @@ pub fn scaled_rate(rate: f64, floor: f64, p: f64, typical: f64) -> f64 {
 }
 
 /// A send's rate under floor `f`: from the channel's [`RatePrior`] and the
-/// customer's sends before it, or, without a prior, as estimated then.
+/// customer's sends before it (`counts` of them), or, without a prior, as
+/// estimated then.
 #[inline]
-fn row_rate(r: &SendRow, prior: Option<&RatePrior>, f: f64) -> f64 {
+fn row_rate(r: &SendRow, prior: Option<&RatePrior>, f: f64, counts: RateCounts) -> f64 {
     prior.map_or(r.context.rate, |p| {
-        p.posterior_mean(
-            f + (1.0 - f) * r.typical_presence,
-            r.sends_before,
-            r.engagements_before,
-        )
+        let (sends, engagements) = match counts {
+            RateCounts::Decayed => (r.sends_before, r.engagements_before),
+            RateCounts::Total => (r.sends_total_before, r.engagements_total_before),
+        };
+        p.posterior_mean(f + (1.0 - f) * r.typical_presence, sends, engagements)
     })
+}
+
+/// Which counts predict `rows` better (each send from the counts before it),
+/// with `floor` and `priors`; decayed ones on a tie.
+fn choose_rate_counts(
+    rows: &[&SendRow],
+    floor: &[f64; 5],
+    priors: &[Option<RatePrior>; 5],
+) -> RateCounts {
+    let ll = |counts: RateCounts| -> f64 {
+        rows.iter()
+            .map(|r| {
+                let c = r.context.channel.index();
+                let rate = row_rate(r, priors[c].as_ref(), floor[c], counts);
+                let q = scaled_rate(rate, floor[c], r.presence, r.typical_presence)
+                    .clamp(1e-9, 1.0 - 1e-9);
+                if r.engaged {
+                    q.ln()
+                } else {
+                    (1.0 - q).ln()
+                }
+            })
+            .sum()
+    };
+    if ll(RateCounts::Total) > ll(RateCounts::Decayed) {
+        RateCounts::Total
+    } else {
+        RateCounts::Decayed
+    }
 }
 
 fn log_likelihood(rows: &[&SendRow], f: f64) -> f64 {
@@ -312,16 +357,18 @@ fn fit_floors(train: &[&SendRow]) -> [f64; 5] {
 pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -> Exposure {
     let floor = fit_floors(train);
     let rate_prior = fit_rate_priors(train, &floor);
+    let rate_counts = choose_rate_counts(train, &floor, &rate_prior);
     let mut model = Exposure {
         floor,
         rate_prior,
+        rate_counts,
         calibration: Calibration::default(),
     };
     let preds: Vec<(f64, bool)> = heldout
         .iter()
         .map(|r| {
             let c = r.context.channel.index();
-            let rate = row_rate(r, model.rate_prior[c].as_ref(), model.floor[c]);
+            let rate = row_rate(r, model.rate_prior[c].as_ref(), model.floor[c], rate_counts);
             (
                 model.predict(r.context.channel, rate, r.presence, r.typical_presence),
                 r.engaged,
@@ -357,6 +404,8 @@ mod tests {
             typical_presence: typical,
             sends_before: 0.0,
             engagements_before: 0.0,
+            sends_total_before: 0.0,
+            engagements_total_before: 0.0,
         }
     }
 
@@ -458,9 +507,60 @@ mod tests {
         let e = Exposure {
             floor: floors,
             rate_prior: priors,
+            rate_counts: RateCounts::Decayed,
             calibration: Calibration::default(),
         };
         assert!(e.validate());
+    }
+
+    /// Rates that hold steady are pinned down better by every send counted
+    /// fully; rates that changed halfway, by counts where recent sends weigh
+    /// more. Each send is predicted from the counts before it.
+    #[test]
+    fn training_keeps_the_counts_that_predict_the_sends() {
+        let rows_for = |drift: bool| -> Vec<SendRow> {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(if drift { 2 } else { 1 });
+            let mut rows = Vec::new();
+            for customer in 0..2_000u64 {
+                let (early, late): (f64, f64) = if rng.gen_bool(0.5) {
+                    (0.1, 0.6)
+                } else {
+                    (0.6, 0.1)
+                };
+                let steady: f64 = rng.gen_range(0.1..0.6);
+                let (mut decayed, mut total) = ((0.0, 0.0), (0.0, 0.0));
+                for k in 0..30 {
+                    let rate = match (drift, k < 15) {
+                        (false, _) => steady,
+                        (true, true) => early,
+                        (true, false) => late,
+                    };
+                    let engaged = rng.gen_bool(rate);
+                    let mut r = row(Channel::Email, 0.3, 1.0, 1.0, engaged);
+                    r.customer_hash = customer;
+                    (r.sends_before, r.engagements_before) = decayed;
+                    (r.sends_total_before, r.engagements_total_before) = total;
+                    rows.push(r);
+                    let y = f64::from(u8::from(engaged));
+                    decayed = (0.8 * decayed.0 + 1.0, 0.8 * decayed.1 + y);
+                    total = (total.0 + 1.0, total.1 + y);
+                }
+            }
+            rows
+        };
+        let mut floor = [DEFAULT_FLOOR; 5];
+        floor[Channel::Email.index()] = 0.5;
+        for (drift, expected) in [(false, RateCounts::Total), (true, RateCounts::Decayed)] {
+            let rows = rows_for(drift);
+            let train: Vec<&SendRow> = rows.iter().collect();
+            let priors = fit_rate_priors(&train, &floor);
+            assert!(priors[Channel::Email.index()].is_some());
+            assert_eq!(
+                choose_rate_counts(&train, &floor, &priors),
+                expected,
+                "drift: {drift}"
+            );
+        }
     }
 
     /// The form saturates: however much activity a window holds, a send is
@@ -470,6 +570,7 @@ mod tests {
         let e = Exposure {
             floor: [0.2; 5],
             rate_prior: [None; 5],
+            rate_counts: RateCounts::Decayed,
             calibration: Calibration::default(),
         };
         let at = |p| e.predict(Channel::Sms, 0.1, p, 0.25);

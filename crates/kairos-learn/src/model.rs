@@ -172,6 +172,7 @@ mod tests {
             exposure: Some(Exposure {
                 floor: [0.2, 0.1, 0.1, 0.5, 0.5],
                 rate_prior: [None; 5],
+                rate_counts: Default::default(),
                 calibration: Calibration::default(),
             }),
         };

@@ -408,6 +408,9 @@ pub struct SendRow {
     /// this send (what their rate was estimated from then).
     pub sends_before: f64,
     pub engagements_before: f64,
+    /// The same, counted without decay.
+    pub sends_total_before: f64,
+    pub engagements_total_before: f64,
 }
 
 /// Training sends the logistic regression is fitted on, at most (an even
@@ -589,6 +592,8 @@ mod tests {
                     typical_presence: 0.0,
                     sends_before: 0.0,
                     engagements_before: 0.0,
+                    sends_total_before: 0.0,
+                    engagements_total_before: 0.0,
                 }
             })
             .collect()
@@ -733,6 +738,8 @@ mod tests {
                     typical_presence: 0.0,
                     sends_before: 0.0,
                     engagements_before: 0.0,
+                    sends_total_before: 0.0,
+                    engagements_total_before: 0.0,
                 }
             })
             .collect();

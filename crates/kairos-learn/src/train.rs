@@ -249,6 +249,10 @@ fn send_rows(
                 typical_presence: typical_presence(&mass, len, activity),
                 sends_before: f64::from(state.channels[channel.index()].sends),
                 engagements_before: f64::from(state.channels[channel.index()].engagements),
+                sends_total_before: f64::from(state.channels[channel.index()].sends_total),
+                engagements_total_before: f64::from(
+                    state.channels[channel.index()].engagements_total,
+                ),
             };
             pending.push((row, key));
         }

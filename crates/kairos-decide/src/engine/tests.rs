@@ -640,6 +640,7 @@ fn the_exposure_form_scores_slots() {
         exposure: Some(Exposure {
             floor: [0.5, 0.1, 0.1, 0.5, 0.5],
             rate_prior: [None; 5],
+            rate_counts: Default::default(),
             calibration: Calibration::default(),
         }),
     };
