@@ -294,13 +294,10 @@ fn choose_rate_counts(
             .map(|r| {
                 let c = r.context.channel.index();
                 let rate = row_rate(r, priors[c].as_ref(), floor[c], counts);
-                let q = scaled_rate(rate, floor[c], r.presence, r.typical_presence)
-                    .clamp(1e-9, 1.0 - 1e-9);
-                if r.engaged {
-                    q.ln()
-                } else {
-                    (1.0 - q).ln()
-                }
+                bernoulli_ll(
+                    scaled_rate(rate, floor[c], r.presence, r.typical_presence),
+                    r.engaged,
+                )
             })
             .sum()
     };
@@ -311,16 +308,24 @@ fn choose_rate_counts(
     }
 }
 
+/// ln P(outcome) for a predicted probability `q`.
+#[inline]
+fn bernoulli_ll(q: f64, engaged: bool) -> f64 {
+    let q = q.clamp(1e-9, 1.0 - 1e-9);
+    if engaged {
+        q.ln()
+    } else {
+        (1.0 - q).ln()
+    }
+}
+
 fn log_likelihood(rows: &[&SendRow], f: f64) -> f64 {
     rows.iter()
         .map(|r| {
-            let q = scaled_rate(r.context.rate, f, r.presence, r.typical_presence)
-                .clamp(1e-9, 1.0 - 1e-9);
-            if r.engaged {
-                q.ln()
-            } else {
-                (1.0 - q).ln()
-            }
+            bernoulli_ll(
+                scaled_rate(r.context.rate, f, r.presence, r.typical_presence),
+                r.engaged,
+            )
         })
         .sum()
 }
