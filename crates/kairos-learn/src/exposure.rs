@@ -20,8 +20,9 @@
 //! P(engage) = rate_c · e_c(m) / ē_c
 //! ```
 //!
-//! The floors are fitted per channel on the logged sends (maximum
-//! likelihood, each send read with the profile as it was just before it).
+//! The floors are fitted per channel on the logged sends (each send read
+//! with the profile as it was just before it), drawn toward the floor of all
+//! channels together where a channel's sends say little.
 //!
 //! A customer's rate is learned from sends at whatever times the company
 //! chose, so it carries their exposure then: a customer who is rarely around
@@ -51,6 +52,9 @@ const FLOORS: usize = 50;
 /// own floor; others keep [`DEFAULT_FLOOR`].
 const MIN_CHANNEL_SENDS: usize = 100;
 pub const DEFAULT_FLOOR: f64 = 0.25;
+/// How far channels' floors are expected to differ: the standard deviation
+/// of a channel's floor's log-odds around the pooled floor's.
+const FLOOR_SPREAD: f64 = 0.5;
 /// A channel needs this many customers with sends to fit its [`RatePrior`].
 const MIN_PRIOR_CUSTOMERS: usize = 20;
 /// Customers the rate prior is fitted on, at most (an even sample).
@@ -330,28 +334,53 @@ fn log_likelihood(rows: &[&SendRow], f: f64) -> f64 {
         .sum()
 }
 
-/// Each channel's floor by maximum likelihood over a grid, on the rates as
-/// they were estimated at each send.
-fn fit_floors(train: &[&SendRow]) -> [f64; 5] {
+/// Each channel's floor over a grid, on the rates as they were estimated at
+/// each send: the floor of all channels' sends together by maximum
+/// likelihood, then each channel's by maximum a posteriori, with a normal
+/// prior on its log-odds around the pooled floor's (sd `spread`, normally
+/// [`FLOOR_SPREAD`]; infinite, each channel's own maximum likelihood). A
+/// few thousand sends hardly tell floors apart, and a channel's own floor
+/// fitted on them alone swings widely; millions of sends outweigh the prior.
+fn fit_floors(train: &[&SendRow], spread: f64) -> [f64; 5] {
     let mut floor = [DEFAULT_FLOOR; 5];
-    for c in Channel::ALL {
-        let rows: Vec<&SendRow> = train
-            .iter()
-            .copied()
-            .filter(|r| r.context.channel == c)
-            .collect();
-        if rows.len() < MIN_CHANNEL_SENDS || !rows.iter().any(|r| r.engaged) {
-            continue;
-        }
-        let mut best = (f64::NEG_INFINITY, DEFAULT_FLOOR);
-        for k in 1..=FLOORS {
-            let f = k as f64 / FLOORS as f64;
-            let ll = log_likelihood(&rows, f);
-            if ll > best.0 {
-                best = (ll, f);
-            }
-        }
-        floor[c.index()] = best.1;
+    let per_channel: Vec<(Channel, Vec<&SendRow>)> = Channel::ALL
+        .into_iter()
+        .map(|c| {
+            let rows: Vec<&SendRow> = train
+                .iter()
+                .copied()
+                .filter(|r| r.context.channel == c)
+                .collect();
+            (c, rows)
+        })
+        .filter(|(_, rows)| rows.len() >= MIN_CHANNEL_SENDS && rows.iter().any(|r| r.engaged))
+        .collect();
+    if per_channel.is_empty() {
+        return floor;
+    }
+    let grid = (1..=FLOORS).map(|k| k as f64 / FLOORS as f64);
+    let best = |score: &dyn Fn(f64) -> f64| -> f64 {
+        grid.clone()
+            .fold((f64::NEG_INFINITY, DEFAULT_FLOOR), |best, f| {
+                let v = score(f);
+                if v > best.0 {
+                    (v, f)
+                } else {
+                    best
+                }
+            })
+            .1
+    };
+    let all: Vec<&SendRow> = per_channel
+        .iter()
+        .flat_map(|(_, r)| r.iter().copied())
+        .collect();
+    let pooled = best(&|f| log_likelihood(&all, f));
+    let logit = |f: f64| (f.min(1.0 - 1e-3) / (1.0 - f.min(1.0 - 1e-3))).ln();
+    for (c, rows) in &per_channel {
+        floor[c.index()] = best(&|f| {
+            log_likelihood(rows, f) - (logit(f) - logit(pooled)).powi(2) / (2.0 * spread * spread)
+        });
     }
     floor
 }
@@ -360,7 +389,7 @@ fn fit_floors(train: &[&SendRow]) -> [f64; 5] {
 /// `heldout`, with the rates the priors give, as decisions score. (Refitting
 /// the floors on those rates scored worse in simulation.)
 pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -> Exposure {
-    let floor = fit_floors(train);
+    let floor = fit_floors(train, FLOOR_SPREAD);
     let rate_prior = fit_rate_priors(train, &floor);
     let rate_counts = choose_rate_counts(train, &floor, &rate_prior);
     let mut model = Exposure {
@@ -455,6 +484,51 @@ mod tests {
         let cal = &fitted.calibration;
         assert!(cal.log_loss < cal.log_loss_base_rate, "{cal:?}");
         assert_eq!(cal.heldout_sends as usize, heldout.len());
+    }
+
+    /// 150 sends per channel, all with one true floor: each
+    /// channel's own maximum-likelihood floor swings with the draw, and the
+    /// fitted floors stay between it and the pooled floor, closer together.
+    #[test]
+    fn thin_channels_floors_are_drawn_to_the_pooled_floor() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let channels = [Channel::Email, Channel::Push, Channel::Sms, Channel::InApp];
+        let mut rows = Vec::new();
+        for i in 0..600 {
+            let channel = channels[i % 4];
+            let rate: f64 = rng.gen_range(0.1..0.4);
+            let presence: f64 = rng.gen_range(0.0..1.0f64).powi(2);
+            let typical: f64 = rng.gen_range(0.1..0.4);
+            let p = scaled_rate(rate, 0.2, presence, typical);
+            // The rate as estimated from a few sends: off by up to half.
+            let estimated = rate * rng.gen_range(0.5..1.5);
+            rows.push(row(channel, estimated, presence, typical, rng.gen_bool(p)));
+        }
+        let train: Vec<&SendRow> = rows.iter().collect();
+        let own = fit_floors(&train, f64::INFINITY);
+        let fitted = fit_floors(&train, FLOOR_SPREAD);
+        let pooled = {
+            let all = fit_floors(&train, 1e-9);
+            assert!(all.iter().take(4).all(|f| *f == all[0]), "{all:?}");
+            all[0]
+        };
+        let spread = |f: &[f64; 5]| {
+            let v = &f[..4];
+            v.iter().copied().fold(0.0, f64::max) - v.iter().copied().fold(1.0, f64::min)
+        };
+        for c in channels {
+            let (o, m) = (own[c.index()], fitted[c.index()]);
+            assert!(
+                (m - pooled).abs() <= (o - pooled).abs() + 1e-12
+                    && (m - pooled) * (o - pooled) >= 0.0,
+                "{c}: own {o}, fitted {m}, pooled {pooled}"
+            );
+        }
+        assert!(
+            spread(&own) >= 0.1 && spread(&fitted) < spread(&own),
+            "{fitted:?} vs {own:?}"
+        );
+        assert_eq!(own[Channel::Web.index()], DEFAULT_FLOOR);
     }
 
     /// Customers whose rates are drawn from one distribution and scaled by
