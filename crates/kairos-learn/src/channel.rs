@@ -90,8 +90,26 @@ impl ChannelPriors {
 }
 
 /// ln B(a, b)
-pub(crate) fn ln_beta(a: f64, b: f64) -> f64 {
+fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+/// ln P(k engagements in n sends) under a Beta(a, b) rate, without the
+/// binomial coefficient (the same for every prior).
+#[inline]
+pub(crate) fn beta_binomial_ll(n: f64, k: f64, a: f64, b: f64) -> f64 {
+    let k = k.min(n);
+    ln_beta(k + a, n - k + b) - ln_beta(a, b)
+}
+
+/// The engagement rate of `engagements` in `sends`, pooled over customers
+/// (with half an engagement added), and the prior means searched around it.
+pub(crate) fn prior_means(sends: f64, engagements: f64) -> (f64, Vec<f64>) {
+    let pooled = ((engagements + 0.5) / (sends + 1.0)).clamp(1e-4, 1.0 - 1e-4);
+    let means = (1..=40)
+        .map(|m| (pooled * (0.25 + 0.05 * f64::from(m))).clamp(1e-4, 1.0 - 1e-4))
+        .collect();
+    (pooled, means)
 }
 
 /// Maximum marginal likelihood Beta prior for (sends, engagements) pairs,
@@ -100,19 +118,14 @@ pub fn fit_beta_binomial(obs: &[(u32, u32)]) -> BetaPrior {
     let (s, e) = obs.iter().fold((0u64, 0u64), |(s, e), (a, b)| {
         (s + u64::from(*a), e + u64::from(*b.min(a)))
     });
-    let pooled = ((e as f64 + 0.5) / (s as f64 + 1.0)).clamp(1e-4, 1.0 - 1e-4);
+    let (pooled, means) = prior_means(s as f64, e as f64);
     let loglik = |p: BetaPrior| -> f64 {
         obs.iter()
-            .map(|&(n, k)| {
-                let k = f64::from(k.min(n));
-                let n = f64::from(n);
-                ln_beta(k + p.alpha, n - k + p.beta) - ln_beta(p.alpha, p.beta)
-            })
+            .map(|&(n, k)| beta_binomial_ll(f64::from(n), f64::from(k), p.alpha, p.beta))
             .sum()
     };
     let mut best = (f64::NEG_INFINITY, BetaPrior::from_mean(pooled, 4.0));
-    for m in 1..=40 {
-        let mean = (pooled * (0.25 + 0.05 * f64::from(m))).clamp(1e-4, 1.0 - 1e-4);
+    for mean in means {
         for strength in [
             0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 35.0, 60.0, 100.0, 200.0, 400.0, 1000.0,
         ] {

@@ -33,6 +33,7 @@
 //! `strength · ē / e`: a rate `r` seen through exposure `e` varies as `e²`
 //! while its mean varies as `e`, so a customer rarely around is known to
 //! engage rarely with more certainty.
+//!
 //! Unlike a regression on the log-lift, the form saturates: the slots a
 //! search picks, with far more activity ahead than any logged send had, are
 //! still scored within what the sends showed.
@@ -43,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 use crate::activity::QuarterMass;
-use crate::channel::ln_beta;
+use crate::channel::{beta_binomial_ll, prior_means};
 use crate::response::{Calibration, SendRow};
 
 /// Candidate floors, every 0.02 in (0, 1].
@@ -162,22 +163,17 @@ fn fit_relative_prior(obs: &[(f64, f64, f64)]) -> (f64, f64) {
     let (s, e) = obs
         .iter()
         .fold((0.0, 0.0), |(s, e), (n, k, _)| (s + n, e + k.min(*n)));
-    let pooled = ((e + 0.5) / (s + 1.0)).clamp(1e-4, 1.0 - 1e-4);
+    let (pooled, means) = prior_means(s, e);
     let loglik = |mean: f64, strength: f64| -> f64 {
         obs.iter()
             .map(|&(n, k, rel)| {
                 let (m, s) = scaled_prior(mean, strength, rel);
-                let (a, b) = (m * s, (1.0 - m) * s);
-                let k = k.min(n);
-                ln_beta(k + a, n - k + b) - ln_beta(a, b)
+                beta_binomial_ll(n, k, m * s, (1.0 - m) * s)
             })
             .sum()
     };
     // Coordinate ascent over a grid: the best mean for the strength, then
     // the best strength for the mean, until neither moves.
-    let means: Vec<f64> = (1..=40)
-        .map(|m| (pooled * (0.25 + 0.05 * f64::from(m))).clamp(1e-4, 1.0 - 1e-4))
-        .collect();
     // Strengths 0.5 to about 1,000, 15% apart.
     let strengths: Vec<f64> = (0..55).map(|j| 0.5 * 1.15f64.powi(j)).collect();
     let argmax = |values: &[f64], ll: &dyn Fn(f64) -> f64| -> (f64, f64) {
@@ -385,9 +381,10 @@ fn fit_floors(train: &[&SendRow], spread: f64) -> [f64; 5] {
     floor
 }
 
-/// Fits each channel's floor and then its rate prior on `train`; the calibration is measured on
-/// `heldout`, with the rates the priors give, as decisions score. (Refitting
-/// the floors on those rates scored worse in simulation.)
+/// Fits each channel's floor and then its rate prior on `train`; the
+/// calibration is measured on `heldout`, with the rates the priors give, as
+/// decisions score. (Refitting the floors on those rates scored worse in
+/// simulation.)
 pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -> Exposure {
     let floor = fit_floors(train, FLOOR_SPREAD);
     let rate_prior = fit_rate_priors(train, &floor);
