@@ -89,6 +89,9 @@ pub enum Attribution {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     },
+    /// The engagement, at this response time, is gone: the send it followed
+    /// made way for earlier ones (at most 8 are kept per message).
+    Uncount(DateTime<Utc>),
 }
 
 /// The key of a message in a customer's message states: "channel:message_id".
@@ -136,11 +139,10 @@ impl MessageState {
         let change = match (self.counted_at, now) {
             (None, Some(to)) => Attribution::Count(to),
             (Some(from), Some(to)) if from != to => Attribution::Move { from, to },
+            (Some(from), None) => Attribution::Uncount(from),
             _ => Attribution::None,
         };
-        if now.is_some() {
-            self.counted_at = now;
-        }
+        self.counted_at = now;
         change
     }
 }
@@ -266,6 +268,11 @@ impl ProfileState {
             Attribution::Move { from, to } => {
                 self.add_engagement(channel, from, tz, cfg, -1.0);
                 self.add_engagement(channel, to, tz, cfg, 1.0);
+            }
+            Attribution::Uncount(r) => {
+                self.add_engagement(channel, r, tz, cfg, -1.0);
+                let stats = &mut self.channels[channel.index()];
+                stats.engagements_total = stats.engagements_total.saturating_sub(1);
             }
         }
         let stats = &mut self.channels[channel.index()];
@@ -490,6 +497,43 @@ mod tests {
         // The response arriving before its send counts as well.
         let (q, _) = ProfileState::from_events([&events[1], &events[0]], Tz::UTC, &cfg);
         assert_eq!(q.channels[Channel::Email.index()].engagements_total, 1);
+    }
+
+    /// A message keeps its 8 earliest sends. An open counted after a late
+    /// send is taken back when earlier sends arriving afterwards push that
+    /// send out, as if they had arrived first.
+    #[test]
+    fn an_engagement_whose_send_made_way_is_taken_back() {
+        let cfg = ProfileConfig::default();
+        let email = Some("email");
+        let mut events = vec![
+            ev(0, "message_sent", "2026-01-20T10:00:00Z", email, Some("m")),
+            ev(
+                1,
+                "message_opened",
+                "2026-01-20T11:00:00Z",
+                email,
+                Some("m"),
+            ),
+        ];
+        for d in 1..=8 {
+            let ts = format!("2026-01-0{d}T10:00:00Z");
+            events.push(ev(1 + d, "message_sent", &ts, email, Some("m")));
+        }
+        let (late, messages) = ProfileState::from_events(&events, Tz::UTC, &cfg);
+        let mut in_order = events.clone();
+        in_order.sort_by_key(|e| e.timestamp);
+        let (early, same) = ProfileState::from_events(&in_order, Tz::UTC, &cfg);
+        assert_eq!(messages, same);
+        assert_eq!(messages["email:m"].counted_at, None);
+        for p in [&late, &early] {
+            let stats = &p.channels[Channel::Email.index()];
+            assert_eq!((stats.sends_total, stats.engagements_total), (9, 0));
+            assert!(stats.engagements.abs() < 1e-6, "{}", stats.engagements);
+        }
+        // With the open's own send among the 8 kept, it counts once.
+        let (kept, _) = ProfileState::from_events(&events[..9], Tz::UTC, &cfg);
+        assert_eq!(kept.channels[Channel::Email.index()].engagements_total, 1);
     }
 
     fn kinds() -> impl Strategy<Value = (&'static str, Option<&'static str>)> {
