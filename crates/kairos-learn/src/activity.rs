@@ -347,34 +347,62 @@ impl ActivityModel {
     }
 }
 
-/// Cumulative mass of a week distribution in quarter hours (each hour's mass
-/// spread evenly over its quarters): the mass of any window, the week
-/// wrapping, costs two or three lookups.
+/// Cumulative mass of a week distribution in quarter hours: the mass of any
+/// window, the week wrapping, costs two or three lookups.
+///
+/// Activity rises and falls through an hour rather than in steps at its
+/// edges: an hour between a quieter and a busier one has its mass spread
+/// over its quarters along the gentler of its slopes to them (the week
+/// wrapping), kept to the hour's own mass and never below zero, so a window
+/// starting late in an hour that a habit begins halfway through holds more
+/// than one starting early. An hour busier or quieter than both neighbours
+/// is spread evenly: no new peak is made, and a plateau of equal hours keeps
+/// its edges. A distribution shorter than the week is spread evenly, and
+/// leaves the rest of the week empty.
 #[derive(Debug, Clone)]
 pub struct QuarterMass {
     /// prefix[q] = mass of quarters 0..q (673 entries).
     prefix: Vec<f64>,
 }
 
+/// The smaller in size of two slopes of one sign; 0 when they differ.
+#[inline]
+fn minmod(a: f64, b: f64) -> f64 {
+    if a * b <= 0.0 {
+        0.0
+    } else if a.abs() < b.abs() {
+        a
+    } else {
+        b
+    }
+}
+
 impl QuarterMass {
     pub fn new(hour_of_week: &[f64]) -> Self {
-        // Hour by hour, with the four quarters of an hour filled from the
-        // hour's own start (no chain of additions through every quarter).
         let q = kairos_core::QUARTERS_PER_WEEK;
+        let week = hour_of_week.len() == H;
         let mut prefix = Vec::with_capacity(q + 1);
         prefix.push(0.0);
         let mut acc = 0.0;
-        for p in hour_of_week.iter().take(H) {
-            let quarter = p / 4.0;
-            prefix.extend_from_slice(&[
-                acc + quarter,
-                acc + 2.0 * quarter,
-                acc + 3.0 * quarter,
-                acc + p,
-            ]);
+        for (h, &p) in hour_of_week.iter().take(H).enumerate() {
+            // The density at the quarters' centres, -3/8 to 3/8 of an hour
+            // from the hour's: p + slope · x sums to p over the four.
+            let slope = if week {
+                let (before, after) = (hour_of_week[(h + H - 1) % H], hour_of_week[(h + 1) % H]);
+                let bound = p * 8.0 / 3.0;
+                minmod(p - before, after - p).clamp(-bound, bound)
+            } else {
+                0.0
+            };
+            let quarter = |x: f64| (p + slope * x) / 4.0;
+            let first = quarter(-0.375);
+            let second = first + quarter(-0.125);
+            let third = second + quarter(0.125);
+            // Each quarter from the hour's own start (no chain of additions
+            // through the week), the last one exact.
+            prefix.extend_from_slice(&[acc + first, acc + second, acc + third, acc + p]);
             acc += p;
         }
-        // A shorter distribution leaves the rest of the week empty.
         prefix.resize(q + 1, acc);
         Self { prefix }
     }
@@ -600,6 +628,57 @@ mod quarter_mass_tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The mass of quarter `q`, straight from the definition.
+    fn quarter(hours: &[f64], q: usize) -> f64 {
+        let (h, k) = (q / 4, q % 4);
+        let p = hours[h];
+        let (up, down) = (p - hours[(h + 167) % 168], hours[(h + 1) % 168] - p);
+        // The gentler of the two slopes when they agree; flat at a peak or a trough.
+        let slope = if up * down <= 0.0 {
+            0.0
+        } else {
+            up.signum() * up.abs().min(down.abs())
+        }
+        .clamp(-p * 8.0 / 3.0, p * 8.0 / 3.0);
+        (p + slope * (k as f64 - 1.5) / 4.0) / 4.0
+    }
+
+    /// Activity rises through an hour between a quieter and a busier one
+    /// and falls between a busier and a quieter one; an hour busier (or
+    /// quieter) than both neighbours stays level, so a plateau of equal
+    /// hours keeps its edges. Each hour keeps its own mass, and no quarter
+    /// is negative.
+    #[test]
+    fn quarters_follow_the_slope_between_hours() {
+        let mut hours = vec![0.0; 168];
+        // Sessions from 19:30 to 22:30: half of 19, all of 20 and 21, half of 22.
+        hours[18] = 0.02;
+        hours[19] = 0.2;
+        hours[20] = 0.4;
+        hours[21] = 0.4;
+        hours[22] = 0.2;
+        hours[23] = 0.02;
+        let m = QuarterMass::new(&hours);
+        let q = |i: usize| m.mass(i, 1);
+        for (h, p) in hours.iter().enumerate() {
+            assert!((m.mass(4 * h, 4) - p).abs() < 1e-12, "hour {h}");
+        }
+        assert!((0..672).all(|i| q(i) >= 0.0));
+        // 19:00 to 19:45 rise, 22:00 to 22:45 fall, 20:00 to 21:45 stay level.
+        let shown = |a: usize| (a..a + 4).map(q).collect::<Vec<_>>();
+        assert!((76..79).all(|i| q(i) < q(i + 1)), "{:?}", shown(76));
+        assert!((88..91).all(|i| q(i) > q(i + 1)), "{:?}", shown(88));
+        assert!((80..87).all(|i| (q(i) - q(80)).abs() < 1e-12));
+        // A push window starting at 19:45 holds more than one at 19:00, and
+        // none in the plateau holds more than the one at its start.
+        assert!(m.mass(79, 4) > m.mass(76, 4));
+        assert!((80..85).all(|i| m.mass(i, 4) <= m.mass(80, 4) + 1e-12));
+        // Shorter than a week: spread evenly.
+        let day = QuarterMass::new(&[0.5, 0.25, 0.25]);
+        assert!((day.mass(0, 1) - 0.125).abs() < 1e-12 && (day.mass(4, 1) - 0.0625).abs() < 1e-12);
+        assert_eq!(day.mass(12, 100), 0.0);
+    }
+
     proptest! {
         /// Every window's mass equals the sum over its quarter hours, wrapping the week.
         #[test]
@@ -609,7 +688,7 @@ mod quarter_mass_tests {
             len in 1usize..700,
         ) {
             let m = QuarterMass::new(&hours);
-            let direct: f64 = (0..len.min(672)).map(|k| hours[((start + k) % 672) / 4] / 4.0).sum();
+            let direct: f64 = (0..len.min(672)).map(|k| quarter(&hours, (start + k) % 672)).sum();
             prop_assert!((m.mass(start, len) - direct).abs() < 1e-9, "{} vs {}", m.mass(start, len), direct);
             let mut all = Vec::new();
             m.windows(len, &mut all);
