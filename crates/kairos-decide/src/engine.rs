@@ -20,7 +20,9 @@ use chrono_tz::Tz;
 use kairos_core::time::local_minute_of_day;
 use kairos_core::time::LocalClock;
 use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
-use kairos_learn::exposure::{presence, scaled_rate, typical_presence, RateCounts, RatePrior};
+use kairos_learn::exposure::{
+    mean_presence, presence, scaled_rate, typical_presence, typical_sends, RateCounts, RatePrior,
+};
 use kairos_learn::response::{lift, sigmoid, LinearScore};
 use kairos_learn::stats::fast_ln;
 use kairos_learn::{
@@ -291,6 +293,10 @@ struct ExposureScore {
     rate_prior: Option<RatePrior>,
     sends: f64,
     engagements: f64,
+    /// Local quarters of the week of the customer's latest past sends on
+    /// the channel, when the model counts sends at a typical time (empty
+    /// otherwise, or without sends): the rate was seen through their exposure.
+    sent_quarters: Vec<usize>,
 }
 
 impl Scorer {
@@ -323,6 +329,11 @@ impl Scorer {
                     engagements: match e.rate_counts {
                         RateCounts::Decayed => c.estimate.engagements,
                         RateCounts::Total => f64::from(c.estimate.engagements_total),
+                    },
+                    sent_quarters: if e.sends_at_typical {
+                        past_quarters(input, c.channel)
+                    } else {
+                        Vec::new()
                     },
                 }),
             },
@@ -397,13 +408,28 @@ impl Scorer {
                 let typical = *typical.get_or_init(|| typical_presence(mass, self.len, e.activity));
                 let rate = e.rate_prior.map_or(self.rate, |p| {
                     let exposure = e.floor + (1.0 - e.floor) * typical;
-                    p.posterior_mean(exposure, e.sends, e.engagements)
+                    let sends = mean_presence(&e.sent_quarters, mass, self.len, e.activity)
+                        .map_or(e.sends, |sent| {
+                            typical_sends(e.sends, e.floor, sent, typical)
+                        });
+                    p.posterior_mean(exposure, sends, e.engagements)
                 });
                 scaled_rate(rate, e.floor, presence(e.activity * m), typical)
             }
             (None, None) => predicted(self.rate, m, self.len),
         }
     }
+}
+
+/// The local quarters of the week of the customer's past sends on `channel`
+/// (planned ones left out), as the caps know them.
+fn past_quarters(input: &DecisionInput<'_>, channel: Channel) -> Vec<usize> {
+    let mut clock = LocalClock::new(input.tz);
+    input.cap_state.sends[channel.index()]
+        .iter()
+        .filter(|t| **t <= input.now)
+        .map(|t| clock.read(*t).quarter)
+        .collect()
 }
 
 type Reading = (i64, kairos_core::time::LocalReading);

@@ -34,6 +34,16 @@
 //! while its mean varies as `e`, so a customer rarely around is known to
 //! engage rarely with more certainty.
 //!
+//! The sends themselves came at whatever times the company chose, more or
+//! less exposed than a typical time: a customer who got every push while
+//! usually around has engaged more often than their rate at a typical time
+//! would say. Each customer's sends can therefore be counted at a typical
+//! time ([`typical_sends`]): `n · e(sent) / e(typical)`, with `sent` the mean
+//! presence after their latest sends as the profile now reads them (under a
+//! Poisson view of engagement, the rate's evidence is the exposure summed
+//! over the sends). Training keeps this form, and decayed or total counts,
+//! whichever predict each logged send best from the sends before it.
+//!
 //! Unlike a regression on the log-lift, the form saturates: the slots a
 //! search picks, with far more activity ahead than any logged send had, are
 //! still scored within what the sends showed.
@@ -79,6 +89,35 @@ pub fn typical_presence(mass: &QuarterMass, len: usize, activity: f64) -> f64 {
         / hours as f64
 }
 
+/// The mean presence after sends at the local `quarters` of the week, for
+/// a customer with `activity` activities a week and weekly distribution
+/// `mass`, in windows of `len` quarter hours; `None` without sends.
+pub fn mean_presence(
+    quarters: &[usize],
+    mass: &QuarterMass,
+    len: usize,
+    activity: f64,
+) -> Option<f64> {
+    (!quarters.is_empty()).then(|| {
+        quarters
+            .iter()
+            .map(|q| presence(activity * mass.mass(*q, len)))
+            .sum::<f64>()
+            / quarters.len() as f64
+    })
+}
+
+/// `sends` counted at a typical time: a customer's engagements follow
+/// their exposure at each send, so sends made when they were more (or
+/// less) around than typically count as more (or fewer) typical ones.
+/// `sent` is the mean presence after the sends, `typical` the presence at a
+/// typical time, `floor` the channel's floor.
+#[inline]
+pub fn typical_sends(sends: f64, floor: f64, sent: f64, typical: f64) -> f64 {
+    let e = |p: f64| floor + (1.0 - floor) * p;
+    sends * e(sent) / e(typical).max(1e-9)
+}
+
 /// The fitted floors, per channel by [`Channel::index`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {
@@ -92,6 +131,11 @@ pub struct Exposure {
     /// Which of a customer's counts the rate prior is updated with.
     #[serde(default)]
     pub rate_counts: RateCounts,
+    /// Whether a customer's sends are counted at a typical time
+    /// ([`typical_sends`]) before they update the rate prior; models
+    /// trained before it existed count each send as one.
+    #[serde(default)]
+    pub sends_at_typical: bool,
     /// Held-out calibration of [`Exposure::predict`].
     pub calibration: Calibration,
 }
@@ -155,43 +199,53 @@ fn scaled_prior(mean: f64, strength: f64, rel: f64) -> (f64, f64) {
     )
 }
 
-/// Customers' (sends, engagements, relative exposure): fits the mean (at
-/// relative exposure 1) and strength of a Beta prior scaled to each
-/// customer's exposure ([`scaled_prior`]), by maximum Beta-Binomial marginal likelihood over
-/// a grid.
+/// Candidate prior strengths, 0.5 to about 1,000, 15% apart.
+fn strengths() -> impl Iterator<Item = f64> + Clone {
+    (0..55).map(|j| 0.5 * 1.15f64.powi(j))
+}
+
+/// The value of `values` where `score` is highest, and that score.
+fn argmax(values: impl Iterator<Item = f64>, score: &dyn Fn(f64) -> f64) -> (f64, f64) {
+    values.fold((f64::NEG_INFINITY, f64::NAN), |best, v| {
+        let l = score(v);
+        if l > best.0 {
+            (l, v)
+        } else {
+            best
+        }
+    })
+}
+
+/// ln P(customers' engagements) under a Beta prior of `mean` and
+/// `strength` at relative exposure 1, scaled to each customer's exposure
+/// ([`scaled_prior`]); `obs` holds each customer's (sends, engagements,
+/// relative exposure).
+fn relative_prior_ll(obs: &[(f64, f64, f64)], mean: f64, strength: f64) -> f64 {
+    obs.iter()
+        .map(|&(n, k, rel)| {
+            let (m, s) = scaled_prior(mean, strength, rel);
+            beta_binomial_ll(n, k, m * s, (1.0 - m) * s)
+        })
+        .sum()
+}
+
+/// Fits the mean (at relative exposure 1) and strength of a Beta prior
+/// scaled to each customer's exposure ([`scaled_prior`]) to customers'
+/// (sends, engagements, relative exposure), by maximum Beta-Binomial
+/// marginal likelihood over a grid.
 fn fit_relative_prior(obs: &[(f64, f64, f64)]) -> (f64, f64) {
     let (s, e) = obs
         .iter()
         .fold((0.0, 0.0), |(s, e), (n, k, _)| (s + n, e + k.min(*n)));
     let (pooled, means) = prior_means(s, e);
-    let loglik = |mean: f64, strength: f64| -> f64 {
-        obs.iter()
-            .map(|&(n, k, rel)| {
-                let (m, s) = scaled_prior(mean, strength, rel);
-                beta_binomial_ll(n, k, m * s, (1.0 - m) * s)
-            })
-            .sum()
-    };
-    // Coordinate ascent over a grid: the best mean for the strength, then
-    // the best strength for the mean, until neither moves.
-    // Strengths 0.5 to about 1,000, 15% apart.
-    let strengths: Vec<f64> = (0..55).map(|j| 0.5 * 1.15f64.powi(j)).collect();
-    let argmax = |values: &[f64], ll: &dyn Fn(f64) -> f64| -> (f64, f64) {
-        values
-            .iter()
-            .fold((f64::NEG_INFINITY, values[0]), |best, &v| {
-                let l = ll(v);
-                if l > best.0 {
-                    (l, v)
-                } else {
-                    best
-                }
-            })
-    };
+    // Coordinate ascent: the best mean for the strength, then the best
+    // strength for the mean, until neither moves.
     let mut best = (f64::NEG_INFINITY, pooled, 20.0);
     for _ in 0..10 {
-        let (_, mean) = argmax(&means, &|m| loglik(m, best.2));
-        let (ll, strength) = argmax(&strengths, &|s| loglik(mean, s));
+        let (_, mean) = argmax(means.iter().copied(), &|m| {
+            relative_prior_ll(obs, m, best.2)
+        });
+        let (ll, strength) = argmax(strengths(), &|s| relative_prior_ll(obs, mean, s));
         if ll <= best.0 {
             break;
         }
@@ -200,48 +254,80 @@ fn fit_relative_prior(obs: &[(f64, f64, f64)]) -> (f64, f64) {
     (best.1, best.2)
 }
 
-/// Each channel's [`RatePrior`], from the training sends read with floors `floor`.
-fn fit_rate_priors(train: &[&SendRow], floor: &[f64; 5]) -> [Option<RatePrior>; 5] {
-    let mut out = [None; 5];
-    for c in Channel::ALL {
+/// Per channel by [`Channel::index`], its customers' (sends, engagements,
+/// relative exposure) for the rate prior and the mean exposure they are
+/// relative to, from the training sends read with floors `floor`; with
+/// `at_typical`, each customer's sends counted at a typical time
+/// ([`typical_sends`]). `None` where too few customers had sends.
+#[allow(clippy::type_complexity)]
+fn prior_observations(
+    train: &[&SendRow],
+    floor: &[f64; 5],
+    at_typical: bool,
+) -> [Option<(Vec<(f64, f64, f64)>, f64)>; 5] {
+    Channel::ALL.map(|c| {
         let f = floor[c.index()];
-        let exposure = |r: &SendRow| f + (1.0 - f) * r.typical_presence;
-        // Per customer: sends, engagements, exposure, in first-seen order.
+        let exposure = |p: f64| f + (1.0 - f) * p;
+        // Per customer: sends, engagements, and their latest send, in first-seen order.
         let mut at: HashMap<u64, usize> = HashMap::new();
-        let mut customers: Vec<(u32, u32, f64)> = Vec::new();
-        let (mut total, mut n) = (0.0, 0usize);
+        let mut customers: Vec<(u32, u32, &SendRow)> = Vec::new();
         for r in train.iter().filter(|r| r.context.channel == c) {
             let i = *at.entry(r.customer_hash).or_insert_with(|| {
-                customers.push((0, 0, 0.0));
+                customers.push((0, 0, r));
                 customers.len() - 1
             });
             let x = &mut customers[i];
             x.0 += 1;
             x.1 += u32::from(r.engaged);
-            // The latest send's: the profile nearest the one decisions read.
-            x.2 = exposure(r);
-        }
-        for x in &customers {
-            total += f64::from(x.0) * x.2;
-            n += x.0 as usize;
+            // The latest send's profile is the nearest to the one decisions read.
+            x.2 = r;
         }
         if customers.len() < MIN_PRIOR_CUSTOMERS || !customers.iter().any(|x| x.1 > 0) {
-            continue;
+            return None;
         }
-        let mean_exposure = total / n as f64;
-        let obs: Vec<(f64, f64, f64)> = crate::fit::every_kth(&customers, MAX_PRIOR_CUSTOMERS)
+        let (total, n) = customers.iter().fold((0.0, 0.0), |(t, n), x| {
+            let sends = f64::from(x.0);
+            (t + sends * exposure(x.2.typical_presence), n + sends)
+        });
+        let mean_exposure = total / n;
+        let obs = crate::fit::every_kth(&customers, MAX_PRIOR_CUSTOMERS)
             .into_iter()
-            .map(|&(s, e, exposure)| (f64::from(s), f64::from(e), exposure / mean_exposure))
+            .map(|&(s, e, last)| {
+                let mut sends = f64::from(s);
+                if at_typical {
+                    // The earlier sends as the latest profile reads them, and the latest.
+                    sends = typical_sends(
+                        sends - 1.0,
+                        f,
+                        last.sent_presence_before,
+                        last.typical_presence,
+                    ) + typical_sends(1.0, f, last.presence, last.typical_presence);
+                }
+                let rel = exposure(last.typical_presence) / mean_exposure;
+                (sends.max(f64::from(e)), f64::from(e), rel)
+            })
             .collect();
+        Some((obs, mean_exposure))
+    })
+}
+
+/// Each channel's [`RatePrior`], from the training sends read with floors
+/// `floor` (see [`prior_observations`]).
+fn fit_rate_priors(
+    train: &[&SendRow],
+    floor: &[f64; 5],
+    at_typical: bool,
+) -> [Option<RatePrior>; 5] {
+    prior_observations(train, floor, at_typical).map(|o| {
+        let (obs, mean_exposure) = o?;
         let (mean, strength) = fit_relative_prior(&obs);
         let prior = RatePrior {
             mean,
             strength,
             mean_exposure,
         };
-        out[c.index()] = prior.validate().then_some(prior);
-    }
-    out
+        prior.validate().then_some(prior)
+    })
 }
 
 impl Exposure {
@@ -272,40 +358,64 @@ pub fn scaled_rate(rate: f64, floor: f64, p: f64, typical: f64) -> f64 {
 /// customer's sends before it (`counts` of them), or, without a prior, as
 /// estimated then.
 #[inline]
-fn row_rate(r: &SendRow, prior: Option<&RatePrior>, f: f64, counts: RateCounts) -> f64 {
+fn row_rate(
+    r: &SendRow,
+    prior: Option<&RatePrior>,
+    f: f64,
+    counts: RateCounts,
+    at_typical: bool,
+) -> f64 {
     prior.map_or(r.context.rate, |p| {
-        let (sends, engagements) = match counts {
+        let (mut sends, engagements) = match counts {
             RateCounts::Decayed => (r.sends_before, r.engagements_before),
             RateCounts::Total => (r.sends_total_before, r.engagements_total_before),
         };
+        if at_typical {
+            sends = typical_sends(sends, f, r.sent_presence_before, r.typical_presence);
+        }
         p.posterior_mean(f + (1.0 - f) * r.typical_presence, sends, engagements)
     })
 }
 
-/// Which counts predict `rows` better (each send from the counts before it),
-/// with `floor` and `priors`; decayed ones on a tie.
-fn choose_rate_counts(
+/// How well `rows` are predicted, each send from the customer's counts
+/// before it, with `floor`, `priors` and the rate form given.
+fn rate_log_likelihood(
     rows: &[&SendRow],
     floor: &[f64; 5],
     priors: &[Option<RatePrior>; 5],
-) -> RateCounts {
-    let ll = |counts: RateCounts| -> f64 {
-        rows.iter()
-            .map(|r| {
-                let c = r.context.channel.index();
-                let rate = row_rate(r, priors[c].as_ref(), floor[c], counts);
-                bernoulli_ll(
-                    scaled_rate(rate, floor[c], r.presence, r.typical_presence),
-                    r.engaged,
-                )
-            })
-            .sum()
-    };
-    if ll(RateCounts::Total) > ll(RateCounts::Decayed) {
-        RateCounts::Total
-    } else {
-        RateCounts::Decayed
+    counts: RateCounts,
+    at_typical: bool,
+) -> f64 {
+    rows.iter()
+        .map(|r| {
+            let c = r.context.channel.index();
+            let rate = row_rate(r, priors[c].as_ref(), floor[c], counts, at_typical);
+            bernoulli_ll(
+                scaled_rate(rate, floor[c], r.presence, r.typical_presence),
+                r.engaged,
+            )
+        })
+        .sum()
+}
+
+/// The rate priors, counts and whether sends count at a typical time,
+/// whichever together predict `rows` best with `floor`; on a tie, the
+/// simpler (decayed counts, each send one).
+fn fit_rate_form(
+    rows: &[&SendRow],
+    floor: &[f64; 5],
+) -> ([Option<RatePrior>; 5], RateCounts, bool) {
+    let mut best: Option<(f64, [Option<RatePrior>; 5], RateCounts, bool)> = None;
+    for at_typical in [false, true] {
+        let priors = fit_rate_priors(rows, floor, at_typical);
+        for counts in [RateCounts::Decayed, RateCounts::Total] {
+            let ll = rate_log_likelihood(rows, floor, &priors, counts, at_typical);
+            if best.as_ref().is_none_or(|b| ll > b.0) {
+                best = Some((ll, priors, counts, at_typical));
+            }
+        }
     }
+    best.map_or(([None; 5], RateCounts::Decayed, false), |b| (b.1, b.2, b.3))
 }
 
 /// ln P(outcome) for a predicted probability `q`.
@@ -387,19 +497,25 @@ fn fit_floors(train: &[&SendRow], spread: f64) -> [f64; 5] {
 /// simulation.)
 pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -> Exposure {
     let floor = fit_floors(train, FLOOR_SPREAD);
-    let rate_prior = fit_rate_priors(train, &floor);
-    let rate_counts = choose_rate_counts(train, &floor, &rate_prior);
+    let (rate_prior, rate_counts, sends_at_typical) = fit_rate_form(train, &floor);
     let mut model = Exposure {
         floor,
         rate_prior,
         rate_counts,
+        sends_at_typical,
         calibration: Calibration::default(),
     };
     let preds: Vec<(f64, bool)> = heldout
         .iter()
         .map(|r| {
             let c = r.context.channel.index();
-            let rate = row_rate(r, model.rate_prior[c].as_ref(), model.floor[c], rate_counts);
+            let rate = row_rate(
+                r,
+                model.rate_prior[c].as_ref(),
+                model.floor[c],
+                rate_counts,
+                sends_at_typical,
+            );
             (
                 model.predict(r.context.channel, rate, r.presence, r.typical_presence),
                 r.engaged,
@@ -436,6 +552,7 @@ mod tests {
             sends_before: 0.0,
             engagements_before: 0.0,
             sends_total_before: 0.0,
+            sent_presence_before: typical,
             engagements_total_before: 0.0,
         }
     }
@@ -556,7 +673,7 @@ mod tests {
         let train: Vec<&SendRow> = rows.iter().collect();
         let mut floors = [DEFAULT_FLOOR; 5];
         floors[Channel::Push.index()] = floor;
-        let priors = fit_rate_priors(&train, &floors);
+        let priors = fit_rate_priors(&train, &floors, false);
         let prior = priors[Channel::Push.index()].unwrap_or_else(|| panic!("{priors:?}"));
         assert!(priors[Channel::Email.index()].is_none(), "no email sends");
         for typical in [0.9, 0.05] {
@@ -584,9 +701,56 @@ mod tests {
             floor: floors,
             rate_prior: priors,
             rate_counts: RateCounts::Decayed,
+            sends_at_typical: false,
             calibration: Calibration::default(),
         };
         assert!(e.validate());
+    }
+
+    /// Customers whose sends all came while they were around engage more
+    /// than their rate at a typical time, and those never around less: the
+    /// fit counts their sends at a typical time, and its prior is then the
+    /// rates' own. Where every send came at a typical time, both forms are
+    /// the same and the simpler one stays.
+    #[test]
+    fn sends_made_when_customers_were_around_count_for_more() {
+        let (floor, typical) = (0.2, 0.3);
+        let rows_for = |around: f64, away: f64| -> Vec<SendRow> {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+            let mut rows = Vec::new();
+            for customer in 0..3_000u64 {
+                let at = if customer % 2 == 0 { around } else { away };
+                let rate: f64 = rng.gen_range(0.1..0.5);
+                let (mut sends, mut engagements) = (0.0, 0.0);
+                for _ in 0..20 {
+                    let engaged = rng.gen_bool(scaled_rate(rate, floor, at, typical));
+                    let mut r = row(Channel::Push, 0.3, at, typical, engaged);
+                    r.customer_hash = customer;
+                    (r.sends_before, r.engagements_before) = (sends, engagements);
+                    (r.sends_total_before, r.engagements_total_before) = (sends, engagements);
+                    if sends > 0.0 {
+                        r.sent_presence_before = at;
+                    }
+                    rows.push(r);
+                    sends += 1.0;
+                    engagements += f64::from(u8::from(engaged));
+                }
+            }
+            rows
+        };
+        let mut floors = [DEFAULT_FLOOR; 5];
+        floors[Channel::Push.index()] = floor;
+        let rows = rows_for(0.9, 0.02);
+        let train: Vec<&SendRow> = rows.iter().collect();
+        let (priors, _, at_typical) = fit_rate_form(&train, &floors);
+        assert!(at_typical);
+        let prior = priors[Channel::Push.index()].unwrap_or_else(|| panic!("{priors:?}"));
+        assert!((prior.mean / 0.3 - 1.0).abs() < 0.1, "{prior:?}");
+
+        let rows = rows_for(typical, typical);
+        let train: Vec<&SendRow> = rows.iter().collect();
+        assert!(!fit_rate_form(&train, &floors).2);
+        assert_eq!(typical_sends(20.0, floor, typical, typical), 20.0);
     }
 
     /// Rates that hold steady are pinned down better by every send counted
@@ -629,13 +793,9 @@ mod tests {
         for (drift, expected) in [(false, RateCounts::Total), (true, RateCounts::Decayed)] {
             let rows = rows_for(drift);
             let train: Vec<&SendRow> = rows.iter().collect();
-            let priors = fit_rate_priors(&train, &floor);
+            let (priors, counts, _) = fit_rate_form(&train, &floor);
             assert!(priors[Channel::Email.index()].is_some());
-            assert_eq!(
-                choose_rate_counts(&train, &floor, &priors),
-                expected,
-                "drift: {drift}"
-            );
+            assert_eq!(counts, expected, "drift: {drift}");
         }
     }
 
@@ -647,6 +807,7 @@ mod tests {
             floor: [0.2; 5],
             rate_prior: [None; 5],
             rate_counts: RateCounts::Decayed,
+            sends_at_typical: false,
             calibration: Calibration::default(),
         };
         let at = |p| e.predict(Channel::Sms, 0.1, p, 0.25);

@@ -173,6 +173,7 @@ mod tests {
                 floor: [0.2, 0.1, 0.1, 0.5, 0.5],
                 rate_prior: [None; 5],
                 rate_counts: Default::default(),
+                sends_at_typical: false,
                 calibration: Calibration::default(),
             }),
         };

@@ -222,7 +222,7 @@ pub(crate) fn decay_factor(age_seconds: f64, half_life_days: f64) -> f64 {
 }
 
 /// Sends kept per channel for fatigue and caps.
-const RECENT_SENDS: usize = 32;
+pub const RECENT_SENDS: usize = 32;
 
 impl ProfileState {
     /// Adds one event, its local hour taken in `tz`; `attribution` is what

@@ -411,6 +411,10 @@ pub struct SendRow {
     /// The same, counted without decay.
     pub sends_total_before: f64,
     pub engagements_total_before: f64,
+    /// The mean [`crate::exposure::presence`] after the customer's earlier
+    /// sends on the channel (the latest 32), read with the profile at this
+    /// send; its `typical_presence` when there were none.
+    pub sent_presence_before: f64,
 }
 
 /// Training sends the logistic regression is fitted on, at most (an even
@@ -593,6 +597,7 @@ mod tests {
                     sends_before: 0.0,
                     engagements_before: 0.0,
                     sends_total_before: 0.0,
+                    sent_presence_before: 0.0,
                     engagements_total_before: 0.0,
                 }
             })
@@ -739,6 +744,7 @@ mod tests {
                     sends_before: 0.0,
                     engagements_before: 0.0,
                     sends_total_before: 0.0,
+                    sent_presence_before: 0.0,
                     engagements_total_before: 0.0,
                 }
             })

@@ -11,10 +11,11 @@ use chrono::Duration;
 
 use crate::activity::{ActivityModel, QuarterMass};
 use crate::channel::{BetaPrior, ChannelPriors};
-use crate::exposure::{presence, typical_presence};
+use crate::exposure::{mean_presence, presence, typical_presence};
 use crate::fit::{fit_activity, ActivityHistory, FitOptions};
 use crate::model::{DataSize, Manifest, ModelBundle, FORMAT};
 use crate::posterior::ChannelEstimate;
+use crate::profile::RECENT_SENDS;
 use crate::profile::{concerns_attribution, message_key, Attribution, MessageState};
 use crate::profile::{ProfileConfig, ProfileState};
 use crate::response::{fit_response, lift, SendContext, SendRow};
@@ -205,6 +206,9 @@ fn send_rows(
     let mut messages: HashMap<String, MessageState> = HashMap::new();
     // Each send's row, and its message key: its outcome is known at the end.
     let mut pending: Vec<(SendRow, String)> = Vec::new();
+    // Per channel, the local quarters of the week of the latest sends, as
+    // the profile keeps their times.
+    let mut sent: [Vec<usize>; 5] = Default::default();
     for e in events {
         if let (EventType::MessageSent, Some(channel), Some(key)) =
             (e.kind, e.channel, message_key(e))
@@ -227,6 +231,8 @@ fn send_rows(
                 .sum::<usize>();
             let window_mass = mass.mass(quarter, len);
             let activity = state.weekly_activity(cfg.half_life_days);
+            let typical = typical_presence(&mass, len, activity);
+            let earlier = &mut sent[channel.index()];
             let context = SendContext {
                 lift: lift(window_mass, len),
                 activity,
@@ -246,7 +252,9 @@ fn send_rows(
                 engaged: false,
                 customer_hash: hash,
                 presence: presence(activity * window_mass),
-                typical_presence: typical_presence(&mass, len, activity),
+                typical_presence: typical,
+                sent_presence_before: mean_presence(earlier, &mass, len, activity)
+                    .unwrap_or(typical),
                 sends_before: f64::from(state.channels[channel.index()].sends),
                 engagements_before: f64::from(state.channels[channel.index()].engagements),
                 sends_total_before: f64::from(state.channels[channel.index()].sends_total),
@@ -255,6 +263,10 @@ fn send_rows(
                 ),
             };
             pending.push((row, key));
+            earlier.push(quarter);
+            if earlier.len() > RECENT_SENDS {
+                earlier.remove(0);
+            }
         }
         let attribution = match (message_key(e), e.channel) {
             (Some(key), Some(ch)) if concerns_attribution(e) => {
@@ -270,5 +282,95 @@ fn send_rows(
             .get(&key)
             .is_some_and(|m| m.engagement(window).is_some());
         rows.push(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairos_core::{CustomerId, EventId};
+
+    fn event(n: usize, kind: EventType, at: &str, channel: Option<Channel>) -> Event {
+        let timestamp = DateTime::parse_from_rfc3339(at)
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|e| panic!("{e}"));
+        Event {
+            event_id: EventId::parse(format!("e{n}")).unwrap_or_else(|e| panic!("{e:?}")),
+            customer_id: CustomerId::parse("c").unwrap_or_else(|e| panic!("{e:?}")),
+            kind,
+            timestamp,
+            channel,
+            message_id: channel.map(|_| format!("m{n}")),
+            decision_id: None,
+            experiment: None,
+            variant: None,
+            device: None,
+            automated: false,
+            category: None,
+            properties: None,
+        }
+    }
+
+    /// Each send's row reads the customer's earlier sends on the channel
+    /// with the profile at that send: the first has none (its typical
+    /// presence stands in), a push sent while the customer is usually
+    /// around raises the mean, and one sent while they never are lowers it.
+    #[test]
+    fn rows_read_the_earlier_sends_with_the_profile_then() {
+        let mut events: Vec<Event> = (0..6)
+            .map(|k| {
+                let day = 5 + 7 * k;
+                let at = if day <= 31 {
+                    format!("2026-10-{day:02}T19:10:00Z")
+                } else {
+                    format!("2026-11-{:02}T19:10:00Z", day - 31)
+                };
+                event(k, EventType::AppOpen, &at, None)
+            })
+            .collect();
+        let push = Some(Channel::Push);
+        events.push(event(
+            10,
+            EventType::MessageSent,
+            "2026-11-09T19:00:00Z",
+            push,
+        ));
+        events.push(event(
+            11,
+            EventType::MessageSent,
+            "2026-11-11T04:00:00Z",
+            push,
+        ));
+        events.push(event(
+            12,
+            EventType::MessageSent,
+            "2026-11-16T12:00:00Z",
+            push,
+        ));
+        events.sort_by_key(|e| e.timestamp);
+        let mut rows = Vec::new();
+        send_rows(
+            1,
+            Tz::UTC,
+            &events,
+            &ActivityModel::untrained(crate::ActivityParams::default()),
+            &ChannelPriors::uniform(BetaPrior::from_mean(0.1, 10.0)),
+            &ProfileConfig::default(),
+            [16, 4, 4, 96, 96],
+            &mut rows,
+        );
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].sent_presence_before, rows[0].typical_presence);
+        assert!(
+            rows[1].sent_presence_before > 2.0 * rows[1].typical_presence,
+            "{:?}",
+            rows[1]
+        );
+        assert!(rows[2].sent_presence_before < rows[1].sent_presence_before);
+        assert!(rows[2].sent_presence_before > rows[2].typical_presence);
+        assert_eq!(
+            (rows[2].sends_total_before, rows[2].engagements_total_before),
+            (2.0, 0.0)
+        );
     }
 }

@@ -606,7 +606,9 @@ fn reused_buffers_leave_no_trace_between_decisions() {
 /// With `scorer = "logistic"` the regression scores instead.
 #[test]
 fn the_exposure_form_scores_slots() {
-    use kairos_learn::exposure::{presence, scaled_rate, typical_presence, Exposure, RatePrior};
+    use kairos_learn::exposure::{
+        presence, scaled_rate, typical_presence, typical_sends, Exposure, RatePrior,
+    };
     use kairos_learn::response::{Calibration, FEATURES};
 
     let tz: Tz = "Asia/Kuala_Lumpur"
@@ -641,6 +643,7 @@ fn the_exposure_form_scores_slots() {
             floor: [0.5, 0.1, 0.1, 0.5, 0.5],
             rate_prior: [None; 5],
             rate_counts: Default::default(),
+            sends_at_typical: false,
             calibration: Calibration::default(),
         }),
     };
@@ -720,14 +723,8 @@ fn the_exposure_form_scores_slots() {
     };
     let typical = typical_presence(&mass, 4, 6.0);
     let exposure = 0.1 + 0.9 * typical;
-    let push_score = |m: &ResponseModel| {
-        let d = decide(
-            &DecisionInput {
-                response: Some(m),
-                ..input.clone()
-            },
-            &p,
-        );
+    // The push's score, whether it was chosen or not.
+    let push_of = |d: &Decision| {
         if d.channel == Some(Channel::Push) {
             d.score
         } else {
@@ -737,6 +734,16 @@ fn the_exposure_form_scores_slots() {
                 .and_then(|a| a.score)
                 .unwrap_or(f64::NAN)
         }
+    };
+    let push_score = |m: &ResponseModel| {
+        let d = decide(
+            &DecisionInput {
+                response: Some(m),
+                ..input.clone()
+            },
+            &p,
+        );
+        push_of(&d)
     };
     let top = (0..QUARTERS_PER_WEEK)
         .map(|q| mass.mass(q, 4))
@@ -765,4 +772,45 @@ fn the_exposure_form_scores_slots() {
         rarely_around < usual && usual < 1.0,
         "{rarely_around} vs {usual}"
     );
+
+    // Counting sends at a typical time: the same 2 engagements in 10 pushes
+    // say more of a customer who got them while usually around (Mondays
+    // 19:00 local) than while never around (Wednesdays 04:00).
+    let mut typical_model = with_prior(exposure);
+    if let Some(e) = typical_model.exposure.as_mut() {
+        e.sends_at_typical = true;
+    }
+    let prior = prior_of(&typical_model);
+    let pushes_at = |first: &str| {
+        let mut caps = CapState::default();
+        for week in 0..10 {
+            caps.add(Channel::Push, utc(first) - Duration::weeks(week));
+        }
+        caps
+    };
+    let (around, away) = (
+        pushes_at("2026-11-09T11:00:00Z"),
+        pushes_at("2026-11-10T20:00:00Z"),
+    );
+    let score_with = |caps: &CapState| {
+        let d = decide(
+            &DecisionInput {
+                response: Some(&typical_model),
+                cap_state: caps,
+                ..input.clone()
+            },
+            &p,
+        );
+        push_of(&d)
+    };
+    for (caps, quarter) in [(&around, 19 * 4), (&away, 2 * 96 + 4 * 4)] {
+        let sent = presence(6.0 * mass.mass(quarter, 4));
+        let sends = typical_sends(10.0, 0.1, sent, typical);
+        let rate = prior.posterior_mean(exposure, sends, 2.0);
+        let expected = scaled_rate(rate, 0.1, presence(6.0 * top), typical);
+        assert!((score_with(caps) - expected).abs() < 1e-9, "{quarter}");
+    }
+    assert!(score_with(&around) < usual && usual < score_with(&away));
+    // Without past sends on record, each counts as one.
+    assert!((score_with(&CapState::default()) - usual).abs() < 1e-12);
 }
