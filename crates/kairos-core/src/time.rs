@@ -382,6 +382,8 @@ pub struct LocalClock {
     span: (i64, i64, i64),
     /// The offset at an instant already looked up: the far end of the last span.
     ahead: Option<(i64, i64)>,
+    /// The last instant looked up alone and its offset, not yet a span.
+    last: Option<(i64, i64)>,
 }
 
 /// A local reading of an instant.
@@ -405,6 +407,7 @@ impl LocalClock {
             tz,
             span: (0, i64::MIN, i64::MIN),
             ahead: None,
+            last: None,
         }
     }
 
@@ -418,18 +421,37 @@ impl LocalClock {
         )
     }
 
-    /// The UTC offset at `secs`, in seconds.
+    /// The UTC offset at `secs`, in seconds. An instant far from the last
+    /// one costs one lookup; the next instant within a day of it turns that
+    /// lookup into a span (one more lookup), which later instants share.
     #[inline]
     pub fn offset(&mut self, secs: i64) -> i64 {
         let (offset, from, until) = self.span;
         if secs >= from && secs < until {
             return offset;
         }
+        if let Some((at, here)) = self.last.take() {
+            if secs > at && secs - at < SPAN_SECS {
+                self.extend(at, here);
+                let (offset, from, until) = self.span;
+                if secs >= from && secs < until {
+                    return offset;
+                }
+            }
+        }
         // Reading on from the end of the last span: its far end was checked already.
         let here = match self.ahead {
             Some((at, offset)) if at == secs => offset,
             _ => self.offset_at(secs),
         };
+        self.last = Some((secs, here));
+        self.span = (here, secs, secs + 1);
+        here
+    }
+
+    /// Makes the span from `secs`, where the offset is `here`: a day long,
+    /// or up to the first second of a new offset within the day.
+    fn extend(&mut self, secs: i64, here: i64) {
         let ahead = self.offset_at(secs + SPAN_SECS);
         self.ahead = Some((secs + SPAN_SECS, ahead));
         let until = if ahead == here {
@@ -448,7 +470,6 @@ impl LocalClock {
             hi
         };
         self.span = (here, secs, until);
-        here
     }
 
     pub fn read(&mut self, instant: DateTime<Utc>) -> LocalReading {
@@ -559,6 +580,26 @@ mod clock_tests {
                 prop_assert_eq!(r, single.read_secs(t), "{}", t);
                 let at = DateTime::from_timestamp(t, 0).unwrap_or_default();
                 prop_assert_eq!(r.quarter, quarter_of_week(at, tz));
+            }
+        }
+
+        /// Instants in any order, days or minutes apart (sends on several
+        /// channels, read one channel after another), read as chrono-tz has them.
+        #[test]
+        fn any_order_matches_chrono_tz(
+            instants in proptest::collection::vec(1_577_836_800i64..1_893_456_000i64, 1..60),
+            near in proptest::collection::vec(0i64..200_000, 1..60),
+            zone in 0usize..4,
+        ) {
+            let zones = ["America/New_York", "Australia/Lord_Howe", "Africa/Casablanca", "Europe/London"];
+            let tz: Tz = zones[zone].parse().unwrap_or(Tz::UTC);
+            let mut clock = LocalClock::new(tz);
+            for (i, base) in instants.iter().enumerate() {
+                for secs in [*base, base + near[i % near.len()]] {
+                    let t = DateTime::from_timestamp(secs, 0).unwrap_or_default();
+                    prop_assert_eq!(clock.read_secs(secs).quarter, quarter_of_week(t, tz), "{}", secs);
+                    prop_assert_eq!(clock.read_secs(secs).minute, local_minute_of_day(t, tz), "{}", secs);
+                }
             }
         }
 

@@ -1,5 +1,5 @@
 //! One decision in-process: 5 channels, a 7-day window (672 slots), quiet
-//! hours, frequency caps with recent sends, with and without a response model.
+//! hours, frequency caps with 8 weeks of sends, with and without a response model.
 //!
 //! `cargo bench -p kairos-decide`
 
@@ -84,9 +84,24 @@ fn bench(c: &mut Criterion) {
             estimate: ChannelEstimate::new(&stats, BetaPrior::from_mean(0.15, 4.0)),
         })
         .collect();
+    // 5 recent sends, and 8 weeks of older ones: 2 a week on every channel.
     let mut caps = CapState::default();
     for d in 1..6 {
         caps.add(Channel::ALL[d % 5], now - Duration::hours(30 * d as i64));
+    }
+    for ch in Channel::ALL {
+        for k in 0..15 {
+            caps.add(
+                ch,
+                now - Duration::hours(8 * 24 + 84 * k + 7 * ch.index() as i64),
+            );
+        }
+    }
+    // The costlier form of the exposure scoring: each channel's past sends
+    // read for their presence.
+    let mut trained = trained;
+    if let Some(e) = trained.response.as_mut().and_then(|r| r.exposure.as_mut()) {
+        e.sends_at_typical = true;
     }
     let window = Window::new(None, Some(now + Duration::days(7)), now, &params)
         .unwrap_or_else(|e| panic!("{e}"));

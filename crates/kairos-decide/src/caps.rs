@@ -106,10 +106,13 @@ impl CapState {
 
     /// The sends read in the customer's zone once, for many checks.
     pub fn prepare<'a>(&self, caps: &'a Caps, clock: &mut LocalClock) -> PreparedCaps<'a> {
-        let mut read = |times: &[DateTime<Utc>]| -> Vec<(i64, i64)> {
-            let mut v: Vec<(i64, i64)> = times
+        let mut read = |times: &[DateTime<Utc>]| -> Vec<Sent> {
+            let mut v: Vec<Sent> = times
                 .iter()
-                .map(|t| (t.timestamp(), clock.read(*t).day))
+                .map(|t| {
+                    let local = clock.read(*t);
+                    (t.timestamp(), local.day, local.quarter as u16)
+                })
                 .collect();
             v.sort_unstable();
             v
@@ -121,7 +124,7 @@ impl CapState {
             read(&self.sends[3]),
             read(&self.sends[4]),
         ];
-        let mut all: Vec<(i64, i64)> = per.iter().flatten().copied().collect();
+        let mut all: Vec<Sent> = per.iter().flatten().copied().collect();
         all.sort_unstable();
         PreparedCaps { caps, per, all }
     }
@@ -145,33 +148,37 @@ impl CapState {
 #[derive(Debug, Clone)]
 pub struct PreparedCaps<'a> {
     caps: &'a Caps,
-    /// (unix seconds, local day) per channel, sorted.
-    per: [Vec<(i64, i64)>; 5],
-    all: Vec<(i64, i64)>,
+    /// Per channel, sorted.
+    per: [Vec<Sent>; 5],
+    all: Vec<Sent>,
 }
+
+/// A send read in the customer's zone: Unix seconds, local day, local
+/// quarter hour of the week.
+type Sent = (i64, i64, u16);
 
 const WEEK_SECS: i64 = 7 * 86_400;
 
-fn count_day(times: &[(i64, i64)], day: i64) -> u32 {
+fn count_day(times: &[Sent], day: i64) -> u32 {
     // Sorted by instant, so local days are sorted too.
-    let lo = times.partition_point(|(_, d)| *d < day);
-    let hi = times.partition_point(|(_, d)| *d <= day);
+    let lo = times.partition_point(|(_, d, _)| *d < day);
+    let hi = times.partition_point(|(_, d, _)| *d <= day);
     (hi - lo) as u32
 }
 
 /// The most sends in any 7-day window [s, s + 7d) containing `t`, counting `t`.
-fn max_week(times: &[(i64, i64)], t: i64) -> u32 {
+fn max_week(times: &[Sent], t: i64) -> u32 {
     let count = |s: i64| {
-        let lo = times.partition_point(|(x, _)| *x < s);
-        let hi = times.partition_point(|(x, _)| *x < s + WEEK_SECS);
+        let lo = times.partition_point(|(x, ..)| *x < s);
+        let hi = times.partition_point(|(x, ..)| *x < s + WEEK_SECS);
         (hi - lo) as u32
     };
     // The count only changes at sends: try windows starting at t and at each
     // send in (t - 7d, t].
-    let first = times.partition_point(|(x, _)| *x <= t - WEEK_SECS);
-    let last = times.partition_point(|(x, _)| *x <= t);
+    let first = times.partition_point(|(x, ..)| *x <= t - WEEK_SECS);
+    let last = times.partition_point(|(x, ..)| *x <= t);
     let mut best = count(t) + 1;
-    for (x, _) in &times[first..last] {
+    for (x, ..) in &times[first..last] {
         best = best.max(count(*x) + 1);
     }
     best
@@ -200,17 +207,26 @@ impl CapSpan {
 /// The first instant after `t` at which the count of sends in some 7-day
 /// window around it can change: a send entering (`x > t`) or leaving
 /// (`x + 7d > t`).
-fn next_week_change(times: &[(i64, i64)], t: i64) -> i64 {
+fn next_week_change(times: &[Sent], t: i64) -> i64 {
     let entering = times
-        .get(times.partition_point(|(x, _)| *x <= t))
-        .map_or(i64::MAX, |(x, _)| *x);
+        .get(times.partition_point(|(x, ..)| *x <= t))
+        .map_or(i64::MAX, |(x, ..)| *x);
     let leaving = times
-        .get(times.partition_point(|(x, _)| *x + WEEK_SECS <= t))
-        .map_or(i64::MAX, |(x, _)| *x + WEEK_SECS);
+        .get(times.partition_point(|(x, ..)| *x + WEEK_SECS <= t))
+        .map_or(i64::MAX, |(x, ..)| *x + WEEK_SECS);
     entering.min(leaving)
 }
 
 impl PreparedCaps<'_> {
+    /// The local quarters of the week of the sends on `channel` at or
+    /// before `secs`, oldest first.
+    pub fn quarters_until(&self, channel: Channel, secs: i64) -> impl Iterator<Item = usize> + '_ {
+        self.per[channel.index()]
+            .iter()
+            .take_while(move |(x, ..)| *x <= secs)
+            .map(|(.., q)| usize::from(*q))
+    }
+
     /// No limit applies at all: every check passes.
     pub fn unlimited(&self) -> bool {
         let none = |l: CapLimits| l.day == 0 && l.week == 0;

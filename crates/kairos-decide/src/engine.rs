@@ -31,7 +31,7 @@ use kairos_learn::{
 };
 use serde::Serialize;
 
-use crate::caps::{CapHit, CapState};
+use crate::caps::{CapHit, CapState, PreparedCaps};
 use crate::{DecideError, QuietHours, ResponseScorer, Result, ValidDecideParams};
 use text::Text;
 
@@ -293,10 +293,10 @@ struct ExposureScore {
     rate_prior: Option<RatePrior>,
     sends: f64,
     engagements: f64,
-    /// Local quarters of the week of the customer's latest past sends on
-    /// the channel, when the model counts sends at a typical time (empty
-    /// otherwise, or without sends): the rate was seen through their exposure.
-    sent_quarters: Vec<usize>,
+    /// The mean presence after the customer's latest past sends on the
+    /// channel, when the model counts sends at a typical time (`None`
+    /// otherwise, or without sends): the rate was seen through it.
+    sent_presence: Option<f64>,
 }
 
 impl Scorer {
@@ -306,6 +306,8 @@ impl Scorer {
         params: &ValidDecideParams,
         timing_len: Option<usize>,
         terms: Option<&[f64; 96]>,
+        caps: &PreparedCaps<'_>,
+        mass: &QuarterMass,
     ) -> Self {
         let exposure = input
             .response
@@ -330,11 +332,17 @@ impl Scorer {
                         RateCounts::Decayed => c.estimate.engagements,
                         RateCounts::Total => f64::from(c.estimate.engagements_total),
                     },
-                    sent_quarters: if e.sends_at_typical {
-                        past_quarters(input, c.channel)
-                    } else {
-                        Vec::new()
-                    },
+                    sent_presence: e
+                        .sends_at_typical
+                        .then(|| {
+                            mean_presence(
+                                caps.quarters_until(c.channel, input.now.timestamp()),
+                                mass,
+                                model.window_quarters[c.channel.index()],
+                                input.weekly_activity.max(0.0),
+                            )
+                        })
+                        .flatten(),
                 }),
             },
             (Some(model), None, Some(terms)) => {
@@ -408,10 +416,9 @@ impl Scorer {
                 let typical = *typical.get_or_init(|| typical_presence(mass, self.len, e.activity));
                 let rate = e.rate_prior.map_or(self.rate, |p| {
                     let exposure = e.floor + (1.0 - e.floor) * typical;
-                    let sends = mean_presence(&e.sent_quarters, mass, self.len, e.activity)
-                        .map_or(e.sends, |sent| {
-                            typical_sends(e.sends, e.floor, sent, typical)
-                        });
+                    let sends = e.sent_presence.map_or(e.sends, |sent| {
+                        typical_sends(e.sends, e.floor, sent, typical)
+                    });
                     p.posterior_mean(exposure, sends, e.engagements)
                 });
                 scaled_rate(rate, e.floor, presence(e.activity * m), typical)
@@ -419,17 +426,6 @@ impl Scorer {
             (None, None) => predicted(self.rate, m, self.len),
         }
     }
-}
-
-/// The local quarters of the week of the customer's past sends on `channel`
-/// (planned ones left out), as the caps know them.
-fn past_quarters(input: &DecisionInput<'_>, channel: Channel) -> Vec<usize> {
-    let mut clock = LocalClock::new(input.tz);
-    input.cap_state.sends[channel.index()]
-        .iter()
-        .filter(|t| **t <= input.now)
-        .map(|t| clock.read(*t).quarter)
-        .collect()
 }
 
 type Reading = (i64, kairos_core::time::LocalReading);
@@ -608,12 +604,24 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         .response
         .filter(|m| params.scorer == ResponseScorer::Logistic || m.exposure.is_none())
         .map(ResponseModel::quarter_terms);
+    let mut clock = LocalClock::new(input.tz);
+    let prepared = input.cap_state.prepare(&params.caps, &mut clock);
+    let unlimited = prepared.unlimited();
     let scorers: Vec<Option<Scorer>> = input
         .candidates
         .iter()
         .map(|c| {
-            (c.status == ChannelStatus::Allowed)
-                .then(|| Scorer::new(c, input, params, timing_len, terms.as_ref()))
+            (c.status == ChannelStatus::Allowed).then(|| {
+                Scorer::new(
+                    c,
+                    input,
+                    params,
+                    timing_len,
+                    terms.as_ref(),
+                    &prepared,
+                    mass,
+                )
+            })
         })
         .collect();
     // Channels share window lengths: the mass (and its log) per distinct length once a slot.
@@ -628,9 +636,6 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             })
         })
         .collect();
-    let mut clock = LocalClock::new(input.tz);
-    let prepared = input.cap_state.prepare(&params.caps, &mut clock);
-    let unlimited = prepared.unlimited();
 
     // Best slot per allowed candidate, within the caps and ignoring them.
     let mut best_key: Vec<Option<Slot>> = vec![None; input.candidates.len()];

@@ -93,18 +93,15 @@ pub fn typical_presence(mass: &QuarterMass, len: usize, activity: f64) -> f64 {
 /// a customer with `activity` activities a week and weekly distribution
 /// `mass`, in windows of `len` quarter hours; `None` without sends.
 pub fn mean_presence(
-    quarters: &[usize],
+    quarters: impl IntoIterator<Item = usize>,
     mass: &QuarterMass,
     len: usize,
     activity: f64,
 ) -> Option<f64> {
-    (!quarters.is_empty()).then(|| {
-        quarters
-            .iter()
-            .map(|q| presence(activity * mass.mass(*q, len)))
-            .sum::<f64>()
-            / quarters.len() as f64
-    })
+    let (sum, n) = quarters.into_iter().fold((0.0, 0usize), |(sum, n), q| {
+        (sum + presence(activity * mass.mass(q, len)), n + 1)
+    });
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// `sends` counted at a typical time: a customer's engagements follow

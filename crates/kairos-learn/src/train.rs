@@ -253,7 +253,7 @@ fn send_rows(
                 customer_hash: hash,
                 presence: presence(activity * window_mass),
                 typical_presence: typical,
-                sent_presence_before: mean_presence(earlier, &mass, len, activity)
+                sent_presence_before: mean_presence(earlier.iter().copied(), &mass, len, activity)
                     .unwrap_or(typical),
                 sends_before: f64::from(state.channels[channel.index()].sends),
                 engagements_before: f64::from(state.channels[channel.index()].engagements),
