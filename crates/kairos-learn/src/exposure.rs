@@ -251,17 +251,20 @@ fn fit_relative_prior(obs: &[(f64, f64, f64)]) -> (f64, f64) {
     (best.1, best.2)
 }
 
+/// Customers' (sends, engagements, relative exposure), and the mean exposure
+/// they are relative to.
+type PriorObservations = (Vec<(f64, f64, f64)>, f64);
+
 /// Per channel by [`Channel::index`], its customers' (sends, engagements,
 /// relative exposure) for the rate prior and the mean exposure they are
 /// relative to, from the training sends read with floors `floor`; with
 /// `at_typical`, each customer's sends counted at a typical time
 /// ([`typical_sends`]). `None` where too few customers had sends.
-#[allow(clippy::type_complexity)]
 fn prior_observations(
     train: &[&SendRow],
     floor: &[f64; 5],
     at_typical: bool,
-) -> [Option<(Vec<(f64, f64, f64)>, f64)>; 5] {
+) -> [Option<PriorObservations>; 5] {
     Channel::ALL.map(|c| {
         let f = floor[c.index()];
         let exposure = |p: f64| f + (1.0 - f) * p;
