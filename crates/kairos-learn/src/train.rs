@@ -288,27 +288,22 @@ fn send_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kairos_core::{CustomerId, EventId};
+    use kairos_core::RawEvent;
 
-    fn event(n: usize, kind: EventType, at: &str, channel: Option<Channel>) -> Event {
-        let timestamp = DateTime::parse_from_rfc3339(at)
-            .map(|t| t.to_utc())
-            .unwrap_or_else(|e| panic!("{e}"));
-        Event {
-            event_id: EventId::parse(format!("e{n}")).unwrap_or_else(|e| panic!("{e:?}")),
-            customer_id: CustomerId::parse("c").unwrap_or_else(|e| panic!("{e:?}")),
-            kind,
-            timestamp,
-            channel,
+    fn event(n: usize, kind: &str, at: &str, channel: Option<&str>) -> Event {
+        let raw = RawEvent {
+            event_id: Some(format!("e{n}")),
+            customer_id: Some("c".into()),
+            kind: Some(kind.into()),
+            timestamp: Some(at.into()),
+            channel: channel.map(Into::into),
             message_id: channel.map(|_| format!("m{n}")),
-            decision_id: None,
-            experiment: None,
-            variant: None,
-            device: None,
-            automated: false,
-            category: None,
-            properties: None,
-        }
+            ..RawEvent::default()
+        };
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .map(|t| t.to_utc())
+            .unwrap_or_default();
+        Event::from_raw(raw, now).unwrap_or_else(|e| panic!("{e:?}"))
     }
 
     /// Each send's row reads the customer's earlier sends on the channel
@@ -325,7 +320,7 @@ mod tests {
                 } else {
                     format!("2026-11-{:02}T19:10:00Z", day - 31)
                 };
-                event(k, EventType::AppOpen, &at, None)
+                event(k, "app_open", &at, None)
             })
             .collect();
         let push = Some(Channel::Push);
