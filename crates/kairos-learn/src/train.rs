@@ -323,25 +323,10 @@ mod tests {
                 event(k, "app_open", &at, None)
             })
             .collect();
-        let push = Some(Channel::Push);
-        events.push(event(
-            10,
-            EventType::MessageSent,
-            "2026-11-09T19:00:00Z",
-            push,
-        ));
-        events.push(event(
-            11,
-            EventType::MessageSent,
-            "2026-11-11T04:00:00Z",
-            push,
-        ));
-        events.push(event(
-            12,
-            EventType::MessageSent,
-            "2026-11-16T12:00:00Z",
-            push,
-        ));
+        let push = Some("push");
+        events.push(event(10, "message_sent", "2026-11-09T19:00:00Z", push));
+        events.push(event(11, "message_sent", "2026-11-11T04:00:00Z", push));
+        events.push(event(12, "message_sent", "2026-11-16T12:00:00Z", push));
         events.sort_by_key(|e| e.timestamp);
         let mut rows = Vec::new();
         send_rows(
