@@ -210,13 +210,17 @@ fn send_rows(
     // the profile keeps their times.
     let mut sent: [Vec<usize>; 5] = Default::default();
     for e in events {
-        if let (EventType::MessageSent, Some(channel), Some(key)) =
-            (e.kind, e.channel, message_key(e))
-        {
+        // A send on a channel, and its local quarter of the week.
+        let send = match (e.kind, e.channel) {
+            (EventType::MessageSent, Some(channel)) => {
+                Some((channel, kairos_core::time::quarter_of_week(e.timestamp, tz)))
+            }
+            _ => None,
+        };
+        if let (Some((channel, quarter)), Some(key)) = (send, message_key(e)) {
             let post = activity.posterior(&state.activity);
             let mass = QuarterMass::new(&post.hour_of_week);
             let len = quarters[channel.index()];
-            let quarter = kairos_core::time::quarter_of_week(e.timestamp, tz);
             let (local_hour, weekend) = SendContext::local_time(e.timestamp, tz);
             let week_ago = e.timestamp - Duration::days(7);
             let sends_7d = state
@@ -232,7 +236,7 @@ fn send_rows(
             let window_mass = mass.mass(quarter, len);
             let activity = state.weekly_activity(cfg.half_life_days);
             let typical = typical_presence(&mass, len, activity);
-            let earlier = &mut sent[channel.index()];
+            let earlier = &sent[channel.index()];
             let context = SendContext {
                 lift: lift(window_mass, len),
                 activity,
@@ -263,6 +267,11 @@ fn send_rows(
                 ),
             };
             pending.push((row, key));
+        }
+        // Every send counts as an earlier one, with or without a message id,
+        // as in the profile's recent sends.
+        if let Some((channel, quarter)) = send {
+            let earlier = &mut sent[channel.index()];
             earlier.push(quarter);
             if earlier.len() > RECENT_SENDS {
                 earlier.remove(0);
@@ -328,17 +337,21 @@ mod tests {
         events.push(event(11, "message_sent", "2026-11-11T04:00:00Z", push));
         events.push(event(12, "message_sent", "2026-11-16T12:00:00Z", push));
         events.sort_by_key(|e| e.timestamp);
-        let mut rows = Vec::new();
-        send_rows(
-            1,
-            Tz::UTC,
-            &events,
-            &ActivityModel::untrained(crate::ActivityParams::default()),
-            &ChannelPriors::uniform(BetaPrior::from_mean(0.1, 10.0)),
-            &ProfileConfig::default(),
-            [16, 4, 4, 96, 96],
-            &mut rows,
-        );
+        let rows_of = |events: &[Event]| {
+            let mut rows = Vec::new();
+            send_rows(
+                1,
+                Tz::UTC,
+                events,
+                &ActivityModel::untrained(crate::ActivityParams::default()),
+                &ChannelPriors::uniform(BetaPrior::from_mean(0.1, 10.0)),
+                &ProfileConfig::default(),
+                [16, 4, 4, 96, 96],
+                &mut rows,
+            );
+            rows
+        };
+        let rows = rows_of(&events);
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].sent_presence_before, rows[0].typical_presence);
         assert!(
@@ -352,5 +365,17 @@ mod tests {
             (rows[2].sends_total_before, rows[2].engagements_total_before),
             (2.0, 0.0)
         );
+
+        // A push without a message id has no row of its own, but is an
+        // earlier send all the same (sent while away, it lowers the mean).
+        let mut unnamed = event(13, "message_sent", "2026-11-12T04:00:00Z", push);
+        unnamed.message_id = None;
+        let mut more = events.clone();
+        more.push(unnamed);
+        more.sort_by_key(|e| e.timestamp);
+        let with = rows_of(&more);
+        assert_eq!(with.len(), 3);
+        assert_eq!(with[2].sends_total_before, 3.0);
+        assert!(with[2].sent_presence_before < rows[2].sent_presence_before);
     }
 }
