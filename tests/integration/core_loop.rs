@@ -137,3 +137,60 @@ async fn training_replaces_the_flat_prior() {
     let (_, profile) = call(&t.app, get("/v1/customers/a")).await;
     assert_eq!(profile["profile"]["activity"]["basis"], "personal");
 }
+
+/// Text messages are read within the hour: one goes out when the customer's
+/// hour begins, to the quarter, not at the top of the clock hour it starts in.
+#[actix_web::test]
+async fn a_text_goes_out_at_the_quarter_the_customers_hour_begins() {
+    let t = app().await;
+    let (s, _) = call(
+        &t.app,
+        put(
+            "/v1/customers/c-7",
+            &json!({"timezone": "America/New_York",
+                    "channels": {"sms": {"reachable": true, "consent": true}}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Tuesdays, sessions at 19:20, 19:40 and 20:05 New York time over the
+    // 8 weeks before now, across the end of daylight saving time (1 November).
+    let mut events = Vec::new();
+    let last_tuesday = chrono::NaiveDate::from_ymd_opt(2026, 11, 17).unwrap_or_default();
+    for week in 0..8 {
+        let day = last_tuesday - chrono::Duration::weeks(week);
+        for (k, (h, m)) in [(19, 20), (19, 40), (20, 5)].into_iter().enumerate() {
+            let local = day.and_hms_opt(h, m, 0).unwrap_or_default();
+            let at = kairos_core::time::resolve_local(local, chrono_tz::America::New_York);
+            events.push(json!({
+                "event_id": format!("c-7-w{week}-{k}"), "customer_id": "c-7",
+                "type": "session_start", "timestamp": at.to_rfc3339(),
+            }));
+        }
+    }
+    let (s, body) = call(&t.app, post("/v1/events", &json!({"events": events}))).await;
+    assert_eq!((s, body), (200, json!({"accepted": 24, "duplicates": 0})));
+    let (s, d) = call(
+        &t.app,
+        post(
+            "/v1/decisions",
+            &json!({"customer_id": "c-7", "channels": ["sms"], "quiet_hours": null,
+                    "deadline": "2026-11-29T12:00:00Z"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(
+        (&d["action"], &d["channel"]),
+        (&json!("send"), &json!("sms")),
+        "{d}"
+    );
+    let local =
+        chrono::DateTime::parse_from_rfc3339(d["send_at_local"].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {d}"));
+    assert_eq!(
+        (local.weekday(), local.hour(), local.minute()),
+        (chrono::Weekday::Tue, 19, 15),
+        "{d}"
+    );
+}

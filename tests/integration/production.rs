@@ -369,3 +369,108 @@ async fn a_campaign_over_100000_customers_is_refused_whole() {
         "{b}"
     );
 }
+
+/// Profiles stored by an earlier release, in an earlier layout (postcard
+/// keeps no field names), are recomputed from their events on start: none
+/// fails to read, and each equals one computed now.
+#[actix_web::test]
+async fn profiles_in_an_earlier_layout_are_recomputed_on_start() {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = || {
+        let vars = [
+            ("KAIROS__STORE__PATH", dir.path().join("data")),
+            ("KAIROS__MODELS__DIR", dir.path().join("models")),
+            ("KAIROS__EXPERIMENTS__DIR", dir.path().join("experiments")),
+            ("KAIROS__LAYOUTS__DIR", dir.path().join("layouts")),
+        ];
+        let vars = vars.map(|(k, v)| (k.to_string(), v.display().to_string()));
+        kairos_server::Config::load(None, vars).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let c = kairos_core::CustomerId::parse("c-old").unwrap_or_else(|e| panic!("{e}"));
+    let profile = {
+        let state = kairos_server::AppState::open(config())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let events = (0..3)
+            .map(|k| {
+                let at = crate::support::now() - chrono::Duration::days(7 * k);
+                kairos_store::conformance::event(&c, &format!("e{k}"), "app_open", at)
+            })
+            .collect();
+        state
+            .store
+            .ingest(events)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let record = state.store.customer(&c).await.ok().flatten();
+        record.unwrap_or_else(|| panic!("stored")).profile
+    };
+    assert!(profile.quarter_of_day.iter().sum::<f32>() > 0.0);
+    // As an earlier release left it: the profile without its last field, and
+    // the marker as that release wrote it (the configuration alone).
+    let mut old = profile.clone();
+    old.quarter_of_day.clear();
+    let mut bytes = postcard::to_stdvec(&old).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bytes.pop(), Some(0), "an empty list is one zero byte, last");
+    assert!(postcard::from_bytes::<kairos_learn::ProfileState>(&bytes).is_err());
+    {
+        // The last blocking store task lets go of the file just after it answers.
+        let path = dir.path().join("data").join("kairos.redb");
+        let mut tries = 0;
+        let db = loop {
+            match redb::Database::open(&path) {
+                Ok(db) => break db,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let table = |name| TableDefinition::<&str, &[u8]>::new(name);
+            let mut profiles = txn
+                .open_table(table("profiles"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            profiles
+                .insert(c.as_str(), bytes.as_slice())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut models = txn
+                .open_table(table("models"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let marker: serde_json::Value = models
+                .get(kairos_server::state::PROFILES_MARKER)
+                .ok()
+                .flatten()
+                .and_then(|v| serde_json::from_slice(v.value()).ok())
+                .unwrap_or_default();
+            let earlier = serde_json::to_vec(&marker["config"]).unwrap_or_default();
+            assert!(earlier.len() > 10, "{marker}");
+            models
+                .insert(kairos_server::state::PROFILES_MARKER, earlier.as_slice())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        txn.commit().unwrap_or_else(|e| panic!("{e}"));
+        let read = db.begin_read().unwrap_or_else(|e| panic!("{e}"));
+        let profiles = read
+            .open_table(TableDefinition::<&str, &[u8]>::new("profiles"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stored = profiles
+            .get(c.as_str())
+            .ok()
+            .flatten()
+            .map(|v| v.value().to_vec());
+        assert_eq!(stored, Some(bytes));
+    }
+    let state = kairos_server::AppState::open(config())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let record = state
+        .store
+        .customer(&c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(record.map(|r| r.profile), Some(profile));
+}

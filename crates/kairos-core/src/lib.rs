@@ -15,4 +15,4 @@ pub use customer::{ChannelPrefs, Customer, CustomerPatch};
 pub use error::{CoreError, FieldError, Result};
 pub use event::{Device, Event, EventType, RawEvent, MAX_PROPERTIES_BYTES};
 pub use ids::{CustomerId, EventId};
-pub use time::{HourOfWeek, LocalTimeOfDay, HOURS_PER_WEEK, QUARTERS_PER_WEEK};
+pub use time::{HourOfWeek, LocalTimeOfDay, HOURS_PER_WEEK, QUARTERS_PER_DAY, QUARTERS_PER_WEEK};

@@ -24,6 +24,7 @@ use crate::CoreError;
 
 pub const HOURS_PER_WEEK: usize = 168;
 pub const QUARTERS_PER_WEEK: usize = HOURS_PER_WEEK * 4;
+pub const QUARTERS_PER_DAY: usize = 96;
 
 /// Weekday names, Monday first.
 pub const WEEKDAYS: [&str; 7] = [

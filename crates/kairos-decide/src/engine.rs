@@ -149,8 +149,10 @@ pub struct DecisionInput<'a> {
     /// In preference order: ties go to the earlier one.
     pub candidates: Vec<Candidate>,
     pub activity: &'a ActivityPosterior,
-    /// Prefix sums of `activity.hour_of_week` (`QuarterMass::new`), when the
-    /// caller keeps them per customer; computed here otherwise.
+    /// The customer's activity per quarter hour of the week: prefix sums of
+    /// `activity.hour_of_week` shared among quarters by the profile's
+    /// `quarter_of_day` ([`QuarterMass::with_quarters`]), when the caller
+    /// keeps them per customer; from the hours alone otherwise.
     pub activity_mass: Option<&'a QuarterMass>,
     /// No trained population prior exists (the "global" prior is flat).
     pub prior_untrained: bool,

@@ -26,6 +26,6 @@ pub use params::{LearnParams, ValidLearnParams};
 pub use posterior::{ActivityPosterior, Basis, ChannelEstimate, PeakWindow};
 pub use profile::{
     concerns_attribution, message_key, Attribution, ChannelStats, MessageState, ProfileConfig,
-    ProfileState,
+    ProfileState, PROFILE_LAYOUT,
 };
 pub use response::{ResponseModel, SendContext};

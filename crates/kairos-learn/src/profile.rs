@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use kairos_core::{Channel, Device, Event, EventType, HourOfWeek, HOURS_PER_WEEK};
+use kairos_core::{
+    Channel, Device, Event, EventType, HourOfWeek, HOURS_PER_WEEK, QUARTERS_PER_DAY,
+};
 use serde::{Deserialize, Serialize};
 
 /// Most categories kept per customer for affinity; the lightest are dropped.
@@ -147,6 +149,12 @@ impl MessageState {
     }
 }
 
+/// The layout of [`ProfileState`] (and [`MessageState`]) as stored: raised
+/// with every change to their fields. Stores keep them in postcard, which
+/// keeps no field names, so profiles written in another layout are
+/// recomputed from their events. 2: activity per quarter of the day.
+pub const PROFILE_LAYOUT: u32 = 2;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileState {
     /// Reference instant of every decayed sum.
@@ -166,6 +174,11 @@ pub struct ProfileState {
     pub email_opens_known_device: f32,
     pub email_opens_mobile: f32,
     pub category_weights: BTreeMap<String, f32>,
+    /// The presence events per local quarter hour of the day (96): where
+    /// in its hours a customer's activity falls, on whichever day. (Empty
+    /// where a profile is read without it: the hours alone are used.)
+    #[serde(default)]
+    pub quarter_of_day: Vec<f32>,
 }
 
 impl Default for ProfileState {
@@ -181,6 +194,7 @@ impl Default for ProfileState {
             email_opens_known_device: 0.0,
             email_opens_mobile: 0.0,
             category_weights: BTreeMap::new(),
+            quarter_of_day: vec![0.0; QUARTERS_PER_DAY],
         }
     }
 }
@@ -237,7 +251,8 @@ impl ProfileState {
         let t = event.timestamp;
         let w = self.weight_at(t, cfg.half_life_days) as f32;
         self.events += 1;
-        let how = HourOfWeek::of(t, tz).index();
+        let quarter = kairos_core::time::quarter_of_week(t, tz);
+        let how = quarter / 4;
 
         // The weekly habit counts every sign of presence; "last active" (and
         // the "already came back" check) only what the customer did on their own.
@@ -247,6 +262,8 @@ impl ProfileState {
         if event.shows_presence() {
             self.activity_events += 1;
             self.activity[how] += w;
+            self.quarter_of_day.resize(QUARTERS_PER_DAY, 0.0);
+            self.quarter_of_day[quarter % QUARTERS_PER_DAY] += w;
             if event.kind == EventType::AppOpen {
                 self.app_opens += 1;
             }
@@ -343,6 +360,7 @@ impl ProfileState {
 
     fn scale(&mut self, f: f32) {
         self.activity.iter_mut().for_each(|v| *v *= f);
+        self.quarter_of_day.iter_mut().for_each(|v| *v *= f);
         for c in &mut self.channels {
             c.sends *= f;
             c.engagements *= f;
@@ -446,8 +464,29 @@ mod tests {
         let (p, _) = ProfileState::from_events([&a, &b], tz, &cfg);
         assert!((p.activity[19] - 0.5).abs() < 1e-6, "{}", p.activity[19]);
         assert!((p.activity[4 * 24 + 19] - 1.0).abs() < 1e-6);
+        // Both at 19:30 local, whatever the day: one quarter of the day.
+        assert!((p.quarter_of_day[19 * 4 + 2] - 1.5).abs() < 1e-6);
+        let rest: f32 = p.quarter_of_day.iter().sum::<f32>() - p.quarter_of_day[78];
+        assert_eq!(rest, 0.0);
         assert_eq!(p.activity_events, 2);
         assert_eq!(p.last_active_at, Some(b.timestamp));
+    }
+
+    #[test]
+    fn profiles_kept_before_quarters_of_the_day_take_them_up() {
+        let cfg = ProfileConfig::default();
+        let tz = Tz::UTC;
+        let a = ev(1, "app_open", "2026-01-05T19:45:00Z", None, None);
+        let (p, _) = ProfileState::from_events([&a], tz, &cfg);
+        let mut old = serde_json::to_value(&p).unwrap_or_default();
+        old.as_object_mut().map(|o| o.remove("quarter_of_day"));
+        let mut old: ProfileState = serde_json::from_value(old).unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.quarter_of_day.is_empty());
+        let b = ev(2, "app_open", "2026-01-06T08:00:00Z", None, None);
+        old.observe(&b, tz, &cfg, Attribution::None);
+        assert_eq!(old.quarter_of_day.len(), 96);
+        assert!(old.quarter_of_day[32] > 0.99 && old.quarter_of_day[79] == 0.0);
+        assert!((old.activity[19] - p.activity[19] * 0.99).abs() < 0.01);
     }
 
     #[test]
@@ -574,7 +613,7 @@ mod tests {
             prop_assert_eq!(a.reference, b.reference);
             prop_assert_eq!(a.activity_events, b.activity_events);
             let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
-            for (x, y) in a.activity.iter().zip(&b.activity) {
+            for (x, y) in a.activity.iter().zip(&b.activity).chain(a.quarter_of_day.iter().zip(&b.quarter_of_day)) {
                 prop_assert!(close(*x, *y), "{} vs {}", x, y);
             }
             for (ca, cb) in a.channels.iter().zip(&b.channels) {

@@ -219,7 +219,7 @@ fn send_rows(
         };
         if let (Some((channel, quarter)), Some(key)) = (send, message_key(e)) {
             let post = activity.posterior(&state.activity);
-            let mass = QuarterMass::new(&post.hour_of_week);
+            let mass = QuarterMass::with_quarters(&post.hour_of_week, &state.quarter_of_day);
             let len = quarters[channel.index()];
             let (local_hour, weekend) = SendContext::local_time(e.timestamp, tz);
             let week_ago = e.timestamp - Duration::days(7);

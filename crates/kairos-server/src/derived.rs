@@ -33,10 +33,10 @@ pub fn derived_for(
     let pairs = attributes
         .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
         .unwrap_or_default();
-    let fingerprint = fingerprint(models, &profile.activity, &pairs);
+    let fingerprint = fingerprint(models, &profile.activity, &profile.quarter_of_day, &pairs);
     state.derived.get(id.as_str(), fingerprint, || {
         let activity = models.activity.posterior_traits(&profile.activity, &pairs);
-        let mass = QuarterMass::new(&activity.hour_of_week);
+        let mass = QuarterMass::with_quarters(&activity.hour_of_week, &profile.quarter_of_day);
         let segment = activity
             .segment
             .as_ref()
@@ -61,13 +61,19 @@ pub struct DerivedCache {
 
 /// What the posterior depends on, hashed: the model (by identity of the
 /// bundle in memory and its version), the activity counts, the trait pairs.
-pub fn fingerprint(models: &Arc<ModelBundle>, counts: &[f32], pairs: &[String]) -> u64 {
+pub fn fingerprint(
+    models: &Arc<ModelBundle>,
+    counts: &[f32],
+    quarters: &[f32],
+    pairs: &[String],
+) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     (Arc::as_ptr(models) as usize).hash(&mut h);
     models.manifest.version.hash(&mut h);
-    for c in counts {
+    for c in counts.iter().chain(quarters) {
         c.to_bits().hash(&mut h);
     }
+    quarters.len().hash(&mut h);
     pairs.hash(&mut h);
     h.finish()
 }
@@ -146,7 +152,7 @@ mod tests {
             }
         };
         let mut computed = 0;
-        let fp = fingerprint(&models, &counts, &[]);
+        let fp = fingerprint(&models, &counts, &[], &[]);
         for _ in 0..3 {
             cache.get("c-1", fp, || {
                 computed += 1;
@@ -155,7 +161,7 @@ mod tests {
         }
         assert_eq!(computed, 1, "computed once while nothing changed");
         counts[20] = 1.0;
-        let fp2 = fingerprint(&models, &counts, &[]);
+        let fp2 = fingerprint(&models, &counts, &[], &[]);
         assert_ne!(fp, fp2);
         let d = cache.get("c-1", fp2, || {
             computed += 1;
@@ -164,13 +170,13 @@ mod tests {
         assert_eq!(computed, 2, "a new event means a new posterior");
         let fresh = make(&counts);
         assert_eq!(d.activity.hour_of_week, fresh.activity.hour_of_week);
-        let fp3 = fingerprint(&models, &counts, &["plan=pro".into()]);
+        let fp3 = fingerprint(&models, &counts, &[], &["plan=pro".into()]);
         assert_ne!(fp2, fp3, "traits place customers in segments");
         let other = Arc::new(ModelBundle::untrained(
             ActivityParams::default(),
             BetaPrior::from_mean(0.1, 4.0),
         ));
-        assert_ne!(fp2, fingerprint(&other, &counts, &[]), "a new model");
+        assert_ne!(fp2, fingerprint(&other, &counts, &[], &[]), "a new model");
         assert!(cache.holds("c-1"));
         cache.forget("c-1");
         assert!(!cache.holds("c-1"), "erasure leaves nothing behind");

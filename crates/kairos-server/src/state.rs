@@ -3,8 +3,9 @@
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use kairos_learn::{ModelBundle, ProfileConfig};
+use kairos_learn::{ModelBundle, ProfileConfig, PROFILE_LAYOUT};
 use kairos_store::{EmbeddedStore, RedisStore, Store, StoreContext};
+use serde::{Deserialize, Serialize};
 
 use crate::config::ValidConfig;
 
@@ -13,8 +14,18 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// The current model bundle among the store's models.
 pub const CURRENT_MODEL: &str = "current";
-/// The profile configuration every stored profile was last computed with.
+/// The profile configuration and layout every stored profile was last
+/// computed with ([`ProfilesMarker`]).
 pub const PROFILES_MARKER: &str = "profiles";
+
+/// What the stored profiles were computed with. Stores keep profiles in
+/// postcard, which keeps no field names: a profile written with other fields
+/// ([`PROFILE_LAYOUT`]) does not read back, and is recomputed from its events.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProfilesMarker {
+    pub config: ProfileConfig,
+    pub layout: u32,
+}
 
 /// The model shipped with Kairos: trained on real check-in data (see models/default).
 pub const BUILTIN_MODEL: &str = include_str!("../../../models/default/model.json");
@@ -125,22 +136,28 @@ impl AppState {
     }
 
     /// Recomputes stored profiles if they were computed with another decay or
-    /// attribution than the current model needs (or a recomputation was cut short).
+    /// attribution than the current model needs, or stored in another layout
+    /// (or a recomputation was cut short).
     pub async fn align_profiles(&self) -> Result<(), kairos_store::StoreError> {
         let needed = profile_config(&self.config, &self.models());
-        let applied: Option<ProfileConfig> = self
+        let marker = ProfilesMarker {
+            config: needed,
+            layout: PROFILE_LAYOUT,
+        };
+        let applied: Option<ProfilesMarker> = self
             .store
             .model(PROFILES_MARKER)
             .await?
             .and_then(|b| serde_json::from_slice(&b).ok());
-        if applied != Some(needed) {
+        if applied != Some(marker) {
             let n = self.store.rebuild_profiles(needed).await?;
             tracing::info!(
                 profiles = n,
                 half_life_days = needed.half_life_days,
+                layout = PROFILE_LAYOUT,
                 "profiles recomputed for the current model"
             );
-            let marker = serde_json::to_vec(&needed).unwrap_or_default();
+            let marker = serde_json::to_vec(&marker).unwrap_or_default();
             self.store.put_model(PROFILES_MARKER, marker).await?;
         } else {
             self.store.set_profile_config(needed);
