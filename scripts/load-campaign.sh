@@ -2,7 +2,7 @@
 # A million-recipient campaign over HTTP: POST /v1/decisions/batch in requests
 # of 100,000 customers (the API's limit), all answers streamed back and counted.
 #
-#   [CONCURRENCY=1] [TRAIN=1] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
+#   [CONCURRENCY=1] [TRAIN=1] [KAIROS_BIN=path] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
 #
 # The first run seeds DATA_DIR (default /tmp/kairos-load) with simulated
 # customers and a week of history each (`kairos simulate --data`); later runs
@@ -20,8 +20,13 @@ PER_REQUEST=100000
 CONCURRENCY=${CONCURRENCY:-1}
 PORT=${PORT:-18181}
 
-cargo build --release --locked --quiet
-BIN="${CARGO_TARGET_DIR:-target}/release/kairos"
+# KAIROS_BIN runs another build (to compare two) instead of this checkout's.
+if [ -n "${KAIROS_BIN:-}" ]; then
+  BIN="$KAIROS_BIN"
+else
+  cargo build --release --locked --quiet
+  BIN="${CARGO_TARGET_DIR:-target}/release/kairos"
+fi
 
 if [ ! -f "$DATA/.seeded-$CUSTOMERS" ]; then
   rm -rf "$DATA"
