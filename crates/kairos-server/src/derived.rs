@@ -59,8 +59,9 @@ pub struct DerivedCache {
     hasher: RandomState,
 }
 
-/// What the posterior depends on, hashed: the model (by identity of the
-/// bundle in memory and its version), the activity counts, the trait pairs.
+/// What the posterior and its quarter-hour mass depend on, hashed: the model
+/// (by identity of the bundle in memory and its version), the activity
+/// counts per hour of the week and per quarter of the day, the trait pairs.
 pub fn fingerprint(
     models: &Arc<ModelBundle>,
     counts: &[f32],
@@ -172,6 +173,13 @@ mod tests {
         assert_eq!(d.activity.hour_of_week, fresh.activity.hour_of_week);
         let fp3 = fingerprint(&models, &counts, &[], &["plan=pro".into()]);
         assert_ne!(fp2, fp3, "traits place customers in segments");
+        let mut quarters = vec![0.0f32; 96];
+        quarters[77] = 1.0;
+        let fp4 = fingerprint(&models, &counts, &quarters, &[]);
+        assert_ne!(fp2, fp4, "the quarters of the day share each hour");
+        quarters[77] = 0.0;
+        quarters[78] = 1.0;
+        assert_ne!(fp4, fingerprint(&models, &counts, &quarters, &[]));
         let other = Arc::new(ModelBundle::untrained(
             ActivityParams::default(),
             BetaPrior::from_mean(0.1, 4.0),
