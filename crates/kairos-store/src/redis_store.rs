@@ -439,6 +439,19 @@ impl RedisStore {
         events: Events<'_>,
         messages: Messages<'_>,
     ) -> Result<Snapshot> {
+        self.snapshot_with(id, events, messages, false).await
+    }
+
+    /// Like [`RedisStore::snapshot`]; with `any_layout`, a profile stored in
+    /// another layout (see `kairos_learn::PROFILE_LAYOUT`) reads as none
+    /// instead of failing, for a rebuild that replaces it.
+    async fn snapshot_with(
+        &self,
+        id: &str,
+        events: Events<'_>,
+        messages: Messages<'_>,
+        any_layout: bool,
+    ) -> Result<Snapshot> {
         let [meta, ev, msg, res] = keys(id);
         let mut inv = self.inner.read.key(&meta);
         inv.key(&ev).key(&msg).key(&res);
@@ -466,6 +479,7 @@ impl RedisStore {
             None => None,
         };
         let profile = match bytes(&next()) {
+            Some(b) if any_layout => decode(b).ok(),
             Some(b) => Some(decode(b)?),
             None => None,
         };
@@ -666,7 +680,10 @@ impl RedisStore {
 
     async fn rebuild_one(&self, id: &str, cfg: &ProfileConfig) -> Result<()> {
         for _ in 0..MAX_ATTEMPTS {
-            let snap = self.snapshot(id, Events::All, Messages::None).await?;
+            // The stored profile is replaced, in whatever layout it was written.
+            let snap = self
+                .snapshot_with(id, Events::All, Messages::None, true)
+                .await?;
             if snap.events.is_empty() && snap.profile.is_none() {
                 return Ok(());
             }
