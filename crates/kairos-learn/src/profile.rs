@@ -153,7 +153,8 @@ impl MessageState {
 /// with every change to their fields. Stores keep them in postcard, which
 /// keeps no field names, so profiles written in another layout are
 /// recomputed from their events. 2: activity per quarter of the day.
-pub const PROFILE_LAYOUT: u32 = 2;
+/// 3: responses to messages leave the activity once organic activity is seen.
+pub const PROFILE_LAYOUT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileState {
@@ -161,10 +162,11 @@ pub struct ProfileState {
     pub reference: Option<DateTime<Utc>>,
     /// Every event accepted for this customer.
     pub events: u64,
-    /// Events that show presence (customer-initiated, not automated,
-    /// message opens and clicks included).
+    /// Events counted in `activity`: organic activity (customer-initiated,
+    /// not automated, not a response to a message); responses to messages
+    /// (opens, clicks) only while the customer has no organic activity.
     pub activity_events: u64,
-    /// Decayed presence events per local hour of week (168).
+    /// Decayed activity events per local hour of week (168).
     pub activity: Vec<f32>,
     /// The last organic activity: presence not in response to a message.
     pub last_active_at: Option<DateTime<Utc>>,
@@ -174,7 +176,7 @@ pub struct ProfileState {
     pub email_opens_known_device: f32,
     pub email_opens_mobile: f32,
     pub category_weights: BTreeMap<String, f32>,
-    /// The presence events per local quarter hour of the day (96): where
+    /// The activity events per local quarter hour of the day (96): where
     /// in its hours a customer's activity falls, on whichever day. (Empty
     /// where a profile is read without it: the hours alone are used.)
     #[serde(default)]
@@ -254,16 +256,28 @@ impl ProfileState {
         let quarter = kairos_core::time::quarter_of_week(t, tz);
         let how = quarter / 4;
 
-        // The weekly habit counts every sign of presence; "last active" (and
-        // the "already came back" check) only what the customer did on their own.
-        if event.is_organic_activity() {
-            self.last_active_at = Some(self.last_active_at.map_or(t, |l| l.max(t)));
-        }
+        // The weekly habit counts what the customer did on their own; a
+        // response to a message comes at a time the sender chose, and would
+        // teach the send times back to the sender. Responses stand in only
+        // while nothing organic is known: the first organic activity clears
+        // them. "Last active" (and the "already came back" check) is organic.
         if event.shows_presence() {
-            self.activity_events += 1;
-            self.activity[how] += w;
-            self.quarter_of_day.resize(QUARTERS_PER_DAY, 0.0);
-            self.quarter_of_day[quarter % QUARTERS_PER_DAY] += w;
+            let organic = event.is_organic_activity();
+            let organic_seen = self.last_active_at.is_some();
+            if organic && !organic_seen {
+                self.activity_events = 0;
+                self.activity.iter_mut().for_each(|v| *v = 0.0);
+                self.quarter_of_day.iter_mut().for_each(|v| *v = 0.0);
+            }
+            if organic || !organic_seen {
+                self.activity_events += 1;
+                self.activity[how] += w;
+                self.quarter_of_day.resize(QUARTERS_PER_DAY, 0.0);
+                self.quarter_of_day[quarter % QUARTERS_PER_DAY] += w;
+            }
+            if organic {
+                self.last_active_at = Some(self.last_active_at.map_or(t, |l| l.max(t)));
+            }
             if event.kind == EventType::AppOpen {
                 self.app_opens += 1;
             }
@@ -531,11 +545,66 @@ mod tests {
         let (p, _) = ProfileState::from_events(&events, Tz::UTC, &cfg);
         let stats = &p.channels[Channel::Email.index()];
         assert_eq!((stats.sends_total, stats.engagements_total), (2, 1));
-        // Opens and clicks are activity all the same; sends are not.
+        // With no organic activity, opens and clicks stand in for it; sends never.
         assert_eq!(p.activity_events, 5);
         // The response arriving before its send counts as well.
         let (q, _) = ProfileState::from_events([&events[1], &events[0]], Tz::UTC, &cfg);
         assert_eq!(q.channels[Channel::Email.index()].engagements_total, 1);
+    }
+
+    #[test]
+    fn responses_stand_in_for_the_habit_until_organic_activity_is_seen() {
+        let cfg = ProfileConfig::default();
+        let email = Some("email");
+        let responses = [
+            ev(1, "message_sent", "2026-01-05T10:00:00Z", email, Some("m1")),
+            ev(
+                2,
+                "message_opened",
+                "2026-01-05T10:20:00Z",
+                email,
+                Some("m1"),
+            ),
+            ev(
+                3,
+                "message_clicked",
+                "2026-01-05T10:21:00Z",
+                email,
+                Some("m1"),
+            ),
+        ];
+        let (p, _) = ProfileState::from_events(&responses, Tz::UTC, &cfg);
+        assert_eq!(p.activity_events, 2, "all there is: the responses");
+        assert!(p.activity[10] > 1.9 && p.quarter_of_day[41] > 1.9);
+        assert_eq!(p.last_active_at, None, "a response is not coming back");
+
+        // One session: the habit is the customer's own from then on, and
+        // a later response leaves it alone too.
+        let session = ev(4, "session_start", "2026-01-06T20:05:00Z", None, None);
+        let later = [
+            ev(5, "message_sent", "2026-01-07T10:00:00Z", email, Some("m2")),
+            ev(
+                6,
+                "message_opened",
+                "2026-01-07T10:30:00Z",
+                email,
+                Some("m2"),
+            ),
+        ];
+        let all: Vec<&Event> = responses.iter().chain([&session]).chain(&later).collect();
+        let (q, _) = ProfileState::from_events(all.iter().copied(), Tz::UTC, &cfg);
+        assert_eq!(q.activity_events, 1);
+        assert!(q.activity[24 + 20] > 0.99);
+        assert_eq!(q.activity.iter().sum::<f32>(), q.activity[24 + 20]);
+        assert_eq!(q.quarter_of_day.iter().sum::<f32>(), q.quarter_of_day[80]);
+        assert_eq!(q.last_active_at, Some(session.timestamp));
+        // The responses still count as engagements with their sends.
+        assert_eq!(q.channels[Channel::Email.index()].engagements_total, 2);
+        // Whichever came first.
+        let (r, _) = ProfileState::from_events(all.iter().rev().copied(), Tz::UTC, &cfg);
+        assert_eq!(r.activity_events, 1);
+        assert!((r.activity[24 + 20] - q.activity[24 + 20]).abs() < 1e-5);
+        assert_eq!(r.activity.iter().sum::<f32>(), r.activity[24 + 20]);
     }
 
     /// A message keeps its 8 earliest sends. An open counted after a late
