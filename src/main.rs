@@ -12,6 +12,12 @@ use clap::{Parser, Subcommand};
 use kairos_server::config::LogFormat;
 use kairos_server::{Config, ValidConfig};
 
+/// mimalloc instead of the system allocator: a decision allocates many
+/// short-lived buffers on one thread and frees them on another, where
+/// glibc's arenas spend a quarter of a campaign's time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kairos",
