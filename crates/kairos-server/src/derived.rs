@@ -22,19 +22,21 @@ pub struct Derived {
     pub segment_id: Option<String>,
 }
 
-/// The customer's posterior and prefix sums: cached, or computed and cached.
+/// The customer's posterior and prefix sums: cached, or computed (and
+/// cached if `keep`).
 pub fn derived_for(
     state: &crate::state::AppState,
     models: &Arc<ModelBundle>,
     id: &kairos_core::CustomerId,
     profile: &kairos_learn::ProfileState,
     attributes: Option<&kairos_core::Customer>,
+    keep: bool,
 ) -> Arc<Derived> {
     let pairs = attributes
         .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
         .unwrap_or_default();
     let fingerprint = fingerprint(models, &profile.activity, &profile.quarter_of_day, &pairs);
-    state.derived.get(id.as_str(), fingerprint, || {
+    state.derived.get(id.as_str(), fingerprint, keep, || {
         let activity = models.activity.posterior_traits(&profile.activity, &pairs);
         let mass = QuarterMass::with_quarters(&activity.hour_of_week, &profile.quarter_of_day);
         let segment = activity
@@ -107,15 +109,21 @@ impl DerivedCache {
     }
 
     /// The customer's structures for `fingerprint`, computed by `make` when
-    /// missing or out of date.
-    pub fn get(&self, id: &str, fingerprint: u64, make: impl FnOnce() -> Derived) -> Arc<Derived> {
+    /// missing or out of date, and then kept if `keep`.
+    pub fn get(
+        &self,
+        id: &str,
+        fingerprint: u64,
+        keep: bool,
+        make: impl FnOnce() -> Derived,
+    ) -> Arc<Derived> {
         if let Some((fp, d)) = self.shard(id).get(id) {
             if *fp == fingerprint {
                 return Arc::clone(d);
             }
         }
         let derived = Arc::new(make());
-        if self.per_shard > 0 {
+        if keep && self.per_shard > 0 {
             let mut map = self.shard(id);
             if map.len() >= self.per_shard && !map.contains_key(id) {
                 if let Some(k) = map.keys().next().cloned() {
@@ -155,7 +163,7 @@ mod tests {
         let mut computed = 0;
         let fp = fingerprint(&models, &counts, &[], &[]);
         for _ in 0..3 {
-            cache.get("c-1", fp, || {
+            cache.get("c-1", fp, true, || {
                 computed += 1;
                 make(&counts)
             });
@@ -164,7 +172,7 @@ mod tests {
         counts[20] = 1.0;
         let fp2 = fingerprint(&models, &counts, &[], &[]);
         assert_ne!(fp, fp2);
-        let d = cache.get("c-1", fp2, || {
+        let d = cache.get("c-1", fp2, true, || {
             computed += 1;
             make(&counts)
         });
@@ -188,5 +196,17 @@ mod tests {
         assert!(cache.holds("c-1"));
         cache.forget("c-1");
         assert!(!cache.holds("c-1"), "erasure leaves nothing behind");
+
+        // A campaign pass computes what is missing without keeping it, and
+        // uses what is kept.
+        cache.get("c-2", fp2, false, || make(&counts));
+        assert!(!cache.holds("c-2"));
+        cache.get("c-2", fp2, true, || make(&counts));
+        let before = computed;
+        cache.get("c-2", fp2, false, || {
+            computed += 1;
+            make(&counts)
+        });
+        assert_eq!(computed, before, "kept: not computed again");
     }
 }

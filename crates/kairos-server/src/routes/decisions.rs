@@ -144,6 +144,10 @@ pub struct Shared {
     pub experiment: Option<String>,
     /// Request-time attributes for the experiment's condition.
     pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A campaign: each customer is decided once, so what is derived for
+    /// them is used from the cache but not added to it (it would push out
+    /// the customers single decisions keep asking about).
+    pub campaign_pass: bool,
 }
 
 impl Shared {
@@ -185,6 +189,7 @@ impl Shared {
             message_id,
             experiment,
             attributes: None,
+            campaign_pass: false,
         })
     }
 }
@@ -238,7 +243,14 @@ pub fn plan(
         _ => (params.default_tz, true),
     };
     let models = state.models();
-    let derived = crate::derived::derived_for(state, &models, id, &profile, attributes.as_ref());
+    let derived = crate::derived::derived_for(
+        state,
+        &models,
+        id,
+        &profile,
+        attributes.as_ref(),
+        !shared.campaign_pass,
+    );
     let activity = &derived.activity;
     let segment_label = derived.segment_label.clone();
     let mut requested: Vec<Channel> = Vec::new();
@@ -786,6 +798,7 @@ pub async fn batch(
         body.experiment,
     )?;
     shared.attributes = body.attributes;
+    shared.campaign_pass = true;
     let shared = std::sync::Arc::new(shared);
     let n = body.customers.len();
     let chunks: Vec<Vec<String>> = body

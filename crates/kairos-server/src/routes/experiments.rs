@@ -256,6 +256,7 @@ pub async fn assign_customer(
             id,
             &r.profile,
             r.attributes.as_ref(),
+            true,
         )
         .segment_id
         .clone()
