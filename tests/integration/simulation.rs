@@ -139,10 +139,11 @@ async fn decisions_reach_most_of_the_oracle() {
     // hidden rates, which about 16 logged sends per channel cannot pin down:
     // a policy that knows the hidden timing exactly and infers the rates
     // optimally reaches about 92.7% here (91.3-94.4% per population), and
-    // Kairos, which must also learn the timing, about 89.7%.
-    // The floor guards against regressions without claiming the target.
+    // Kairos, which must also learn the timing, 90.6%. (Pooled over 23
+    // populations of 300 to 600, 11,200 customers: Kairos 89.8%, that
+    // ceiling 92.0%. The target holds on these three, not on every draw.)
     assert!(
-        share("kairos") >= 0.88,
+        share("kairos") >= 0.90,
         "Kairos reached {:.1}% of the oracle",
         100.0 * share("kairos")
     );
