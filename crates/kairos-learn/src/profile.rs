@@ -217,9 +217,10 @@ impl ProfileState {
         }
         let ratio = (decayed / total).min(1.0);
         let f = |x: f64| (1.0 - (-x * std::f64::consts::LN_2).exp()) / (x * std::f64::consts::LN_2);
-        // f falls from 1 (x -> 0) towards 0: bisect on x = T / h.
+        // f falls from 1 (x -> 0) towards 0: bisect on x = T / h, in log
+        // space: 36 halvings leave the nine decades within 1 + 3e-10 of x.
         let (mut lo, mut hi) = (1e-6f64, 1e3f64);
-        for _ in 0..60 {
+        for _ in 0..36 {
             let mid = (lo * hi).sqrt();
             if f(mid) > ratio {
                 lo = mid;
