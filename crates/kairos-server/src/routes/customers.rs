@@ -63,6 +63,8 @@ pub struct LearnedTraits {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProfileView {
     pub events: u64,
+    /// Events counted in the weekly activity: what the customer did on
+    /// their own; message opens and clicks only while there is none.
     pub activity_events: u64,
     pub last_active_at: Option<DateTime<Utc>>,
     pub activity: ActivityView,
