@@ -8,6 +8,7 @@ pub mod customer;
 mod error;
 mod event;
 mod ids;
+pub mod instant_serde;
 pub mod time;
 
 pub use channel::Channel;

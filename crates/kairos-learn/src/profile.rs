@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use kairos_core::{
-    Channel, Device, Event, EventType, HourOfWeek, HOURS_PER_WEEK, QUARTERS_PER_DAY,
+    instant_serde, Channel, Device, Event, EventType, HourOfWeek, HOURS_PER_WEEK, QUARTERS_PER_DAY,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,10 +59,12 @@ pub struct ChannelStats {
     pub sends_total: u32,
     pub engagements_total: u32,
     pub bounces_total: u32,
+    #[serde(with = "instant_serde::option")]
     pub last_sent_at: Option<DateTime<Utc>>,
+    #[serde(with = "instant_serde::option")]
     pub unsubscribed_at: Option<DateTime<Utc>>,
     /// The latest sends (at most 32), oldest first, for caps and fatigue.
-    #[serde(default)]
+    #[serde(default, with = "instant_serde::vec")]
     pub recent_sends: Vec<DateTime<Utc>>,
 }
 
@@ -73,10 +75,13 @@ const MAX_PER_MESSAGE: usize = 8;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageState {
     /// Send times, oldest first.
+    #[serde(with = "instant_serde::vec")]
     pub sends: Vec<DateTime<Utc>>,
     /// Open and click times, oldest first.
+    #[serde(with = "instant_serde::vec")]
     pub responses: Vec<DateTime<Utc>>,
     /// The response the engagement is attributed to, once there is one.
+    #[serde(with = "instant_serde::option")]
     pub counted_at: Option<DateTime<Utc>>,
 }
 
@@ -154,11 +159,13 @@ impl MessageState {
 /// keeps no field names, so profiles written in another layout are
 /// recomputed from their events. 2: activity per quarter of the day.
 /// 3: responses to messages leave the activity once organic activity is seen.
-pub const PROFILE_LAYOUT: u32 = 3;
+/// 4: instants as numbers, not text ([`instant_serde`]).
+pub const PROFILE_LAYOUT: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileState {
     /// Reference instant of every decayed sum.
+    #[serde(with = "instant_serde::option")]
     pub reference: Option<DateTime<Utc>>,
     /// Every event accepted for this customer.
     pub events: u64,
@@ -169,6 +176,7 @@ pub struct ProfileState {
     /// Decayed activity events per local hour of week (168).
     pub activity: Vec<f32>,
     /// The last organic activity: presence not in response to a message.
+    #[serde(with = "instant_serde::option")]
     pub last_active_at: Option<DateTime<Utc>>,
     /// Per channel, indexed by [`Channel::index`].
     pub channels: Vec<ChannelStats>,

@@ -75,6 +75,13 @@ struct Inner {
 }
 
 /// One queued reservation.
+/// The tables a reservation reads and writes, opened once per transaction.
+struct ReserveTables<'txn> {
+    profiles: redb::Table<'txn, &'static str, &'static [u8]>,
+    reservations: redb::Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    decisions: redb::Table<'txn, &'static str, &'static str>,
+}
+
 struct QueuedReservation {
     id: CustomerId,
     reservation: Reservation,
@@ -301,20 +308,31 @@ impl Inner {
         let result = (|| {
             let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
             let mut out = Vec::with_capacity(items.len());
-            for q in items {
-                let check = q.check;
-                // A check that panics refuses its reservation and nothing else.
-                let guarded: ReserveCheck = Box::new(move |profile, live| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(profile, live)))
+            {
+                let mut tables = ReserveTables {
+                    profiles: txn.open_table(PROFILES).map_err(StoreError::unavailable)?,
+                    reservations: txn
+                        .open_table(RESERVATIONS)
+                        .map_err(StoreError::unavailable)?,
+                    decisions: txn.open_table(DECISIONS).map_err(StoreError::unavailable)?,
+                };
+                for q in items {
+                    let check = q.check;
+                    // A check that panics refuses its reservation and nothing else.
+                    let guarded: ReserveCheck = Box::new(move |profile, live| {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            check(profile, live)
+                        }))
                         .unwrap_or(false)
-                });
-                out.push(Self::reserve_in(
-                    &txn,
-                    &q.id,
-                    q.reservation,
-                    q.now,
-                    guarded,
-                )?);
+                    });
+                    out.push(Self::reserve_in(
+                        &mut tables,
+                        &q.id,
+                        q.reservation,
+                        q.now,
+                        guarded,
+                    )?);
+                }
             }
             txn.commit().map_err(StoreError::unavailable)?;
             Ok(out)
@@ -472,8 +490,15 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(v).map_err(StoreError::corrupt)
 }
 
-fn decode_reservation(bytes: &[u8]) -> Result<Reservation> {
-    postcard::from_bytes(bytes).map_err(StoreError::corrupt)
+/// The least first key part above `customer` and all its extensions
+/// (`customer` + NUL): a range of (customer, _) keys bounded by it on both
+/// sides, so redb looks for the range's end next to its start rather than
+/// at the far end of the table.
+fn customer_end(customer: &str) -> String {
+    let mut end = String::with_capacity(customer.len() + 1);
+    end.push_str(customer);
+    end.push('\0');
+    end
 }
 
 /// Calls `visit` with the second key part and the value of each entry of
@@ -483,8 +508,9 @@ fn scan_customer<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     customer: &str,
     mut visit: impl FnMut(&str, &[u8]) -> Result<()>,
 ) -> Result<()> {
+    let next = customer_end(customer);
     for entry in table
-        .range((customer, "")..)
+        .range((customer, "")..(next.as_str(), ""))
         .map_err(StoreError::unavailable)?
     {
         let (k, v) = entry.map_err(StoreError::unavailable)?;
@@ -503,7 +529,7 @@ fn reservations_of<T: ReadableTable<(&'static str, &'static str), &'static [u8]>
 ) -> Result<Vec<Reservation>> {
     let mut out = Vec::new();
     scan_customer(table, customer, |_, v| {
-        out.push(decode_reservation(v)?);
+        out.push(Reservation::decode(v)?);
         Ok(())
     })?;
     Ok(out)
@@ -553,8 +579,9 @@ fn keys_of<T: ReadableTable<(&'static str, &'static str), V>, V: redb::Value + '
     customer: &str,
 ) -> Result<Vec<String>> {
     let mut keys = Vec::new();
+    let next = customer_end(customer);
     for entry in table
-        .range((customer, "")..)
+        .range((customer, "")..(next.as_str(), ""))
         .map_err(StoreError::unavailable)?
     {
         let (k, _) = entry.map_err(StoreError::unavailable)?;
@@ -870,44 +897,39 @@ impl Inner {
 
     /// One reservation inside `txn` (see [`Store::reserve`]).
     fn reserve_in(
-        txn: &WriteTransaction,
+        tables: &mut ReserveTables<'_>,
         id: &CustomerId,
         r: Reservation,
         now: DateTime<Utc>,
         check: ReserveCheck,
     ) -> Result<bool> {
         let cid = id.as_str();
-        let profile = match txn
-            .open_table(PROFILES)
-            .map_err(StoreError::unavailable)?
-            .get(cid)
-            .map_err(StoreError::unavailable)?
-        {
+        let profile = match tables.profiles.get(cid).map_err(StoreError::unavailable)? {
             Some(v) => decode_profile(v.value())?,
             None => ProfileState::default(),
         };
-        let mut table = txn
-            .open_table(RESERVATIONS)
-            .map_err(StoreError::unavailable)?;
-        let mut decisions = txn.open_table(DECISIONS).map_err(StoreError::unavailable)?;
         let mut live = Vec::new();
-        for old in reservations_of(&table, cid)? {
+        for old in reservations_of(&tables.reservations, cid)? {
             if old.holds(now) {
                 live.push(old);
             } else {
-                table
+                tables
+                    .reservations
                     .remove((cid, old.decision_id.as_str()))
                     .map_err(StoreError::unavailable)?;
-                decisions
+                tables
+                    .decisions
                     .remove(old.decision_id.as_str())
                     .map_err(StoreError::unavailable)?;
             }
         }
         if check(&profile, &live) {
-            table
-                .insert((cid, r.decision_id.as_str()), encode(&r)?.as_slice())
+            tables
+                .reservations
+                .insert((cid, r.decision_id.as_str()), r.encode()?.as_slice())
                 .map_err(StoreError::unavailable)?;
-            decisions
+            tables
+                .decisions
                 .insert(r.decision_id.as_str(), cid)
                 .map_err(StoreError::unavailable)?;
             Ok(true)
@@ -969,7 +991,7 @@ impl Inner {
         match r {
             Some(v) => Ok(Some((
                 CustomerId::parse(cid).map_err(StoreError::corrupt)?,
-                decode_reservation(v.value())?,
+                Reservation::decode(v.value())?,
             ))),
             None => Ok(None),
         }
@@ -992,7 +1014,7 @@ impl Inner {
                 Some(c) => table
                     .get((c.as_str(), decision_id))
                     .map_err(StoreError::unavailable)?
-                    .map(|v| decode_reservation(v.value()))
+                    .map(|v| Reservation::decode(v.value()))
                     .transpose()?,
                 None => None,
             };
@@ -1002,7 +1024,7 @@ impl Inner {
                     if send {
                         r.confirmed = true;
                         table
-                            .insert((c.as_str(), decision_id), encode(&r)?.as_slice())
+                            .insert((c.as_str(), decision_id), r.encode()?.as_slice())
                             .map_err(StoreError::unavailable)?;
                     } else {
                         table

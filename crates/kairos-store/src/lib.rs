@@ -24,7 +24,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use kairos_core::{Customer, CustomerId, CustomerPatch, Event};
+use kairos_core::{instant_serde, Customer, CustomerId, CustomerPatch, Event};
 use kairos_learn::{ProfileConfig, ProfileState};
 use serde::Serialize;
 
@@ -55,11 +55,32 @@ pub struct IngestOutcome {
 pub struct Reservation {
     pub decision_id: String,
     pub channel: kairos_core::Channel,
+    #[serde(with = "instant_serde::one")]
     pub send_at: DateTime<Utc>,
+    #[serde(with = "instant_serde::one")]
     pub deadline: DateTime<Utc>,
+    #[serde(with = "instant_serde::one")]
     pub created_at: DateTime<Utc>,
     pub confirmed: bool,
+    #[serde(with = "instant_serde::option")]
     pub cancel_if_active_after: Option<DateTime<Utc>>,
+}
+
+/// The first byte of a stored [`Reservation`] with numeric instants. One
+/// stored before (instants as text) starts with its decision id's length,
+/// never 0: a decision id is never empty.
+const RESERVATION_NUMERIC: u8 = 0;
+
+/// A reservation stored with its instants as text, as read back.
+#[derive(serde::Deserialize)]
+struct TextReservation {
+    decision_id: String,
+    channel: kairos_core::Channel,
+    send_at: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    confirmed: bool,
+    cancel_if_active_after: Option<DateTime<Utc>>,
 }
 
 impl Reservation {
@@ -70,6 +91,33 @@ impl Reservation {
             now <= self.send_at + chrono::Duration::days(8)
         } else {
             now <= self.deadline
+        }
+    }
+
+    /// The stored form, the same in every backend.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        postcard::to_extend(self, vec![RESERVATION_NUMERIC]).map_err(StoreError::corrupt)
+    }
+
+    /// Reads [`Self::encode`]'s form, or the one stored before it.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
+        match bytes.split_first() {
+            Some((&RESERVATION_NUMERIC, rest)) => {
+                postcard::from_bytes(rest).map_err(StoreError::corrupt)
+            }
+            _ => {
+                let r: TextReservation =
+                    postcard::from_bytes(bytes).map_err(StoreError::corrupt)?;
+                Ok(Self {
+                    decision_id: r.decision_id,
+                    channel: r.channel,
+                    send_at: r.send_at,
+                    deadline: r.deadline,
+                    created_at: r.created_at,
+                    confirmed: r.confirmed,
+                    cancel_if_active_after: r.cancel_if_active_after,
+                })
+            }
         }
     }
 }
@@ -291,4 +339,66 @@ pub fn customer_tz(attributes: Option<&Customer>, default: Tz) -> Tz {
         .and_then(|c| c.timezone.as_deref())
         .and_then(|name| name.parse().ok())
         .unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    fn reservation() -> Reservation {
+        Reservation {
+            decision_id: "0193b5e2-7c1a-7000-8000-000000000001".into(),
+            channel: kairos_core::Channel::Push,
+            send_at: at("2026-03-02T20:30:00Z"),
+            deadline: at("2026-03-03T00:00:00Z"),
+            created_at: at("2026-03-02T09:00:00.123456Z"),
+            confirmed: false,
+            cancel_if_active_after: Some(at("2026-03-02T09:00:00.123456Z")),
+        }
+    }
+
+    #[test]
+    fn reservations_round_trip_and_store_instants_as_numbers() {
+        let r = reservation();
+        let bytes = r.encode().unwrap_or_default();
+        assert_eq!(bytes[0], RESERVATION_NUMERIC);
+        assert_eq!(Reservation::decode(&bytes).ok(), Some(r));
+        // As text, the four instants alone take over 80 bytes.
+        assert!(bytes.len() < 80, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn reservations_stored_with_text_instants_still_read() {
+        // The form stored before: the same fields, chrono's text instants.
+        #[derive(serde::Serialize)]
+        struct Text {
+            decision_id: String,
+            channel: kairos_core::Channel,
+            send_at: DateTime<Utc>,
+            deadline: DateTime<Utc>,
+            created_at: DateTime<Utc>,
+            confirmed: bool,
+            cancel_if_active_after: Option<DateTime<Utc>>,
+        }
+        let r = reservation();
+        let old = postcard::to_stdvec(&Text {
+            decision_id: r.decision_id.clone(),
+            channel: r.channel,
+            send_at: r.send_at,
+            deadline: r.deadline,
+            created_at: r.created_at,
+            confirmed: r.confirmed,
+            cancel_if_active_after: r.cancel_if_active_after,
+        })
+        .unwrap_or_default();
+        assert_ne!(old[0], RESERVATION_NUMERIC);
+        assert_eq!(Reservation::decode(&old).ok(), Some(r));
+        assert!(Reservation::decode(&[RESERVATION_NUMERIC, 1, 2]).is_err());
+    }
 }

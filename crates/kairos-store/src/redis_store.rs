@@ -485,7 +485,7 @@ impl RedisStore {
         };
         let mut reservations = pairs(next())?
             .into_iter()
-            .map(|(_, v)| decode::<Reservation>(&v))
+            .map(|(_, v)| Reservation::decode(&v))
             .collect::<Result<Vec<_>>>()?;
         reservations.sort_by(|a, b| a.decision_id.cmp(&b.decision_id));
         let mut snap = Snapshot {
@@ -723,7 +723,7 @@ impl RedisStore {
                 self.index(id.as_str()).await?;
             }
             let change = Change {
-                reservations: vec![(r.decision_id.clone(), encode(r)?)],
+                reservations: vec![(r.decision_id.clone(), r.encode()?)],
                 drop_reservations: expired.iter().map(|x| x.decision_id.clone()).collect(),
                 ..Change::default()
             };
@@ -989,7 +989,7 @@ impl Store for RedisStore {
         match bytes {
             Some(b) => Ok(Some((
                 CustomerId::parse(cid).map_err(StoreError::corrupt)?,
-                decode(&b)?,
+                Reservation::decode(&b)?,
             ))),
             None => Ok(None),
         }
@@ -1011,7 +1011,7 @@ impl Store for RedisStore {
             let change = if send {
                 r.confirmed = true;
                 Change {
-                    reservations: vec![(r.decision_id.clone(), encode(&r)?)],
+                    reservations: vec![(r.decision_id.clone(), r.encode()?)],
                     ..Change::default()
                 }
             } else {
