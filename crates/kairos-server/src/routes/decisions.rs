@@ -606,8 +606,10 @@ pub async fn confirm(
 pub const MAX_BATCH: usize = 100_000;
 /// Customers read, decided and reserved together (one read, one write).
 const BATCH_CHUNK: usize = 1024;
-/// Chunks being decided at once: both cores busy, memory bounded.
-const CHUNKS_IN_FLIGHT: usize = 4;
+/// Chunks in flight at once (reading, deciding, reserving or being sent):
+/// enough that both cores stay busy while one chunk waits on its write,
+/// few enough that memory stays bounded.
+const CHUNKS_IN_FLIGHT: usize = 8;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
