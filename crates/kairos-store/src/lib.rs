@@ -73,6 +73,7 @@ const RESERVATION_NUMERIC: u8 = 0;
 
 /// A reservation stored with its instants as text, as read back.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct TextReservation {
     decision_id: String,
     channel: kairos_core::Channel,
@@ -376,18 +377,8 @@ mod tests {
     #[test]
     fn reservations_stored_with_text_instants_still_read() {
         // The form stored before: the same fields, chrono's text instants.
-        #[derive(serde::Serialize)]
-        struct Text {
-            decision_id: String,
-            channel: kairos_core::Channel,
-            send_at: DateTime<Utc>,
-            deadline: DateTime<Utc>,
-            created_at: DateTime<Utc>,
-            confirmed: bool,
-            cancel_if_active_after: Option<DateTime<Utc>>,
-        }
         let r = reservation();
-        let old = postcard::to_stdvec(&Text {
+        let old = postcard::to_stdvec(&TextReservation {
             decision_id: r.decision_id.clone(),
             channel: r.channel,
             send_at: r.send_at,
