@@ -74,7 +74,6 @@ struct Inner {
     cache: RecordCache,
 }
 
-/// One queued reservation.
 /// The tables a reservation reads and writes, opened once per transaction.
 struct ReserveTables<'txn> {
     profiles: redb::Table<'txn, &'static str, &'static [u8]>,
@@ -82,6 +81,7 @@ struct ReserveTables<'txn> {
     decisions: redb::Table<'txn, &'static str, &'static str>,
 }
 
+/// One queued reservation.
 struct QueuedReservation {
     id: CustomerId,
     reservation: Reservation,
