@@ -72,6 +72,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     customer_attributes_merge(&*store).await;
     one_response_per_message(&*store).await;
     delete_erases_everything(&*store).await;
+    customers_whose_ids_extend_another_stay_apart(&*store).await;
     export_has_everything(&*store).await;
     models_round_trip(&*store).await;
     batching_and_order_do_not_matter(&*store).await;
@@ -304,6 +305,63 @@ pub async fn delete_erases_everything(store: &dyn Store) {
     );
     // Other customers are untouched.
     assert!(store.customer(&keep).await.ok().flatten().is_some());
+}
+
+/// Ids that extend one another ("a", "a0", "a-x"): every read, reservation
+/// and erasure of one touches only its own keys.
+pub async fn customers_whose_ids_extend_another_stay_apart(store: &dyn Store) {
+    let a = unique("extend");
+    let ids: Vec<CustomerId> = ["", "0", "-x"]
+        .iter()
+        .map(|suffix| CustomerId::parse(format!("{a}{suffix}")).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    for (k, id) in ids.iter().enumerate() {
+        store
+            .ingest(vec![event(id, "open", "app_open", monday_evening_kl(0))])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for d in 0..=k {
+            let r = reservation(&format!("{id}-d{d}"), now() + Duration::days(1));
+            let held = store
+                .reserve(id, r, now(), Box::new(|_, _| true))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(held);
+        }
+    }
+    for (k, id) in ids.iter().enumerate() {
+        let record = store
+            .customer(id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("{id} missing"));
+        let mut held: Vec<String> = record
+            .reservations
+            .iter()
+            .map(|r| r.decision_id.clone())
+            .collect();
+        held.sort();
+        let expected: Vec<String> = (0..=k).map(|d| format!("{id}-d{d}")).collect();
+        assert_eq!(held, expected, "{id} holds only its own reservations");
+    }
+    assert_eq!(store.delete_customer(&ids[0]).await.ok(), Some(true));
+    assert!(store.customer(&ids[0]).await.ok().flatten().is_none());
+    for (k, id) in ids.iter().enumerate().skip(1) {
+        let x = store
+            .export_customer(id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("{id} erased with {}", ids[0]));
+        assert_eq!(x.events.len(), 1, "{id} keeps its event");
+        let record = store.customer(id).await.ok().flatten();
+        assert_eq!(
+            record.map(|r| r.reservations.len()),
+            Some(k + 1),
+            "{id} keeps its reservations"
+        );
+    }
 }
 
 pub async fn export_has_everything(store: &dyn Store) {
