@@ -73,7 +73,6 @@ const RESERVATION_NUMERIC: u8 = 0;
 
 /// A reservation stored with its instants as text, as read back.
 #[derive(serde::Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
 struct TextReservation {
     decision_id: String,
     channel: kairos_core::Channel,
@@ -376,17 +375,18 @@ mod tests {
 
     #[test]
     fn reservations_stored_with_text_instants_still_read() {
-        // The form stored before: the same fields, chrono's text instants.
+        // The form stored before: the same fields in order (postcard writes
+        // a struct as the tuple of its fields), chrono's text instants.
         let r = reservation();
-        let old = postcard::to_stdvec(&TextReservation {
-            decision_id: r.decision_id.clone(),
-            channel: r.channel,
-            send_at: r.send_at,
-            deadline: r.deadline,
-            created_at: r.created_at,
-            confirmed: r.confirmed,
-            cancel_if_active_after: r.cancel_if_active_after,
-        })
+        let old = postcard::to_stdvec(&(
+            &r.decision_id,
+            r.channel,
+            r.send_at,
+            r.deadline,
+            r.created_at,
+            r.confirmed,
+            r.cancel_if_active_after,
+        ))
         .unwrap_or_default();
         assert_ne!(old[0], RESERVATION_NUMERIC);
         assert_eq!(Reservation::decode(&old).ok(), Some(r));
