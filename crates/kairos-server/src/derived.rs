@@ -35,7 +35,7 @@ pub fn derived_for(
     let pairs = attributes
         .map(|a| kairos_learn::activity::trait_pairs(&a.traits))
         .unwrap_or_default();
-    let fingerprint = fingerprint(models, &profile.activity, &profile.quarter_of_day, &pairs);
+    let fingerprint = || fingerprint(models, &profile.activity, &profile.quarter_of_day, &pairs);
     state.derived.get(id.as_str(), fingerprint, keep, || {
         let activity = models.activity.posterior_traits(&profile.activity, &pairs);
         let mass = QuarterMass::with_quarters(&activity.hour_of_week, &profile.quarter_of_day);
@@ -108,22 +108,30 @@ impl DerivedCache {
         self.shard(id).contains_key(id)
     }
 
-    /// The customer's structures for `fingerprint`, computed by `make` when
-    /// missing or out of date, and then kept if `keep`.
+    /// The customer's structures for the inputs hashed by `fingerprint`,
+    /// computed by `make` when missing or out of date, and then kept if
+    /// `keep`. The fingerprint is hashed only when something is kept for
+    /// the customer or is to be: a campaign pass over customers not kept
+    /// (most of a campaign) does not hash their profiles.
     pub fn get(
         &self,
         id: &str,
-        fingerprint: u64,
+        fingerprint: impl FnOnce() -> u64,
         keep: bool,
         make: impl FnOnce() -> Derived,
     ) -> Arc<Derived> {
-        if let Some((fp, d)) = self.shard(id).get(id) {
-            if *fp == fingerprint {
-                return Arc::clone(d);
+        let mut hash = Some(fingerprint);
+        let mut memo = None;
+        let mut fingerprint = || *memo.get_or_insert_with(|| hash.take().map_or(0, |f| f()));
+        let kept = self.shard(id).get(id).cloned();
+        if let Some((fp, d)) = kept {
+            if fp == fingerprint() {
+                return d;
             }
         }
         let derived = Arc::new(make());
         if keep && self.per_shard > 0 {
+            let fingerprint = fingerprint();
             let mut map = self.shard(id);
             if map.len() >= self.per_shard && !map.contains_key(id) {
                 if let Some(k) = map.keys().next().cloned() {
@@ -163,19 +171,29 @@ mod tests {
         let mut computed = 0;
         let fp = fingerprint(&models, &counts, &[], &[]);
         for _ in 0..3 {
-            cache.get("c-1", fp, true, || {
-                computed += 1;
-                make(&counts)
-            });
+            cache.get(
+                "c-1",
+                || fp,
+                true,
+                || {
+                    computed += 1;
+                    make(&counts)
+                },
+            );
         }
         assert_eq!(computed, 1, "computed once while nothing changed");
         counts[20] = 1.0;
         let fp2 = fingerprint(&models, &counts, &[], &[]);
         assert_ne!(fp, fp2);
-        let d = cache.get("c-1", fp2, true, || {
-            computed += 1;
-            make(&counts)
-        });
+        let d = cache.get(
+            "c-1",
+            || fp2,
+            true,
+            || {
+                computed += 1;
+                make(&counts)
+            },
+        );
         assert_eq!(computed, 2, "a new event means a new posterior");
         let fresh = make(&counts);
         assert_eq!(d.activity.hour_of_week, fresh.activity.hour_of_week);
@@ -199,14 +217,36 @@ mod tests {
 
         // A campaign pass computes what is missing without keeping it, and
         // uses what is kept.
-        cache.get("c-2", fp2, false, || make(&counts));
+        cache.get("c-2", || fp2, false, || make(&counts));
         assert!(!cache.holds("c-2"));
-        cache.get("c-2", fp2, true, || make(&counts));
+        cache.get("c-2", || fp2, true, || make(&counts));
         let before = computed;
-        cache.get("c-2", fp2, false, || {
+        cache.get(
+            "c-2",
+            || fp2,
+            false,
+            || {
+                computed += 1;
+                make(&counts)
+            },
+        );
+        assert_eq!(computed, before, "kept: not computed again");
+
+        // Nothing kept and nothing to keep: the profile is not hashed.
+        let hashed = std::cell::Cell::new(0);
+        let hash = || {
+            hashed.set(hashed.get() + 1);
+            fp2
+        };
+        cache.get("c-3", hash, false, || make(&counts));
+        assert_eq!(hashed.get(), 0, "a campaign pass over a customer not kept");
+        cache.get("c-3", hash, true, || make(&counts));
+        assert_eq!(hashed.get(), 1, "hashed once to be kept");
+        cache.get("c-3", hash, false, || {
             computed += 1;
             make(&counts)
         });
-        assert_eq!(computed, before, "kept: not computed again");
+        assert_eq!(hashed.get(), 2, "and once to be checked");
+        assert_eq!(computed, before, "kept and current: not computed again");
     }
 }
