@@ -57,6 +57,24 @@ pub const FILE_NAME: &str = "kairos.redb";
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    /// Shared by the handles: the last one dropped closes the file.
+    _closer: Arc<Closer>,
+}
+
+/// Closes the database when the last handle of the store is dropped, so
+/// that it can be opened again at once: a group-commit writer that has
+/// answered its last caller may still hold [`Inner`] for a moment.
+#[derive(Debug)]
+struct Closer(Arc<Inner>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        let db = match self.0.db.write() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        drop(db);
+    }
 }
 
 #[derive(Debug)]
@@ -375,17 +393,19 @@ impl EmbeddedStore {
                 .map_err(StoreError::unavailable)?;
         }
         txn.commit().map_err(StoreError::unavailable)?;
+        let inner = Arc::new(Inner {
+            db: RwLock::new(Some(Arc::new(db))),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
+            default_tz: ctx.default_tz,
+            profile: RwLock::new(ctx.profile),
+            path,
+            reservations: Mutex::new(Queue::default()),
+            ingests: Mutex::new(Queue::default()),
+            cache: RecordCache::new(ctx.cache_customers),
+        });
         Ok(Self {
-            inner: Arc::new(Inner {
-                db: RwLock::new(Some(Arc::new(db))),
-                poisoned: std::sync::atomic::AtomicBool::new(false),
-                default_tz: ctx.default_tz,
-                profile: RwLock::new(ctx.profile),
-                path,
-                reservations: Mutex::new(Queue::default()),
-                ingests: Mutex::new(Queue::default()),
-                cache: RecordCache::new(ctx.cache_customers),
-            }),
+            _closer: Arc::new(Closer(Arc::clone(&inner))),
+            inner,
         })
     }
 
