@@ -116,22 +116,22 @@ impl DerivedCache {
     pub fn get(
         &self,
         id: &str,
-        fingerprint: impl FnOnce() -> u64,
+        fingerprint: impl Fn() -> u64,
         keep: bool,
         make: impl FnOnce() -> Derived,
     ) -> Arc<Derived> {
-        let mut hash = Some(fingerprint);
-        let mut memo = None;
-        let mut fingerprint = || *memo.get_or_insert_with(|| hash.take().map_or(0, |f| f()));
+        let mut hashed = None;
         let kept = self.shard(id).get(id).cloned();
         if let Some((fp, d)) = kept {
-            if fp == fingerprint() {
+            let current = fingerprint();
+            if fp == current {
                 return d;
             }
+            hashed = Some(current);
         }
         let derived = Arc::new(make());
         if keep && self.per_shard > 0 {
-            let fingerprint = fingerprint();
+            let fingerprint = hashed.unwrap_or_else(&fingerprint);
             let mut map = self.shard(id);
             if map.len() >= self.per_shard && !map.contains_key(id) {
                 if let Some(k) = map.keys().next().cloned() {
