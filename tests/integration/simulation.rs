@@ -11,8 +11,9 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// Each population's expected engagements per policy (the oracle first).
-async fn score_population(seed: u64) -> Vec<PolicyScore> {
+/// Each population's expected engagements per policy (the oracle first), for
+/// `customers` customers drawn with `seed`.
+async fn score_population(seed: u64, customers: usize) -> Vec<PolicyScore> {
     // The oracle knows no caps: compare without them.
     let t = app_with(&[
         ("KAIROS__MODELS__BUILTIN", "false"),
@@ -20,7 +21,7 @@ async fn score_population(seed: u64) -> Vec<PolicyScore> {
     ])
     .await;
     let cfg = SimConfig {
-        customers: 300,
+        customers,
         weeks: 8,
         seed,
         end: now(),
@@ -102,14 +103,8 @@ fn report(label: &str, s: &PolicyScore, oracle: f64) {
     eprintln!("{label:<8} {}", s.line(oracle));
 }
 
-#[actix_web::test]
-async fn decisions_reach_most_of_the_oracle() {
-    // Three populations of 300, pooled: on one alone, equally good policies
-    // differ by a point or two from the luck of the draw.
-    let mut populations = Vec::new();
-    for seed in [11, 12, 13] {
-        populations.push(score_population(seed).await);
-    }
+/// The populations' scores pooled per policy, printed as a table.
+fn pool(populations: &[Vec<PolicyScore>]) -> Vec<PolicyScore> {
     let oracle: f64 = populations.iter().map(|p| p[0].expected_engagements).sum();
     let mut pooled: Vec<PolicyScore> = populations[0]
         .iter()
@@ -118,7 +113,7 @@ async fn decisions_reach_most_of_the_oracle() {
             ..PolicyScore::default()
         })
         .collect();
-    for population in &populations {
+    for population in populations {
         for (p, s) in pooled.iter_mut().zip(population) {
             assert_eq!(p.policy, s.policy);
             p.pool(s, oracle);
@@ -128,20 +123,36 @@ async fn decisions_reach_most_of_the_oracle() {
     for s in &pooled {
         report("pooled", s, oracle);
     }
-    let scores = pooled;
-    let share = |name: &str| {
-        scores
-            .iter()
-            .find(|s| s.policy == name)
-            .map_or(0.0, |s| s.share_of_oracle)
-    };
+    pooled
+}
+
+/// A policy's pooled share of the oracle.
+fn share(scores: &[PolicyScore], name: &str) -> f64 {
+    scores
+        .iter()
+        .find(|s| s.policy == name)
+        .map_or(0.0, |s| s.share_of_oracle)
+}
+
+#[actix_web::test]
+async fn decisions_reach_most_of_the_oracle() {
+    // Three populations of 300, pooled: on one alone, equally good policies
+    // differ by a point or two from the luck of the draw.
+    let mut populations = Vec::new();
+    for seed in [11, 12, 13] {
+        populations.push(score_population(seed, 300).await);
+    }
+    let scores = pool(&populations);
+    let share = |name: &str| share(&scores, name);
     // The target is 90% of the oracle. The oracle knows each customer's
     // hidden rates, which about 16 logged sends per channel cannot pin down:
     // a policy that knows the hidden timing exactly and infers the rates
     // optimally reaches about 92.7% here (91.3-94.4% per population), and
     // Kairos, which must also learn the timing, 90.6%. (Pooled over 23
-    // populations of 300 to 600, 11,200 customers: Kairos 89.8%, that
-    // ceiling 92.0%. The target holds on these three, not on every draw.)
+    // populations of 300 to 600, 11,200 customers, in
+    // `decisions_across_many_populations`: Kairos 89.8%, that ceiling
+    // 92.0%; over seeds 41-60 with 500 each, 89.6% and 91.6%. The target
+    // holds on these three, not on every draw.)
     assert!(
         share("kairos") >= 0.90,
         "Kairos reached {:.1}% of the oracle",
@@ -163,4 +174,48 @@ async fn decisions_reach_most_of_the_oracle() {
         100.0 * share("kairos"),
         100.0 * ceiling
     );
+}
+
+/// The populations of the many-population evaluation: 23 draws of 300 to
+/// 600 customers (11,200 in all), or `KAIROS_SIM_POPULATIONS` as
+/// `seed:customers,...`.
+fn many_populations() -> Vec<(u64, usize)> {
+    let spec = std::env::var("KAIROS_SIM_POPULATIONS").unwrap_or_else(|_| {
+        let mut p = vec!["11:300".to_string(), "12:300".into(), "13:300".into()];
+        p.extend((21..=26).map(|s| format!("{s}:500")));
+        p.extend((1..=4).map(|s| format!("{s}:600")));
+        p.extend((31..=40).map(|s| format!("{s}:500")));
+        p.join(",")
+    });
+    spec.split(',')
+        .map(|p| {
+            p.trim()
+                .split_once(':')
+                .and_then(|(s, n)| Some((s.parse().ok()?, n.parse().ok()?)))
+                .unwrap_or_else(|| panic!("KAIROS_SIM_POPULATIONS: {p:?} is not seed:customers"))
+        })
+        .collect()
+}
+
+/// The evaluation behind the shares quoted above, over many populations
+/// (a minute or two on two cores): `cargo test --release --test
+/// integration many_populations -- --ignored --nocapture`. It prints each
+/// population's table and the pooled one, and holds Kairos to what it
+/// reached there, less a point.
+#[actix_web::test]
+#[ignore = "minutes long: the many-population evaluation"]
+async fn decisions_across_many_populations() {
+    let mut populations = Vec::new();
+    for (seed, customers) in many_populations() {
+        populations.push(score_population(seed, customers).await);
+    }
+    let scores = pool(&populations);
+    let share = |name: &str| share(&scores, name);
+    assert!(
+        share("kairos") >= 0.888,
+        "Kairos reached {:.1}% of the oracle",
+        100.0 * share("kairos")
+    );
+    assert!(share("kairos") > share("most frequent hour") + 0.3);
+    assert!(share("known timing, inferred rates") >= share("kairos"));
 }
