@@ -21,7 +21,7 @@ use kairos_core::time::local_minute_of_day;
 use kairos_core::time::LocalClock;
 use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
 use kairos_learn::exposure::{
-    mean_presence, presence, scaled_rate, typical_presence, typical_sends, RateCounts, RatePrior,
+    mean_presence, presence, scaled_rate, typical_presences, typical_sends, RateCounts, RatePrior,
 };
 use kairos_learn::response::{lift, sigmoid, LinearScore};
 use kairos_learn::stats::fast_ln;
@@ -408,14 +408,14 @@ impl Scorer {
         }
     }
 
-    /// The score of the slot at `quarter`; `typical` holds the presence at a
-    /// typical time for the scorer's window length, computed when first needed.
-    fn score(&self, mass: &QuarterMass, quarter: usize, typical: &OnceCell<f64>) -> f64 {
+    /// The score of the slot at `quarter`; `typical` gives the presence at a
+    /// typical time for the scorer's window length (called only if needed).
+    fn score(&self, mass: &QuarterMass, quarter: usize, typical: impl FnOnce() -> f64) -> f64 {
         let m = mass.mass(quarter, self.len);
         match (&self.linear, &self.exposure) {
             (Some(lin), _) => sigmoid(lin.z(lift(m, self.len).max(0.01).ln(), quarter)),
             (None, Some(e)) => {
-                let typical = *typical.get_or_init(|| typical_presence(mass, self.len, e.activity));
+                let typical = typical();
                 let rate = e.rate_prior.map_or(self.rate, |p| {
                     let exposure = e.floor + (1.0 - e.floor) * typical;
                     let sends = e.sent_presence.map_or(e.sends, |sent| {
@@ -785,8 +785,16 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     }
 
     // The presence at a typical time, per window length (the same for every
-    // channel with that length: it depends on the customer only).
-    let typicals: Vec<OnceCell<f64>> = vec![OnceCell::new(); lens.len()];
+    // channel with that length: it depends on the customer only), all
+    // computed together when first needed.
+    let typicals: OnceCell<Vec<f64>> = OnceCell::new();
+    let typical_of = |k: usize| {
+        typicals.get_or_init(|| {
+            let mut v = Vec::with_capacity(lens.len());
+            typical_presences(mass, &lens, input.weekly_activity.max(0.0), &mut v);
+            v
+        })[k]
+    };
     let score_of = |slots: &[Option<Slot>]| -> Vec<Option<Best>> {
         slots
             .iter()
@@ -795,7 +803,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             .map(|((b, s), &k)| match (b, s) {
                 (Some(b), Some(s)) => Some(Best {
                     at: DateTime::from_timestamp(b.at, 0).unwrap_or(start),
-                    score: s.score(mass, b.quarter, &typicals[k]),
+                    score: s.score(mass, b.quarter, || typical_of(k)),
                 }),
                 _ => None,
             })

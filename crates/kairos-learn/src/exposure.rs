@@ -89,6 +89,52 @@ pub fn typical_presence(mass: &QuarterMass, len: usize, activity: f64) -> f64 {
         / hours as f64
 }
 
+/// [`typical_presence`] for each of `lens`, into `out` (in order). Where
+/// there are several and every one is a whole number of hours, each hour's
+/// `exp(-a·m)` is computed once, and a window of `k` hours has the product
+/// of its hours' factors (by fours, then ones) rather than an exponential
+/// of its own: about half the time for the usual 1, 4 and 24 hours.
+pub fn typical_presences(mass: &QuarterMass, lens: &[usize], activity: f64, out: &mut Vec<f64>) {
+    const HOURS: usize = QUARTERS_PER_WEEK / 4;
+    out.clear();
+    let whole_hours = lens
+        .iter()
+        .all(|&l| l > 0 && l % 4 == 0 && l <= QUARTERS_PER_WEEK);
+    let activity = activity.max(0.0);
+    if lens.len() < 2 || !whole_hours {
+        out.extend(lens.iter().map(|&l| typical_presence(mass, l, activity)));
+        return;
+    }
+    // Each hour's factor, and the product of each 4 hours' from it, the
+    // week twice over so that windows need no wrapping.
+    let mut factor = [0.0f64; 2 * HOURS];
+    for h in 0..HOURS {
+        let f = (-activity * mass.mass(4 * h, 4).max(0.0)).exp();
+        factor[h] = f;
+        factor[h + HOURS] = f;
+    }
+    let mut four = [0.0f64; 2 * HOURS];
+    for h in 0..2 * HOURS - 3 {
+        four[h] = factor[h] * factor[h + 1] * factor[h + 2] * factor[h + 3];
+    }
+    for &len in lens {
+        let k = len / 4;
+        let fours = k / 4;
+        let mut sum = 0.0;
+        for h in 0..HOURS {
+            let mut p = 1.0;
+            for j in 0..fours {
+                p *= four[h + 4 * j];
+            }
+            for j in 4 * fours..k {
+                p *= factor[h + j];
+            }
+            sum += 1.0 - p;
+        }
+        out.push(sum / HOURS as f64);
+    }
+}
+
 /// The mean presence after sends at the local `quarters` of the week, for
 /// a customer with `activity` activities a week and weekly distribution
 /// `mass`, in windows of `len` quarter hours; `None` without sends.
@@ -820,6 +866,30 @@ mod tests {
             last = v;
         }
         assert_eq!(e.predict(Channel::Sms, 0.9, 1.0, 0.0), 1.0);
+    }
+
+    /// Several lengths at once, from shared hourly factors, give what each
+    /// gives alone; lengths that are not whole hours are each computed alone.
+    #[test]
+    fn typical_presences_match_one_length_at_a_time() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let mut out = Vec::new();
+        for activity in [0.0, 0.5, 6.0, 40.0, 400.0] {
+            let week: Vec<f64> = (0..168)
+                .map(|_| rng.gen_range(0.0..1.0f64).powi(4))
+                .collect();
+            let total: f64 = week.iter().sum();
+            let week: Vec<f64> = week.iter().map(|v| v / total).collect();
+            let mass = QuarterMass::new(&week);
+            for lens in [&[16, 4, 96][..], &[4, 672], &[16], &[4, 6, 96], &[]] {
+                typical_presences(&mass, lens, activity, &mut out);
+                assert_eq!(out.len(), lens.len());
+                for (&len, &got) in lens.iter().zip(&out) {
+                    let one = typical_presence(&mass, len, activity);
+                    assert!((got - one).abs() < 1e-9, "{activity} {len}: {got} vs {one}");
+                }
+            }
+        }
     }
 
     /// The typical presence is the mean over the week's hour starts: for an
