@@ -69,11 +69,7 @@ struct Closer(Arc<Inner>);
 
 impl Drop for Closer {
     fn drop(&mut self) {
-        let db = match self.0.db.write() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
-        };
-        drop(db);
+        drop(self.0.take_db());
     }
 }
 
@@ -267,14 +263,18 @@ impl Inner {
         result
     }
 
+    /// Takes the database handle out, leaving none (a poisoned lock too).
+    fn take_db(&self) -> Option<Arc<Database>> {
+        match self.db.write() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+
     /// Closes and opens the file again; readers still holding the old
     /// handle finish first (up to a second).
     fn reopen(&self) {
-        let old = match self.db.write() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
-        };
-        if let Some(old) = old {
+        if let Some(old) = self.take_db() {
             for _ in 0..100 {
                 if Arc::strong_count(&old) == 1 {
                     break;
