@@ -793,36 +793,7 @@ impl Inner {
     }
 
     fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>> {
-        let txn = self.db()?.begin_read().map_err(StoreError::unavailable)?;
-        let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
-        let profiles = txn.open_table(PROFILES).map_err(StoreError::unavailable)?;
-        let attributes = match customers
-            .get(id.as_str())
-            .map_err(StoreError::unavailable)?
-        {
-            Some(v) => Some(decode_customer(v.value())?),
-            None => None,
-        };
-        let profile = match profiles.get(id.as_str()).map_err(StoreError::unavailable)? {
-            Some(v) => Some(decode_profile(v.value())?),
-            None => None,
-        };
-        let reservations = reservations_of(
-            &txn.open_table(RESERVATIONS)
-                .map_err(StoreError::unavailable)?,
-            id.as_str(),
-        )?;
-        // A customer known only by a planned send still exists: decisions
-        // must see the room it holds.
-        if attributes.is_none() && profile.is_none() && reservations.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(CustomerRecord {
-            customer_id: id.clone(),
-            attributes,
-            profile: profile.unwrap_or_default(),
-            reservations,
-        }))
+        Ok(self.customers(std::slice::from_ref(id))?.pop().flatten())
     }
 
     fn delete_customer(&self, id: &CustomerId) -> Result<bool> {
@@ -979,6 +950,8 @@ impl Inner {
                     None => None,
                 };
                 let held = reservations_of(&reservations, id.as_str())?;
+                // A customer known only by a planned send still exists:
+                // decisions must see the room it holds.
                 if attributes.is_none() && profile.is_none() && held.is_empty() {
                     return Ok(None);
                 }
