@@ -12,8 +12,8 @@ use serde_json::json;
 use crate::support::*;
 
 /// Each population's expected engagements per policy (the oracle first), for
-/// `customers` customers drawn with `seed`.
-async fn score_population(seed: u64, customers: usize) -> Vec<PolicyScore> {
+/// `customers` customers drawn with `seed`, with `weeks` weeks of history.
+async fn score_population(seed: u64, customers: usize, weeks: u32) -> Vec<PolicyScore> {
     // The oracle knows no caps: compare without them.
     let t = app_with(&[
         ("KAIROS__MODELS__BUILTIN", "false"),
@@ -22,7 +22,7 @@ async fn score_population(seed: u64, customers: usize) -> Vec<PolicyScore> {
     .await;
     let cfg = SimConfig {
         customers,
-        weeks: 8,
+        weeks,
         seed,
         end: now(),
         sends_per_week: 2.0,
@@ -140,7 +140,7 @@ async fn decisions_reach_most_of_the_oracle() {
     // differ by a point or two from the luck of the draw.
     let mut populations = Vec::new();
     for seed in [11, 12, 13] {
-        populations.push(score_population(seed, 300).await);
+        populations.push(score_population(seed, 300, 8).await);
     }
     let scores = pool(&populations);
     let share = |name: &str| share(&scores, name);
@@ -197,19 +197,73 @@ fn many_populations() -> Vec<(u64, usize)> {
         .collect()
 }
 
+/// A 95% interval for a policy's pooled share of the oracle, from 2,000
+/// bootstrap resamples of the populations (deterministic): how far the
+/// pooled share could move on another draw of as many populations.
+fn interval(populations: &[Vec<PolicyScore>], policy: &str) -> (f64, f64) {
+    let pairs: Vec<(f64, f64)> = populations
+        .iter()
+        .map(|p| {
+            let of = |name: &str| {
+                p.iter()
+                    .find(|s| s.policy == name)
+                    .map_or(0.0, |s| s.expected_engagements)
+            };
+            (of(policy), p[0].expected_engagements)
+        })
+        .collect();
+    // SplitMix64: enough for picking populations, and the same every run.
+    let mut state = 0x4b61_6972_6f73_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let n = pairs.len();
+    let mut shares: Vec<f64> = (0..2000)
+        .map(|_| {
+            let (got, oracle) = (0..n).fold((0.0, 0.0), |(g, o), _| {
+                let (a, b) = pairs[(next() % n as u64) as usize];
+                (g + a, o + b)
+            });
+            got / oracle
+        })
+        .collect();
+    shares.sort_by(f64::total_cmp);
+    (shares[50], shares[1949])
+}
+
 /// The evaluation behind the shares quoted above, over many populations
 /// (a minute or two on two cores): `cargo test --release --test
 /// integration many_populations -- --ignored --nocapture`. It prints each
-/// population's table and the pooled one, and holds Kairos to what it
-/// reached there, less a point.
+/// population's table, the pooled one and a bootstrap interval for the
+/// pooled shares, and holds Kairos to what it reached there, less a point.
+/// `KAIROS_SIM_POPULATIONS=seed:customers,...` picks other populations,
+/// `KAIROS_SIM_WEEKS` a longer or shorter history than 8 weeks.
 #[actix_web::test]
 #[ignore = "minutes long: the many-population evaluation"]
 async fn decisions_across_many_populations() {
+    let weeks = std::env::var("KAIROS_SIM_WEEKS").map_or(8, |w| {
+        w.parse()
+            .unwrap_or_else(|_| panic!("KAIROS_SIM_WEEKS: {w:?} is not a number of weeks"))
+    });
     let mut populations = Vec::new();
     for (seed, customers) in many_populations() {
-        populations.push(score_population(seed, customers).await);
+        populations.push(score_population(seed, customers, weeks).await);
     }
     let scores = pool(&populations);
+    for policy in ["kairos", "known timing, inferred rates"] {
+        let (lo, hi) = interval(&populations, policy);
+        eprintln!(
+            "{policy}: {:.1}% of the oracle, 95% interval over these populations {:.1}-{:.1}%",
+            100.0 * share(&scores, policy),
+            100.0 * lo,
+            100.0 * hi
+        );
+        assert!(lo <= share(&scores, policy) && share(&scores, policy) <= hi);
+    }
     let share = |name: &str| share(&scores, name);
     assert!(
         share("kairos") >= 0.888,
