@@ -8,8 +8,10 @@
 #    HSET and a small Lua script (EVALSHA), 32 clients.
 # 2. Starts `kairos serve` with store.backend = "redis" on it, loads
 #    CUSTOMERS simulated customers with 8 weeks of history through the API
-#    (`kairos simulate --server ... --train`), and drives POST /v1/decisions
-#    with wrk; then POST /v1/events in NDJSON batches of 1,000.
+#    (`kairos simulate --server ... --train`), sends them a campaign
+#    (POST /v1/decisions/batch, twice: the second finds the first's
+#    reservations), drives POST /v1/decisions with wrk; then POST /v1/events
+#    in NDJSON batches of 1,000.
 # 3. Memory: MEMORY USAGE of every key of one customer with 200 events, and
 #    Redis's whole dataset divided by the customers stored.
 #
@@ -60,6 +62,18 @@ echo "== loading $CUSTOMERS simulated customers (8 weeks of history) through the
 "$BIN" simulate --customers "$CUSTOMERS" --server "http://127.0.0.1:$KPORT" --train >/dev/null
 
 field() { echo "$1" | tr ' ' '\n' | grep "^$2=" | cut -d= -f2; }
+echo "== a campaign: POST /v1/decisions/batch for all $CUSTOMERS customers, twice"
+python3 -c "import json; print(json.dumps({'customers': ['sim-%05d' % i for i in range($CUSTOMERS)], 'campaign': 'load', 'quiet_hours': None}))" \
+  >"$DATA/campaign.json"
+commands() { rcli INFO stats | grep '^total_commands_processed:' | cut -d: -f2 | tr -d '\r'; }
+for run in 1 2; do
+  c0=$(commands)
+  t=$(curl -s -o "$DATA/campaign.ndjson" -w '%{time_total}' -H 'content-type: application/json' \
+    --data-binary @"$DATA/campaign.json" "http://127.0.0.1:$KPORT/v1/decisions/batch")
+  echo "  run $run: $(wc -l <"$DATA/campaign.ndjson") decisions ($(grep -c '"action":"send"' "$DATA/campaign.ndjson") sends, each reserving room) in $t s:" \
+    "$(python3 -c "print(round($(wc -l <"$DATA/campaign.ndjson") / $t))") decisions/s," \
+    "$(python3 -c "print(round(($(commands) - $c0 - 1) / $CUSTOMERS, 2))") Redis commands per decision"
+done
 echo "== decisions (wrk, $CONNECTIONS connections, $DURATION)"
 CUSTOMERS=$CUSTOMERS wrk -t2 -c"$CONNECTIONS" -d2s -s scripts/decisions.lua "http://127.0.0.1:$KPORT" >/dev/null
 d=$(CUSTOMERS=$CUSTOMERS wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/decisions.lua \

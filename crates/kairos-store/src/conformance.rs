@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use kairos_core::{Channel, CustomerId, CustomerPatch, Event, RawEvent};
 
-use crate::{Reservation, Store};
+use crate::{Reservation, ReserveCheck, Store};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -79,6 +79,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     visits_histories(&*store).await;
     rebuilds_profiles(&*store).await;
     reservations_hold_room(&*store).await;
+    reservations_check_the_state_they_are_made_in(&*store, &*store).await;
     concurrent_reservations_cannot_share_the_last_place(Arc::clone(&store)).await;
     many_at_once(&*store).await;
     experiments_and_exposures(&*store).await;
@@ -762,6 +763,64 @@ pub async fn reservations_hold_room(store: &dyn Store) {
         .ok()
         .flatten()
         .is_none());
+}
+
+/// A reservation is checked against the customer's state when it is made,
+/// not as a decision read it before: room freed since is found, and room
+/// taken since (by another replica: `other`, the same store or another
+/// handle on the same data) is not given twice.
+pub async fn reservations_check_the_state_they_are_made_in(store: &dyn Store, other: &dyn Store) {
+    let c = unique("recheck");
+    let one: fn() -> ReserveCheck = || Box::new(|_, live| live.is_empty());
+    let deadline = now() + Duration::days(1);
+    let reserve = |s: &'static str| reservation(&format!("{c}-{s}"), deadline);
+    // A customer with a history, who stays stored when their reservations go.
+    store
+        .ingest(vec![event(&c, "e0", "app_open", now() - Duration::days(1))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    async fn read(s: &dyn Store, c: &CustomerId) -> Option<crate::CustomerRecord> {
+        s.customer(c).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+    assert!(store
+        .reserve(&c, reserve("d1"), now(), one())
+        .await
+        .unwrap_or_else(|e| panic!("{e}")));
+    // Read while d1 holds the place; d1 is then refused, freeing it.
+    assert_eq!(read(store, &c).await.map(|r| r.reservations.len()), Some(1));
+    assert!(other
+        .update_reservation(&format!("{c}-d1"), false)
+        .await
+        .unwrap_or(false));
+    assert!(
+        store
+            .reserve(&c, reserve("d2"), now(), one())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "the place d1 held is free again"
+    );
+    assert!(other
+        .update_reservation(&format!("{c}-d2"), false)
+        .await
+        .unwrap_or(false));
+    // Read while the place is free; another handle takes it.
+    assert_eq!(read(store, &c).await.map(|r| r.reservations.len()), Some(0));
+    assert!(other
+        .reserve(&c, reserve("d3"), now(), one())
+        .await
+        .unwrap_or_else(|e| panic!("{e}")));
+    assert!(
+        !store
+            .reserve(&c, reserve("d4"), now(), one())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "d3 took the place after the read"
+    );
+    let held: Vec<String> = read(other, &c)
+        .await
+        .map(|r| r.reservations.into_iter().map(|r| r.decision_id).collect())
+        .unwrap_or_default();
+    assert_eq!(held, vec![format!("{c}-d3")]);
 }
 
 pub async fn concurrent_reservations_cannot_share_the_last_place(store: Arc<dyn Store>) {

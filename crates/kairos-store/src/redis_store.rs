@@ -27,7 +27,11 @@
 //! check) in Rust; a second Lua script ([`WRITE`]) applies it only if the
 //! version token is unchanged, and sets a new one. A changed token means
 //! another replica wrote in between: the change is recomputed from a fresh
-//! snapshot. So idempotent ingest, profile updates and cap reservations are
+//! snapshot. A reservation first tries the snapshot its decision was made
+//! on (kept from the read for the latest [`RECENT_CAP`] reads): if the
+//! token is still the same, nothing changed and the cap check ran on the
+//! current state, so one round trip less; otherwise it reads afresh.
+//! So idempotent ingest, profile updates and cap reservations are
 //! atomic per customer across any number of replicas. A batch naming several
 //! customers is atomic per customer, not as a whole (a cluster cannot commit
 //! across slots); a batch answered with an error may be retried as it is,
@@ -40,7 +44,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -65,6 +69,10 @@ use crate::{
 const MAX_ATTEMPTS: usize = 64;
 /// Customers read or written concurrently by batch operations.
 const CONCURRENCY: usize = 64;
+/// Customers whose latest read is kept for a reservation to start from,
+/// the oldest reads dropped first (a reservation then reads afresh): twice
+/// what a campaign's chunks in flight read ahead of their reservations.
+pub const RECENT_CAP: usize = 16_384;
 /// Every Redis call gives up after this long (the caller answers 503).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -215,6 +223,41 @@ struct Inner {
     /// Makes version tokens unique across replicas and restarts.
     token_seed: u64,
     token_seq: AtomicU64,
+    /// The latest read of customers, by id, for their next reservation.
+    recent: Mutex<Kept>,
+}
+
+/// Reads kept for reservations, at most [`RECENT_CAP`], oldest out first.
+#[derive(Default)]
+struct Kept {
+    /// Customer id -> (read number, the read).
+    reads: HashMap<String, (u64, Recent)>,
+    /// (customer id, read number), oldest first; a number no longer in
+    /// `reads` was taken or replaced.
+    order: std::collections::VecDeque<(String, u64)>,
+    next: u64,
+}
+
+impl Kept {
+    fn insert(&mut self, id: &str, read: Recent) {
+        self.next += 1;
+        self.reads.insert(id.to_string(), (self.next, read));
+        self.order.push_back((id.to_string(), self.next));
+        while self.order.len() > RECENT_CAP {
+            if let Some((old, n)) = self.order.pop_front() {
+                if self.reads.get(&old).is_some_and(|(m, _)| *m == n) {
+                    self.reads.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// What a reservation's cap check needs of a customer, as read at `version`.
+struct Recent {
+    version: String,
+    profile: ProfileState,
+    reservations: Vec<Reservation>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -407,6 +450,7 @@ impl RedisStore {
                 replace: Script::new(REPLACE),
                 token_seed: RandomState::new().hash_one(std::process::id()),
                 token_seq: AtomicU64::new(0),
+                recent: Mutex::new(Kept::default()),
             }),
         };
         store.ping().await?;
@@ -698,7 +742,46 @@ impl RedisStore {
         )))
     }
 
+    /// Keeps a customer's read at `version` for their next reservation.
+    fn remember(&self, id: &str, version: String, record: &CustomerRecord) {
+        let recent = Recent {
+            version,
+            profile: record.profile.clone(),
+            reservations: record.reservations.clone(),
+        };
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, recent);
+    }
+
+    /// The customer's kept read, taken out.
+    fn recall(&self, id: &str) -> Option<Recent> {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reads
+            .remove(id)
+            .map(|(_, read)| read)
+    }
+
+    /// How many customers' reads are kept (for tests).
+    #[doc(hidden)]
+    pub fn kept_reads(&self) -> usize {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reads
+            .len()
+    }
+
     /// Reserves if `check` accepts, retried while other writers come first.
+    /// The first try starts from the customer's kept read, if any: stored only
+    /// if nothing changed since (the version token), and when its check
+    /// refuses, the current state is read and checked before refusing.
     async fn reserve_one(
         &self,
         id: &CustomerId,
@@ -706,6 +789,17 @@ impl RedisStore {
         now: DateTime<Utc>,
         check: &ReserveCheck,
     ) -> Result<bool> {
+        if let Some(kept) = self.recall(id.as_str()) {
+            let (live, expired): (Vec<Reservation>, Vec<Reservation>) =
+                kept.reservations.into_iter().partition(|x| x.holds(now));
+            let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                check(&kept.profile, &live)
+            }))
+            .unwrap_or(false);
+            if accepted && self.try_reserve(id, r, &kept.version, expired).await? {
+                return Ok(true);
+            }
+        }
         for _ in 0..MAX_ATTEMPTS {
             let snap = self
                 .snapshot(id.as_str(), Events::None, Messages::None)
@@ -722,19 +816,33 @@ impl RedisStore {
             if snap.version.is_empty() {
                 self.index(id.as_str()).await?;
             }
-            let change = Change {
-                reservations: vec![(r.decision_id.clone(), r.encode()?)],
-                drop_reservations: expired.iter().map(|x| x.decision_id.clone()).collect(),
-                ..Change::default()
-            };
-            if self.apply(id.as_str(), &snap.version, change).await? {
-                let expired: Vec<String> = expired.into_iter().map(|x| x.decision_id).collect();
-                self.forget_decisions(&expired).await?;
-                self.point_decision(id.as_str(), r).await?;
+            if self.try_reserve(id, r, &snap.version, expired).await? {
                 return Ok(true);
             }
         }
         Err(contended(id))
+    }
+
+    /// Stores `r`, dropping `expired`, if the customer is still at `version`.
+    async fn try_reserve(
+        &self,
+        id: &CustomerId,
+        r: &Reservation,
+        version: &str,
+        expired: Vec<Reservation>,
+    ) -> Result<bool> {
+        let change = Change {
+            reservations: vec![(r.decision_id.clone(), r.encode()?)],
+            drop_reservations: expired.iter().map(|x| x.decision_id.clone()).collect(),
+            ..Change::default()
+        };
+        if !self.apply(id.as_str(), version, change).await? {
+            return Ok(false);
+        }
+        let expired: Vec<String> = expired.into_iter().map(|x| x.decision_id).collect();
+        self.forget_decisions(&expired).await?;
+        self.point_decision(id.as_str(), r).await?;
+        Ok(true)
     }
 
     /// `kairos:decision:{d}` -> customer, expiring a week after the
@@ -911,10 +1019,15 @@ impl Store for RedisStore {
     }
 
     async fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>> {
-        Ok(self
+        let snap = self
             .snapshot(id.as_str(), Events::None, Messages::None)
-            .await?
-            .record(id))
+            .await?;
+        let version = snap.version.clone();
+        let record = snap.record(id);
+        if let (Some(r), false) = (&record, version.is_empty()) {
+            self.remember(id.as_str(), version, r);
+        }
+        Ok(record)
     }
 
     async fn customers(&self, ids: Vec<CustomerId>) -> Result<Vec<Option<CustomerRecord>>> {
@@ -1204,5 +1317,49 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(version: &str) -> Recent {
+        Recent {
+            version: version.into(),
+            profile: ProfileState::default(),
+            reservations: Vec::new(),
+        }
+    }
+
+    /// The latest reads stay, the oldest go first, and a read replaced by a
+    /// newer one of the same customer is not dropped in the older one's turn.
+    #[test]
+    fn kept_reads_drop_the_oldest_first() {
+        let mut kept = Kept::default();
+        kept.insert("a", read("1"));
+        kept.insert("a", read("2"));
+        for i in 0..RECENT_CAP - 2 {
+            kept.insert(&format!("c{i}"), read("x"));
+        }
+        // "a"'s first read is the oldest in line: dropping it keeps "a" at "2".
+        kept.insert("b", read("3"));
+        assert_eq!(
+            kept.reads.get("a").map(|(_, r)| r.version.as_str()),
+            Some("2")
+        );
+        kept.insert("d", read("4"));
+        assert!(!kept.reads.contains_key("a"), "now the oldest");
+        assert!(kept.reads.contains_key("c0") && kept.reads.contains_key("d"));
+        assert_eq!(kept.order.len(), RECENT_CAP);
+        // Taken reads leave their place in line, which later inserts free.
+        for i in 0..100 {
+            kept.reads.remove(&format!("c{i}"));
+        }
+        for i in 0..RECENT_CAP {
+            kept.insert(&format!("e{i}"), read("5"));
+        }
+        assert_eq!(kept.reads.len(), RECENT_CAP);
+        assert_eq!(kept.order.len(), RECENT_CAP);
     }
 }

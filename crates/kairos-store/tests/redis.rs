@@ -33,6 +33,47 @@ async fn redis_cluster_passes_conformance() {
     conformance::run_all(Arc::new(store)).await;
 }
 
+/// Two replicas on one Redis: a reservation starts from the read its
+/// decision was made on, and is still checked against the state it is made in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_start_from_the_decisions_read_and_recheck() {
+    use kairos_store::Store;
+    let server = RedisServer::start();
+    let connect = || async {
+        RedisStore::connect(RedisTarget::Single(server.url()), ctx())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (a, b) = (connect().await, connect().await);
+    conformance::reservations_check_the_state_they_are_made_in(&a, &b).await;
+
+    // The read is kept for the reservation, which takes it.
+    let c = kairos_core::CustomerId::parse("c-kept").unwrap_or_else(|e| panic!("{e}"));
+    let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+    a.ingest(vec![conformance::event(&c, "e0", "app_open", at)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = a.kept_reads();
+    assert!(a.customer(&c).await.ok().flatten().is_some());
+    assert_eq!(a.kept_reads(), before + 1);
+    let r = kairos_store::Reservation {
+        decision_id: "d-kept".into(),
+        channel: kairos_core::Channel::Push,
+        send_at: at + chrono::Duration::hours(1),
+        deadline: at + chrono::Duration::hours(2),
+        created_at: at,
+        confirmed: false,
+        cancel_if_active_after: None,
+    };
+    assert!(a
+        .reserve(&c, r, at, Box::new(|_, live| live.is_empty()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(a.kept_reads(), before);
+    let held = b.customer(&c).await.ok().flatten().map(|r| r.reservations);
+    assert_eq!(held.map(|h| h.len()), Some(1));
+}
+
 /// A profile stored in an earlier layout (postcard keeps no field names)
 /// cannot be read, and a rebuild (which the server runs on start when the
 /// layout changed) replaces it with one computed from the events.
