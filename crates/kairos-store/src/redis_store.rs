@@ -28,7 +28,7 @@
 //! version token is unchanged, and sets a new one. A changed token means
 //! another replica wrote in between: the change is recomputed from a fresh
 //! snapshot. A reservation first tries the snapshot its decision was made
-//! on (kept from the read for the latest [`RECENT_CAP`] reads): if the
+//! on (kept for the latest [`RECENT_CAP`] reads, or `store.cache_customers`): if the
 //! token is still the same, nothing changed and the cap check ran on the
 //! current state, so one round trip less; otherwise it reads afresh.
 //! So idempotent ingest, profile updates and cap reservations are
@@ -70,8 +70,9 @@ const MAX_ATTEMPTS: usize = 64;
 /// Customers read or written concurrently by batch operations.
 const CONCURRENCY: usize = 64;
 /// Customers whose latest read is kept for a reservation to start from,
-/// the oldest reads dropped first (a reservation then reads afresh): twice
-/// what a campaign's chunks in flight read ahead of their reservations.
+/// at most (and at most `store.cache_customers`; 0 keeps none), the oldest
+/// reads dropped first (a reservation then reads afresh): twice what a
+/// campaign's chunks in flight read ahead of their reservations.
 pub const RECENT_CAP: usize = 16_384;
 /// Every Redis call gives up after this long (the caller answers 503).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -227,9 +228,10 @@ struct Inner {
     recent: Mutex<Kept>,
 }
 
-/// Reads kept for reservations, at most [`RECENT_CAP`], oldest out first.
+/// Reads kept for reservations, at most `cap`, oldest out first.
 #[derive(Default)]
 struct Kept {
+    cap: usize,
     /// Customer id -> (read number, the read).
     reads: HashMap<String, (u64, Recent)>,
     /// (customer id, read number), oldest first; a number no longer in
@@ -239,11 +241,21 @@ struct Kept {
 }
 
 impl Kept {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.min(RECENT_CAP),
+            ..Self::default()
+        }
+    }
+
     fn insert(&mut self, id: &str, read: Recent) {
+        if self.cap == 0 {
+            return;
+        }
         self.next += 1;
         self.reads.insert(id.to_string(), (self.next, read));
         self.order.push_back((id.to_string(), self.next));
-        while self.order.len() > RECENT_CAP {
+        while self.order.len() > self.cap {
             if let Some((old, n)) = self.order.pop_front() {
                 if self.reads.get(&old).is_some_and(|(m, _)| *m == n) {
                     self.reads.remove(&old);
@@ -450,7 +462,7 @@ impl RedisStore {
                 replace: Script::new(REPLACE),
                 token_seed: RandomState::new().hash_one(std::process::id()),
                 token_seq: AtomicU64::new(0),
-                recent: Mutex::new(Kept::default()),
+                recent: Mutex::new(Kept::new(ctx.cache_customers)),
             }),
         };
         store.ping().await?;
@@ -1336,7 +1348,10 @@ mod tests {
     /// newer one of the same customer is not dropped in the older one's turn.
     #[test]
     fn kept_reads_drop_the_oldest_first() {
-        let mut kept = Kept::default();
+        let mut off = Kept::new(0);
+        off.insert("a", read("1"));
+        assert!(off.reads.is_empty() && off.order.is_empty());
+        let mut kept = Kept::new(usize::MAX);
         kept.insert("a", read("1"));
         kept.insert("a", read("2"));
         for i in 0..RECENT_CAP - 2 {

@@ -7,11 +7,12 @@ use kairos_learn::ProfileConfig;
 use kairos_store::redis_harness::{RedisCluster, RedisServer};
 use kairos_store::{conformance, RedisStore, RedisTarget, StoreContext};
 
+/// With reads kept for reservations, as `kairos serve` keeps them.
 fn ctx() -> StoreContext {
     StoreContext {
         profile: ProfileConfig::default(),
         default_tz: chrono_tz::Tz::UTC,
-        cache_customers: 0,
+        cache_customers: 1000,
     }
 }
 
