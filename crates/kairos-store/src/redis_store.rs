@@ -1175,6 +1175,9 @@ impl Store for RedisStore {
                     .arg(assignments_key(id.as_str())),
             )
             .await?;
+        // Nothing of the customer stays in this replica's memory either
+        // (a read from before the erasure is dropped after it).
+        self.recall(id.as_str());
         self.forget_decisions(&decisions).await?;
         self.query::<i64>(redis::cmd("SREM").arg(CUSTOMERS_SET).arg(id.as_str()))
             .await?;

@@ -73,6 +73,12 @@ async fn reservations_start_from_the_decisions_read_and_recheck() {
     assert_eq!(a.kept_reads(), before);
     let held = b.customer(&c).await.ok().flatten().map(|r| r.reservations);
     assert_eq!(held.map(|h| h.len()), Some(1));
+
+    // Erasing the customer drops their kept read too.
+    assert!(a.customer(&c).await.ok().flatten().is_some());
+    assert_eq!(a.kept_reads(), before + 1);
+    assert!(a.delete_customer(&c).await.unwrap_or(false));
+    assert_eq!(a.kept_reads(), before);
 }
 
 /// A profile stored in an earlier layout (postcard keeps no field names)
