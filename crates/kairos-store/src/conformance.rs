@@ -620,7 +620,8 @@ pub async fn batching_and_order_do_not_matter(store: &dyn Store) {
     assert!((ea.engagements - eb.engagements).abs() < 1e-4);
 }
 
-fn reservation(decision: &str, deadline: DateTime<Utc>) -> Reservation {
+/// A planned push an hour before `deadline`, made at the suite's `now`.
+pub fn reservation(decision: &str, deadline: DateTime<Utc>) -> Reservation {
     Reservation {
         decision_id: decision.to_string(),
         channel: Channel::Push,

@@ -59,20 +59,11 @@ async fn data_survives_reopening() {
 /// writer goes on, and later reservations are written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_check_does_not_stop_reservations() {
-    use kairos_store::Reservation;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = EmbeddedStore::open(dir.path(), ctx()).unwrap_or_else(|e| panic!("{e}"));
     let c = kairos_core::CustomerId::parse("c-panic").unwrap_or_else(|e| panic!("{e}"));
     let now = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
-    let r = |id: &str| Reservation {
-        decision_id: id.into(),
-        channel: kairos_core::Channel::Push,
-        send_at: now + chrono::Duration::hours(1),
-        deadline: now + chrono::Duration::hours(2),
-        created_at: now,
-        confirmed: false,
-        cancel_if_active_after: None,
-    };
+    let r = |id: &str| conformance::reservation(id, now + chrono::Duration::hours(2));
     let failed = store
         .reserve(&c, r("d-1"), now, Box::new(|_, _| panic!("a broken check")))
         .await;

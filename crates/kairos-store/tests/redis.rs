@@ -57,15 +57,7 @@ async fn reservations_start_from_the_decisions_read_and_recheck() {
     let before = a.kept_reads();
     assert!(a.customer(&c).await.ok().flatten().is_some());
     assert_eq!(a.kept_reads(), before + 1);
-    let r = kairos_store::Reservation {
-        decision_id: "d-kept".into(),
-        channel: kairos_core::Channel::Push,
-        send_at: at + chrono::Duration::hours(1),
-        deadline: at + chrono::Duration::hours(2),
-        created_at: at,
-        confirmed: false,
-        cancel_if_active_after: None,
-    };
+    let r = conformance::reservation("d-kept", at + chrono::Duration::hours(2));
     assert!(a
         .reserve(&c, r, at, Box::new(|_, live| live.is_empty()))
         .await
