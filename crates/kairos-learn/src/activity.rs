@@ -28,6 +28,7 @@ use kairos_core::{HOURS_PER_WEEK, QUARTERS_PER_DAY};
 use serde::{Deserialize, Serialize};
 
 use crate::posterior::{ActivityPosterior, Basis};
+use crate::stats::ln_gamma;
 use crate::{LearnError, Result};
 
 const H: usize = HOURS_PER_WEEK;
@@ -43,6 +44,11 @@ pub struct ActivityParams {
     /// Weight, in events, of the customer's hour-of-day profile spread over
     /// all days (0: no sharing between days).
     pub day_strength: f64,
+    /// How much each of the customer's days borrows from their days that
+    /// look alike ([`day_likeness`]): 0 not at all, 1 alike days pooled as
+    /// one. Models trained before it existed have 0.
+    #[serde(default)]
+    pub day_pooling: f64,
     /// Weight of the prior, in events.
     pub prior_strength: f64,
     /// How strongly a customer's own history picks their segment (0 = not at all).
@@ -55,6 +61,7 @@ impl Default for ActivityParams {
             half_life_days: 60.0,
             bandwidth_hours: 1.0,
             day_strength: 0.0,
+            day_pooling: 0.0,
             prior_strength: 10.0,
             segment_temperature: 0.0,
         }
@@ -76,6 +83,9 @@ impl ActivityParams {
         }
         if !(self.day_strength.is_finite() && (0.0..=1e6).contains(&self.day_strength)) {
             return Err(bad("day_strength", self.day_strength));
+        }
+        if !(self.day_pooling.is_finite() && (0.0..=100.0).contains(&self.day_pooling)) {
+            return Err(bad("day_pooling", self.day_pooling));
         }
         if !pos(self.prior_strength) || self.prior_strength > 1e6 {
             return Err(bad("prior_strength", self.prior_strength));
@@ -271,8 +281,26 @@ impl ActivityModel {
         (prior, best)
     }
 
-    /// The personal part: counts with day sharing, smoothed (sums to `n`).
+    /// The counts with each day pooled with the customer's days that look
+    /// alike ([`pool_days`], by `day_pooling`); the counts as they are
+    /// without pooling.
+    pub fn pooled<'c>(&self, c: &'c [f64]) -> std::borrow::Cow<'c, [f64]> {
+        let g = self.params.day_pooling;
+        if g > 0.0 && c.len() == H {
+            std::borrow::Cow::Owned(pool_days(c, &day_likeness(c), g))
+        } else {
+            std::borrow::Cow::Borrowed(c)
+        }
+    }
+
+    /// The personal part: counts with day pooling and day sharing, smoothed
+    /// (sums to `n`).
     pub fn personal(&self, c: &[f64]) -> Vec<f64> {
+        self.personal_pooled(&self.pooled(c))
+    }
+
+    /// [`Self::personal`] of counts already pooled.
+    fn personal_pooled(&self, c: &[f64]) -> Vec<f64> {
         let gamma = self.params.day_strength;
         let n: f64 = c.iter().sum();
         let mixed: Vec<f64> = if gamma > 0.0 && n > 0.0 {
@@ -312,11 +340,23 @@ impl ActivityModel {
     /// The posterior for counts `c`, with the customer's trait pairs (see
     /// [`trait_pairs`]) to place a customer without history in a segment.
     pub fn posterior_with(&self, c: &[f64], pairs: &[String]) -> ActivityPosterior {
+        self.posterior_pooled(c, &self.pooled(c), pairs)
+    }
+
+    /// The posterior for counts `c` whose days were pooled into `pooled`
+    /// (`c` itself without pooling), which a parameter search computes once
+    /// per candidate.
+    pub(crate) fn posterior_pooled(
+        &self,
+        c: &[f64],
+        pooled: &[f64],
+        pairs: &[String],
+    ) -> ActivityPosterior {
         let n: f64 = c.iter().sum();
         let alpha = self.params.prior_strength;
         let (prior, segment) = self.prior_with(c, pairs);
         let personal = if n > 0.0 {
-            self.personal(c)
+            self.personal_pooled(pooled)
         } else {
             vec![0.0; H]
         };
@@ -345,6 +385,111 @@ impl ActivityModel {
             segment,
         }
     }
+}
+
+/// Concentration of the Dirichlet prior on a day's hours around the
+/// customer's own hour-of-day profile, in events: a few, so that two days
+/// with activity at different hours are told apart after a few events each.
+const DAY_CONCENTRATION: f64 = 5.0;
+
+/// Per pair of days of the week (Monday first), how alike a customer's are.
+pub type DayLikeness = [[f64; 7]; 7];
+
+/// For each pair of the customer's days (Monday first), the probability
+/// that both follow one pattern, against each its own, from their counts
+/// per local hour of the week (`c`, 168 values): same hours of the day and
+/// the same level of activity. A customer with a weekday habit and another
+/// at weekends has weekdays alike and weekend days alike, but not the two
+/// alike.
+///
+/// A day's hours are Dirichlet-multinomial around the customer's own
+/// hour-of-day profile ([`DAY_CONCENTRATION`]) and its total is Poisson
+/// with an exponential prior around the customer's mean day; the two
+/// models' marginal likelihoods, at even prior odds, give the probability.
+pub fn day_likeness(c: &[f64]) -> DayLikeness {
+    let mut likeness = [[0.0; 7]; 7];
+    let n: f64 = c.iter().sum();
+    if c.len() != H || n <= 0.0 {
+        return likeness;
+    }
+    let mut by_hour = [0.0f64; 24];
+    for (i, v) in c.iter().enumerate() {
+        by_hour[i % 24] += v.max(0.0);
+    }
+    let a = by_hour.map(|v| DAY_CONCENTRATION * (v + 0.1) / (n + 2.4));
+    let ln_gamma_a = a.map(ln_gamma);
+    let ln_gamma_conc = ln_gamma(DAY_CONCENTRATION);
+    // ln P(hours) of a day or of two together, without the multinomial
+    // coefficients (the same in both models).
+    let hours = |x: &mut dyn Iterator<Item = (usize, f64)>| -> f64 {
+        let mut total = 0.0;
+        let mut ll = 0.0;
+        for (h, v) in x {
+            if v > 0.0 {
+                total += v;
+                ll += ln_gamma(a[h] + v) - ln_gamma_a[h];
+            }
+        }
+        ll + ln_gamma_conc - ln_gamma(DAY_CONCENTRATION + total)
+    };
+    // ln P(the days' total `t` over `k` days at one rate), the rate
+    // exponential with the mean day as its mean, without the factorials.
+    let rate = 7.0 / n;
+    let level = |t: f64, k: f64| ln_gamma(1.0 + t) + rate.ln() - (1.0 + t) * (rate + k).ln();
+    let day = |d: usize| &c[d * 24..d * 24 + 24];
+    let totals: [f64; 7] = std::array::from_fn(|d| day(d).iter().map(|v| v.max(0.0)).sum());
+    let alone: [f64; 7] = std::array::from_fn(|d| {
+        hours(&mut day(d).iter().copied().enumerate()) + level(totals[d], 1.0)
+    });
+    for d in 0..7 {
+        for e in d + 1..7 {
+            let together = hours(
+                &mut day(d)
+                    .iter()
+                    .zip(day(e))
+                    .map(|(x, y)| x.max(0.0) + y.max(0.0))
+                    .enumerate(),
+            ) + level(totals[d] + totals[e], 2.0);
+            let ln_odds = together - alone[d] - alone[e];
+            let p = 1.0 / (1.0 + (-ln_odds).exp());
+            likeness[d][e] = p;
+            likeness[e][d] = p;
+        }
+    }
+    likeness
+}
+
+/// Each day's counts averaged with the days like it: day `d` becomes
+/// `(c_d + g·Σ_e w_de·c_e) / (1 + g·Σ_e w_de)` over the other days `e`,
+/// `w` from [`day_likeness`], then all rescaled to the counts' total. Days
+/// that follow one pattern are draws of one day, and their average is a
+/// better estimate of each than any one of them.
+pub fn pool_days(c: &[f64], likeness: &DayLikeness, g: f64) -> Vec<f64> {
+    let n: f64 = c.iter().sum();
+    if c.len() != H || n <= 0.0 || g <= 0.0 {
+        return c.to_vec();
+    }
+    let mut out = vec![0.0; H];
+    for (d, w) in likeness.iter().enumerate() {
+        let weight = 1.0
+            + g * w
+                .iter()
+                .enumerate()
+                .filter(|(e, _)| *e != d)
+                .map(|(_, w)| w)
+                .sum::<f64>();
+        for h in 0..24 {
+            let shared: f64 = (0..7)
+                .filter(|e| *e != d)
+                .map(|e| w[e] * c[e * 24 + h])
+                .sum();
+            out[d * 24 + h] = (c[d * 24 + h] + g * shared) / weight;
+        }
+    }
+    let total: f64 = out.iter().sum();
+    out.iter_mut()
+        .for_each(|v| *v *= n / total.max(f64::MIN_POSITIVE));
+    out
 }
 
 /// Cumulative mass of a week distribution in quarter hours: the mass of any
@@ -596,6 +741,95 @@ mod tests {
         c[19] = 500.0;
         let long = m.posterior64(&c);
         assert!(long.hour_of_week[19] > 10.0 * long.hour_of_week[24 + 19]);
+    }
+
+    /// Weekday evenings (19:00, a few a day) and weekend mornings (10:00),
+    /// `k` times over.
+    fn weekday_and_weekend_habits(k: f64) -> Vec<f64> {
+        let mut c = vec![0.0; H];
+        for (d, n) in [4.0, 3.0, 5.0, 4.0, 2.0].into_iter().enumerate() {
+            c[d * 24 + 19] = k * n;
+        }
+        c[4 * 24 + 20] = k; // a Friday a little later
+        c[5 * 24 + 10] = k * 4.0;
+        c[6 * 24 + 10] = k * 3.0;
+        c[6 * 24 + 11] = k;
+        c
+    }
+
+    #[test]
+    fn days_with_one_pattern_are_alike_and_others_not() {
+        let pairs = |w: &[[f64; 7]; 7], same_kind: bool| -> Vec<f64> {
+            (0..7)
+                .flat_map(|d| (0..7).map(move |e| (d, e)))
+                .filter(|(d, e)| d != e && ((*d < 5) == (*e < 5)) == same_kind)
+                .map(|(d, e)| w[d][e])
+                .collect()
+        };
+        let min = |v: Vec<f64>| v.into_iter().fold(f64::INFINITY, f64::min);
+        let max = |v: Vec<f64>| v.into_iter().fold(0.0, f64::max);
+        // A few weeks: every pair of weekdays (or of weekend days) is more
+        // alike than any weekday and weekend day.
+        let w = day_likeness(&weekday_and_weekend_habits(1.0));
+        for (d, row) in w.iter().enumerate() {
+            assert_eq!(row[d], 0.0);
+            for (e, x) in row.iter().enumerate() {
+                assert_eq!(*x, w[e][d]);
+            }
+        }
+        assert!(
+            min(pairs(&w, true)) > 0.5 && max(pairs(&w, false)) < 0.3,
+            "{w:?}"
+        );
+        // Three times the history: all but certain, and Friday, with fewer
+        // evenings and one later, is less like the other weekdays.
+        let w = day_likeness(&weekday_and_weekend_habits(3.0));
+        assert!(max(pairs(&w, false)) < 0.01, "{w:?}");
+        for (d, e) in [(0, 1), (0, 2), (1, 3), (2, 3), (5, 6)] {
+            assert!(w[d][e] > 0.85 && w[d][e] > w[d][4] + 0.2, "{w:?}");
+        }
+        // A day without activity is not like one with the customer's usual
+        // amount, and nothing is alike without any activity.
+        let mut c = weekday_and_weekend_habits(3.0);
+        c[2 * 24 + 19] = 0.0;
+        assert!(day_likeness(&c)[2][0] < 0.05, "{:?}", day_likeness(&c));
+        assert_eq!(day_likeness(&[0.0; H]), [[0.0; 7]; 7]);
+    }
+
+    #[test]
+    fn pooled_days_borrow_from_days_like_them() {
+        let c = weekday_and_weekend_habits(2.0);
+        let w = day_likeness(&c);
+        let pooled = pool_days(&c, &w, 1.0);
+        let total = |v: &[f64]| v.iter().sum::<f64>();
+        assert!((total(&pooled) - total(&c)).abs() < 1e-9);
+        // Friday's quiet evening moves toward the other weekdays' ...
+        let friday = pooled[4 * 24 + 19];
+        assert!(friday > 5.0 && friday < 8.0, "{friday}");
+        // ... Saturday learns 11:00 from Sunday ...
+        assert!(pooled[5 * 24 + 11] > 0.5, "{}", pooled[5 * 24 + 11]);
+        // ... and neither kind of day takes much of the other's hours.
+        assert!(pooled[5 * 24 + 19] < 0.1 * pooled[24 + 19], "{pooled:?}");
+        assert!(pooled[10] < 0.1 * pooled[5 * 24 + 10], "{pooled:?}");
+        // Without pooling the counts stay as they are.
+        assert_eq!(pool_days(&c, &w, 0.0), c);
+        let mut m = trained();
+        assert_eq!(m.pooled(&c).as_ref(), c.as_slice());
+        m.params.day_pooling = 1.0;
+        assert_eq!(m.pooled(&c).as_ref(), pooled.as_slice());
+    }
+
+    #[test]
+    fn models_without_day_pooling_read_as_none() {
+        let mut json = serde_json::to_value(ActivityParams::default()).unwrap_or_default();
+        json.as_object_mut().map(|o| o.remove("day_pooling"));
+        let params: ActivityParams = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(params.day_pooling, 0.0);
+        let bad = ActivityParams {
+            day_pooling: -1.0,
+            ..ActivityParams::default()
+        };
+        assert!(bad.check().is_err());
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //!
 //! Hyper-parameters are not set by hand: each customer's most recent activity
 //! is held out, and the parameters (decay half-life, kernel bandwidth, day
-//! sharing, prior strength, segment temperature, number of segments) are
-//! chosen by coordinate ascent to maximize its likelihood under the model
-//! built from everything before it. The population and the segments are then
+//! pooling, day sharing, prior strength, segment temperature, number of
+//! segments) are chosen by coordinate ascent to maximize its likelihood under
+//! the model built from everything before it. The population and the segments are then
 //! refitted on the whole history.
 
 use kairos_core::HOURS_PER_WEEK;
@@ -14,7 +14,10 @@ use linfa_clustering::KMeans;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::activity::{day_given_hour, describe, smooth64, ActivityModel, ActivityParams, Segment};
+use crate::activity::{
+    day_given_hour, day_likeness, describe, pool_days, smooth64, ActivityModel, ActivityParams,
+    DayLikeness, Segment,
+};
 use crate::profile::decay_factor;
 use crate::{LearnError, Result};
 
@@ -113,6 +116,7 @@ pub struct FitReport {
 
 const HALF_LIVES: [f64; 8] = [7.0, 14.0, 30.0, 60.0, 120.0, 240.0, 480.0, 1e5];
 const BANDWIDTHS: [f64; 7] = [0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0];
+const DAY_POOLINGS: [f64; 4] = [0.0, 0.5, 1.0, 2.0];
 const DAY_STRENGTHS: [f64; 10] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 const STRENGTHS: [f64; 12] = [
     0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 18.0, 30.0, 50.0,
@@ -313,8 +317,10 @@ impl Split {
 
 struct Objective<'a> {
     split: &'a Split,
-    /// Counts per half-life candidate, for the held-out customers.
-    counts: Vec<Vec<Vec<f64>>>,
+    /// Per half-life candidate, for the held-out customers: their counts
+    /// and how alike their days are ([`day_likeness`]), which depends on
+    /// the counts alone.
+    counts: Vec<Vec<(Vec<f64>, DayLikeness)>>,
 }
 
 impl<'a> Objective<'a> {
@@ -325,7 +331,11 @@ impl<'a> Objective<'a> {
                 split
                     .held_out
                     .iter()
-                    .map(|(i, _)| split.train[*i].counts(hl))
+                    .map(|(i, _)| {
+                        let c = split.train[*i].counts(hl);
+                        let likeness = day_likeness(&c);
+                        (c, likeness)
+                    })
                     .collect()
             })
             .collect();
@@ -335,11 +345,17 @@ impl<'a> Objective<'a> {
     /// Mean held-out negative log-likelihood.
     fn nll(&self, model: &ActivityModel, half_life_index: usize) -> f64 {
         let mut total = 0.0;
-        for (c, (_, obs)) in self.counts[half_life_index]
+        let g = model.params.day_pooling;
+        for ((c, likeness), (_, obs)) in self.counts[half_life_index]
             .iter()
             .zip(&self.split.held_out)
         {
-            let p = model.posterior64(c).hour_of_week;
+            let pooled = if g > 0.0 {
+                std::borrow::Cow::Owned(pool_days(c, likeness, g))
+            } else {
+                std::borrow::Cow::Borrowed(c.as_slice())
+            };
+            let p = model.posterior_pooled(c, &pooled, &[]).hour_of_week;
             total -= p[obs.how as usize].ln();
         }
         total / self.split.held_out.len().max(1) as f64
@@ -353,6 +369,9 @@ fn bandwidth(p: &mut ActivityParams) -> &mut f64 {
 }
 fn day_strength(p: &mut ActivityParams) -> &mut f64 {
     &mut p.day_strength
+}
+fn day_pooling(p: &mut ActivityParams) -> &mut f64 {
+    &mut p.day_pooling
 }
 fn prior_strength(p: &mut ActivityParams) -> &mut f64 {
     &mut p.prior_strength
@@ -402,6 +421,7 @@ pub fn fit_activity(
             model.params.half_life_days = HALF_LIVES[hl];
             let mut coords: Vec<(&[f64], Field)> = vec![
                 (&BANDWIDTHS, bandwidth),
+                (&DAY_POOLINGS, day_pooling),
                 (&DAY_STRENGTHS, day_strength),
                 (&STRENGTHS, prior_strength),
             ];

@@ -76,6 +76,7 @@ impl LearnParams {
             half_life_days: self.half_life_days,
             bandwidth_hours: self.bandwidth_hours,
             day_strength: self.day_strength,
+            day_pooling: 0.0,
             prior_strength: self.prior_strength,
             segment_temperature: 0.0,
         }
