@@ -60,17 +60,24 @@ fn profile_update(c: &mut Criterion) {
 
 fn posterior(c: &mut Criterion) {
     let bundle = ModelBundle::from_json(BUILTIN.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-    let mut group = c.benchmark_group("posterior_per_customer");
-    for events in [0usize, 10, 200] {
-        let mut counts = vec![0.0f32; 168];
-        for k in 0..events {
-            counts[(k * 37) % 168] += 1.0;
+    let mut pooled = bundle.activity.clone();
+    pooled.params.day_pooling = 1.0;
+    for (name, model) in [
+        ("posterior_per_customer", &bundle.activity),
+        ("posterior_per_customer_days_pooled", &pooled),
+    ] {
+        let mut group = c.benchmark_group(name);
+        for events in [0usize, 10, 200] {
+            let mut counts = vec![0.0f32; 168];
+            for k in 0..events {
+                counts[(k * 37) % 168] += 1.0;
+            }
+            group.bench_with_input(BenchmarkId::from_parameter(events), &counts, |b, counts| {
+                b.iter(|| model.posterior(black_box(counts)))
+            });
         }
-        group.bench_with_input(BenchmarkId::from_parameter(events), &counts, |b, counts| {
-            b.iter(|| bundle.activity.posterior(black_box(counts)))
-        });
+        group.finish();
     }
-    group.finish();
 }
 
 fn checkin_histories() -> Vec<ActivityHistory> {
