@@ -417,7 +417,14 @@ pub fn day_likeness(c: &[f64]) -> DayLikeness {
         by_hour[i % 24] += v.max(0.0);
     }
     let a = by_hour.map(|v| DAY_CONCENTRATION * (v + 0.1) / (n + 2.4));
-    let ln_gamma_a = a.map(ln_gamma);
+    // Only hours with activity on some day enter the sums below.
+    let ln_gamma_a: [f64; 24] = std::array::from_fn(|h| {
+        if by_hour[h] > 0.0 {
+            ln_gamma(a[h])
+        } else {
+            0.0
+        }
+    });
     let ln_gamma_conc = ln_gamma(DAY_CONCENTRATION);
     // ln P(hours) of a day or of two together, without the multinomial
     // coefficients (the same in both models).
@@ -435,21 +442,30 @@ pub fn day_likeness(c: &[f64]) -> DayLikeness {
     // ln P(the days' total `t` over `k` days at one rate), the rate
     // exponential with the mean day as its mean, without the factorials.
     let rate = 7.0 / n;
-    let level = |t: f64, k: f64| ln_gamma(1.0 + t) + rate.ln() - (1.0 + t) * (rate + k).ln();
+    let ln_rate = rate.ln();
+    let level = |t: f64, k: f64| ln_gamma(1.0 + t) + ln_rate - (1.0 + t) * (rate + k).ln();
     let day = |d: usize| &c[d * 24..d * 24 + 24];
     let totals: [f64; 7] = std::array::from_fn(|d| day(d).iter().map(|v| v.max(0.0)).sum());
-    let alone: [f64; 7] = std::array::from_fn(|d| {
-        hours(&mut day(d).iter().copied().enumerate()) + level(totals[d], 1.0)
-    });
+    let alone_hours: [f64; 7] =
+        std::array::from_fn(|d| hours(&mut day(d).iter().copied().enumerate()));
+    let alone: [f64; 7] = std::array::from_fn(|d| alone_hours[d] + level(totals[d], 1.0));
     for d in 0..7 {
         for e in d + 1..7 {
-            let together = hours(
-                &mut day(d)
-                    .iter()
-                    .zip(day(e))
-                    .map(|(x, y)| x.max(0.0) + y.max(0.0))
-                    .enumerate(),
-            ) + level(totals[d] + totals[e], 2.0);
+            // A day without activity adds nothing to the other's hours.
+            let together_hours = if totals[d] <= 0.0 {
+                alone_hours[e]
+            } else if totals[e] <= 0.0 {
+                alone_hours[d]
+            } else {
+                hours(
+                    &mut day(d)
+                        .iter()
+                        .zip(day(e))
+                        .map(|(x, y)| x.max(0.0) + y.max(0.0))
+                        .enumerate(),
+                )
+            };
+            let together = together_hours + level(totals[d] + totals[e], 2.0);
             let ln_odds = together - alone[d] - alone[e];
             let p = 1.0 / (1.0 + (-ln_odds).exp());
             likeness[d][e] = p;
