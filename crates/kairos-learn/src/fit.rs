@@ -7,6 +7,10 @@
 //! the model built from everything before it. The population and the segments are then
 //! refitted on the whole history.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use kairos_core::HOURS_PER_WEEK;
 use linfa::traits::{Fit, Predict};
 use linfa::DatasetBase;
@@ -317,11 +321,15 @@ impl Split {
 
 struct Objective<'a> {
     split: &'a Split,
-    /// Per half-life candidate, for the held-out customers: their counts
-    /// and how alike their days are ([`day_likeness`]), which depends on
-    /// the counts alone.
-    counts: Vec<Vec<(Vec<f64>, DayLikeness)>>,
+    /// Counts per half-life candidate, for the held-out customers.
+    counts: Vec<Vec<Vec<f64>>>,
+    /// How alike each held-out customer's days are ([`day_likeness`]), per
+    /// half-life candidate and concentration, computed when first needed.
+    likeness: LikenessCache,
 }
+
+/// Per (half-life index, concentration's bits), the held-out customers' [`DayLikeness`].
+type LikenessCache = RefCell<HashMap<(usize, u64), Rc<Vec<DayLikeness>>>>;
 
 impl<'a> Objective<'a> {
     fn new(split: &'a Split) -> Self {
@@ -331,29 +339,43 @@ impl<'a> Objective<'a> {
                 split
                     .held_out
                     .iter()
-                    .map(|(i, _)| {
-                        let c = split.train[*i].counts(hl);
-                        let likeness = day_likeness(&c);
-                        (c, likeness)
-                    })
+                    .map(|(i, _)| split.train[*i].counts(hl))
                     .collect()
             })
             .collect();
-        Self { split, counts }
+        Self {
+            split,
+            counts,
+            likeness: RefCell::default(),
+        }
+    }
+
+    fn likeness(&self, half_life_index: usize, concentration: f64) -> Rc<Vec<DayLikeness>> {
+        let key = (half_life_index, concentration.to_bits());
+        Rc::clone(self.likeness.borrow_mut().entry(key).or_insert_with(|| {
+            Rc::new(
+                self.counts[half_life_index]
+                    .iter()
+                    .map(|c| day_likeness(c, concentration))
+                    .collect(),
+            )
+        }))
     }
 
     /// Mean held-out negative log-likelihood.
     fn nll(&self, model: &ActivityModel, half_life_index: usize) -> f64 {
-        let mut total = 0.0;
         let g = model.params.day_pooling;
-        for ((c, likeness), (_, obs)) in self.counts[half_life_index]
+        let likeness =
+            (g > 0.0).then(|| self.likeness(half_life_index, model.params.day_concentration));
+        let mut total = 0.0;
+        for (k, (c, (_, obs))) in self.counts[half_life_index]
             .iter()
             .zip(&self.split.held_out)
+            .enumerate()
         {
-            let pooled = if g > 0.0 {
-                std::borrow::Cow::Owned(pool_days(c, likeness, g))
-            } else {
-                std::borrow::Cow::Borrowed(c.as_slice())
+            let pooled = match &likeness {
+                Some(l) => std::borrow::Cow::Owned(pool_days(c, &l[k], g)),
+                None => std::borrow::Cow::Borrowed(c.as_slice()),
             };
             let p = model.posterior_pooled(c, &pooled, &[]).hour_of_week;
             total -= p[obs.how as usize].ln();
@@ -524,5 +546,71 @@ mod tests {
         let same = Split::leave_last_out(&histories, 2).at_most(10, &histories);
         assert_eq!(same.held_out, full.held_out);
         assert_eq!(same.train, full.train);
+    }
+
+    /// Customers who are around at one hour on weekdays and another at
+    /// weekends, `weeks` weeks of it (a deterministic draw).
+    fn weekday_and_weekend_customers(customers: usize, weeks: i64) -> Vec<ActivityHistory> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        (0..customers)
+            .map(|_| {
+                let weekday = 6 + next(16);
+                let weekend = (weekday + 4 + next(12)) % 24;
+                // The history ends on any day of its last week.
+                let last_day = (weeks as u64 - 1) * 7 + next(7);
+                let mut observations = Vec::new();
+                for week in 0..weeks {
+                    for day in 0..7u64 {
+                        if week as u64 * 7 + day > last_day {
+                            break;
+                        }
+                        let (mut hour, chance) = if day < 5 { (weekday, 5) } else { (weekend, 8) };
+                        if next(10) == 0 {
+                            hour = next(24); // now and then at another time
+                        }
+                        if next(10) < chance {
+                            let how = day * 24 + hour;
+                            observations.push(Observation {
+                                at: week * 7 * 86_400 + how as i64 * 3600,
+                                how: how as u8,
+                            });
+                        }
+                    }
+                }
+                ActivityHistory::new(observations)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn training_pools_the_days_that_look_alike() {
+        let histories = weekday_and_weekend_customers(300, 6);
+        let opts = FitOptions {
+            segment_counts: vec![0],
+            ..FitOptions::default()
+        };
+        let (model, report) = fit_activity(&histories, &opts).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.params.day_pooling > 0.0, "{report:?}");
+        // On the held-out activity, pooling beats the same model without it.
+        let split = Split::leave_last_out(&histories, 2);
+        let objective = Objective::new(&split);
+        let hl = HALF_LIVES
+            .iter()
+            .position(|&h| h == model.params.half_life_days)
+            .unwrap_or(0);
+        let mut unpooled = model.clone();
+        unpooled.params.day_pooling = 0.0;
+        assert!(
+            objective.nll(&model, hl) < objective.nll(&unpooled, hl) - 0.02,
+            "{} against {}",
+            objective.nll(&model, hl),
+            objective.nll(&unpooled, hl)
+        );
     }
 }

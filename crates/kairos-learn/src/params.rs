@@ -77,6 +77,7 @@ impl LearnParams {
             bandwidth_hours: self.bandwidth_hours,
             day_strength: self.day_strength,
             day_pooling: 0.0,
+            day_concentration: crate::activity::DEFAULT_DAY_CONCENTRATION,
             prior_strength: self.prior_strength,
             segment_temperature: 0.0,
         }
