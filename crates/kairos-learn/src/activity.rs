@@ -79,7 +79,7 @@ impl Default for ActivityParams {
     }
 }
 
-/// [`ActivityParams::day_concentration`] until training fits it.
+/// [`ActivityParams::day_concentration`]: training keeps it (see there).
 pub const DEFAULT_DAY_CONCENTRATION: f64 = 1.0;
 
 fn default_day_concentration() -> f64 {

@@ -4,8 +4,8 @@
 //! is held out, and the parameters (decay half-life, kernel bandwidth, day
 //! pooling, day sharing, prior strength, segment temperature, number of
 //! segments) are chosen by coordinate ascent to maximize its likelihood under
-//! the model built from everything before it. The population and the segments are then
-//! refitted on the whole history.
+//! the model built from everything before it. The population and the
+//! segments are then refitted on the whole history.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
