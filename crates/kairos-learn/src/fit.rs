@@ -7,9 +7,7 @@
 //! the model built from everything before it. The population and the
 //! segments are then refitted on the whole history.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::cell::OnceCell;
 
 use kairos_core::HOURS_PER_WEEK;
 use linfa::traits::{Fit, Predict};
@@ -20,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activity::{
     day_given_hour, day_likeness, describe, pool_days, smooth64, ActivityModel, ActivityParams,
-    DayLikeness, Segment,
+    DayLikeness, Segment, DEFAULT_DAY_CONCENTRATION,
 };
 use crate::profile::decay_factor;
 use crate::{LearnError, Result};
@@ -323,13 +321,11 @@ struct Objective<'a> {
     split: &'a Split,
     /// Counts per half-life candidate, for the held-out customers.
     counts: Vec<Vec<Vec<f64>>>,
-    /// How alike each held-out customer's days are ([`day_likeness`]), per
-    /// half-life candidate and concentration, computed when first needed.
-    likeness: LikenessCache,
+    /// How alike each held-out customer's days are ([`day_likeness`]) at
+    /// the concentration the search keeps, per half-life candidate,
+    /// computed when first needed.
+    likeness: Vec<OnceCell<Vec<DayLikeness>>>,
 }
-
-/// Per (half-life index, concentration's bits), the held-out customers' [`DayLikeness`].
-type LikenessCache = RefCell<HashMap<(usize, u64), Rc<Vec<DayLikeness>>>>;
 
 impl<'a> Objective<'a> {
     fn new(split: &'a Split) -> Self {
@@ -346,36 +342,28 @@ impl<'a> Objective<'a> {
         Self {
             split,
             counts,
-            likeness: RefCell::default(),
+            likeness: HALF_LIVES.iter().map(|_| OnceCell::new()).collect(),
         }
-    }
-
-    fn likeness(&self, half_life_index: usize, concentration: f64) -> Rc<Vec<DayLikeness>> {
-        let key = (half_life_index, concentration.to_bits());
-        Rc::clone(self.likeness.borrow_mut().entry(key).or_insert_with(|| {
-            Rc::new(
-                self.counts[half_life_index]
-                    .iter()
-                    .map(|c| day_likeness(c, concentration))
-                    .collect(),
-            )
-        }))
     }
 
     /// Mean held-out negative log-likelihood.
     fn nll(&self, model: &ActivityModel, half_life_index: usize) -> f64 {
         let g = model.params.day_pooling;
-        let likeness =
-            (g > 0.0).then(|| self.likeness(half_life_index, model.params.day_concentration));
+        let concentration = model.params.day_concentration;
+        let counts = &self.counts[half_life_index];
+        let cached = (g > 0.0 && concentration == DEFAULT_DAY_CONCENTRATION).then(|| {
+            self.likeness[half_life_index].get_or_init(|| {
+                counts
+                    .iter()
+                    .map(|c| day_likeness(c, concentration))
+                    .collect()
+            })
+        });
         let mut total = 0.0;
-        for (k, (c, (_, obs))) in self.counts[half_life_index]
-            .iter()
-            .zip(&self.split.held_out)
-            .enumerate()
-        {
-            let pooled = match &likeness {
+        for (k, (c, (_, obs))) in counts.iter().zip(&self.split.held_out).enumerate() {
+            let pooled = match cached {
                 Some(l) => std::borrow::Cow::Owned(pool_days(c, &l[k], g)),
-                None => std::borrow::Cow::Borrowed(c.as_slice()),
+                None => model.pooled(c),
             };
             let p = model.posterior_pooled(c, &pooled, &[]).hour_of_week;
             total -= p[obs.how as usize].ln();
