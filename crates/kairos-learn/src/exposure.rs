@@ -20,9 +20,10 @@
 //! P(engage) = rate_c · e_c(m) / ē_c
 //! ```
 //!
-//! The floors are fitted per channel on the logged sends (each send read
-//! with the profile as it was just before it), drawn toward the floor of all
-//! channels together where a channel's sends say little.
+//! The floors are fitted on the logged sends (each send read with the
+//! profile as it was just before it): one floor for all channels, chosen
+//! together with the rates' prior, and a channel's own only where its sends
+//! tell it apart.
 //!
 //! A customer's rate is learned from sends at whatever times the company
 //! chose, so it carries their exposure then: a customer who is rarely around
@@ -59,13 +60,11 @@ use crate::response::{Calibration, SendRow};
 
 /// Candidate floors, every 0.02 in (0, 1].
 const FLOORS: usize = 50;
-/// A channel needs this many training sends (and an engagement) to fit its
-/// own floor; others keep [`DEFAULT_FLOOR`].
+/// A channel needs this many training sends (and an engagement) for a floor
+/// of its own ([`channel_floors`]); others take the pooled floor.
 const MIN_CHANNEL_SENDS: usize = 100;
+/// The floor where no sends say otherwise.
 pub const DEFAULT_FLOOR: f64 = 0.25;
-/// How far channels' floors are expected to differ: the standard deviation
-/// of a channel's floor's log-odds around the pooled floor's.
-const FLOOR_SPREAD: f64 = 0.5;
 /// A channel needs this many customers with sends to fit its [`RatePrior`].
 const MIN_PRIOR_CUSTOMERS: usize = 20;
 /// Customers the rate prior is fitted on, at most (an even sample).
@@ -475,74 +474,94 @@ fn bernoulli_ll(q: f64, engaged: bool) -> f64 {
     }
 }
 
-fn log_likelihood(rows: &[&SendRow], f: f64) -> f64 {
-    rows.iter()
-        .map(|r| {
-            bernoulli_ll(
-                scaled_rate(r.context.rate, f, r.presence, r.typical_presence),
-                r.engaged,
-            )
-        })
-        .sum()
+/// The floor in (0, 1] over the grid where `ll` is highest, the lowest on a tie.
+fn best_floor(grid: impl Iterator<Item = f64>, ll: &dyn Fn(f64) -> f64) -> f64 {
+    let (_, f) = argmax(grid, ll);
+    if f.is_nan() {
+        DEFAULT_FLOOR
+    } else {
+        f
+    }
 }
 
-/// Each channel's floor over a grid, on the rates as they were estimated at
-/// each send: the floor of all channels' sends together by maximum
-/// likelihood, then each channel's by maximum a posteriori, with a normal
-/// prior on its log-odds around the pooled floor's (sd `spread`, normally
-/// [`FLOOR_SPREAD`]; infinite, each channel's own maximum likelihood). A
-/// few thousand sends hardly tell floors apart, and a channel's own floor
-/// fitted on them alone swings widely; millions of sends outweigh the prior.
-fn fit_floors(train: &[&SendRow], spread: f64) -> [f64; 5] {
-    let mut floor = [DEFAULT_FLOOR; 5];
-    let per_channel: Vec<(Channel, Vec<&SendRow>)> = Channel::ALL
-        .into_iter()
-        .map(|c| {
-            let rows: Vec<&SendRow> = train
-                .iter()
-                .copied()
-                .filter(|r| r.context.channel == c)
-                .collect();
-            (c, rows)
-        })
-        .filter(|(_, rows)| rows.len() >= MIN_CHANNEL_SENDS && rows.iter().any(|r| r.engaged))
-        .collect();
-    if per_channel.is_empty() {
-        return floor;
+/// Pooled floors [`fit_exposure`] tries, in fiftieths: 0.04 to 0.5.
+const POOLED_FLOORS: std::ops::RangeInclusive<usize> = 2..=25;
+/// Training sends the pooled floor is chosen on, at most: every send of an
+/// even sample of customers. Each candidate fits the rate priors again.
+const MAX_FLOOR_SENDS: usize = 300_000;
+
+/// The sends of an even sample of customers, about `max` of them in all.
+fn customer_sample<'a>(train: &[&'a SendRow], max: usize) -> Vec<&'a SendRow> {
+    if train.len() <= max {
+        return train.to_vec();
     }
-    let grid = (1..=FLOORS).map(|k| k as f64 / FLOORS as f64);
-    let best = |score: &dyn Fn(f64) -> f64| -> f64 {
-        grid.clone()
-            .fold((f64::NEG_INFINITY, DEFAULT_FLOOR), |best, f| {
-                let v = score(f);
-                if v > best.0 {
-                    (v, f)
-                } else {
-                    best
-                }
-            })
-            .1
-    };
-    let all: Vec<&SendRow> = per_channel
+    let keep = (max as u64).max(1);
+    let total = train.len() as u64;
+    // A customer is kept when their hash falls in the first `keep/total` of its range.
+    train
         .iter()
-        .flat_map(|(_, r)| r.iter().copied())
-        .collect();
-    let pooled = best(&|f| log_likelihood(&all, f));
-    let logit = |f: f64| (f.min(1.0 - 1e-3) / (1.0 - f.min(1.0 - 1e-3))).ln();
-    for (c, rows) in &per_channel {
-        floor[c.index()] = best(&|f| {
-            log_likelihood(rows, f) - (logit(f) - logit(pooled)).powi(2) / (2.0 * spread * spread)
-        });
+        .copied()
+        .filter(|r| (r.customer_hash % total) < keep)
+        .collect()
+}
+
+/// Each channel's floor: `pooled` unless the channel's own sends in
+/// `rows` tell its floor apart. With the rate form (`counts`,
+/// `at_typical`) kept, a channel's floor is chosen over the grid for how
+/// well its rate prior fitted with it predicts the channel's sends, and
+/// kept where it predicts its `n` sends better than the pooled floor by
+/// more than a parameter is worth (`½·ln n` nats, the Bayesian information
+/// criterion). A few thousand sends hardly tell floors apart, and a floor
+/// fitted on them alone swings with the draw; millions tell a floor of 0.1
+/// from one of 0.4.
+fn channel_floors(
+    rows: &[&SendRow],
+    pooled: f64,
+    counts: RateCounts,
+    at_typical: bool,
+) -> [f64; 5] {
+    let mut floor = [pooled; 5];
+    for c in Channel::ALL {
+        let own: Vec<&SendRow> = rows
+            .iter()
+            .copied()
+            .filter(|r| r.context.channel == c)
+            .collect();
+        if own.len() < MIN_CHANNEL_SENDS || !own.iter().any(|r| r.engaged) {
+            continue;
+        }
+        let ll = |f: f64| {
+            let mut trial = [pooled; 5];
+            trial[c.index()] = f;
+            let priors = fit_rate_priors(&own, &trial, at_typical);
+            rate_log_likelihood(&own, &trial, &priors, counts, at_typical)
+        };
+        let best = best_floor((1..=FLOORS).map(|k| k as f64 / FLOORS as f64), &ll);
+        if ll(best) - ll(pooled) > 0.5 * (own.len() as f64).ln() {
+            floor[c.index()] = best;
+        }
     }
     floor
 }
 
-/// Fits each channel's floor and then its rate prior on `train`; the
+/// Fits the floors and then each channel's rate prior on `train`; the
 /// calibration is measured on `heldout`, with the rates the priors give, as
-/// decisions score. (Refitting the floors on those rates scored worse in
-/// simulation.)
+/// decisions score.
+///
+/// The floors are fitted together with the rate form: a floor read on the
+/// rates as they were estimated at each send is off, since those rates are
+/// noisy and their errors are blamed on it. So one pooled floor is chosen
+/// for how well the rate priors fitted with it predict each training send
+/// from the sends before it, and then [`channel_floors`] around it.
 pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -> Exposure {
-    let floor = fit_floors(train, FLOOR_SPREAD);
+    let search = customer_sample(train, MAX_FLOOR_SENDS);
+    let pooled = best_floor(POOLED_FLOORS.map(|k| k as f64 / FLOORS as f64), &|pooled| {
+        let floor = [pooled; 5];
+        let (priors, counts, at_typical) = fit_rate_form(&search, &floor);
+        rate_log_likelihood(&search, &floor, &priors, counts, at_typical)
+    });
+    let (_, counts, at_typical) = fit_rate_form(&search, &[pooled; 5]);
+    let floor = channel_floors(&search, pooled, counts, at_typical);
     let (rate_prior, rate_counts, sends_at_typical) = fit_rate_form(train, &floor);
     let mut model = Exposure {
         floor,
@@ -578,6 +597,18 @@ mod tests {
     use crate::response::SendContext;
     use rand::{Rng, SeedableRng};
 
+    /// ln P(outcomes) of `rows` with floor `f`, on the rates as estimated at each send.
+    fn log_likelihood(rows: &[&SendRow], f: f64) -> f64 {
+        rows.iter()
+            .map(|r| {
+                bernoulli_ll(
+                    scaled_rate(r.context.rate, f, r.presence, r.typical_presence),
+                    r.engaged,
+                )
+            })
+            .sum()
+    }
+
     fn row(channel: Channel, rate: f64, presence: f64, typical: f64, engaged: bool) -> SendRow {
         SendRow {
             context: SendContext {
@@ -604,8 +635,9 @@ mod tests {
     }
 
     /// Sends drawn from the exposure form with known floors: the fit finds
-    /// each channel's floor, keeps the default where a channel has too few
-    /// sends, and predicts held-out sends better than the base rate.
+    /// each channel's floor, gives a channel with too few sends the pooled
+    /// one, between them, and predicts held-out sends better than the base
+    /// rate.
     #[test]
     fn fits_each_channels_floor() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
@@ -639,18 +671,23 @@ mod tests {
             "{:?}",
             fitted.floor
         );
-        assert_eq!(fitted.floor[Channel::Sms.index()], DEFAULT_FLOOR);
+        let (email, push, sms) = (
+            fitted.floor[Channel::Email.index()],
+            fitted.floor[Channel::Push.index()],
+            fitted.floor[Channel::Sms.index()],
+        );
+        assert!(sms > push && sms < email, "{:?}", fitted.floor);
         assert!(fitted.validate());
         let cal = &fitted.calibration;
         assert!(cal.log_loss < cal.log_loss_base_rate, "{cal:?}");
         assert_eq!(cal.heldout_sends as usize, heldout.len());
     }
 
-    /// 150 sends per channel, all with one true floor: each
-    /// channel's own maximum-likelihood floor swings with the draw, and the
-    /// fitted floors stay between it and the pooled floor, closer together.
+    /// 150 sends per channel, all with one true floor: each channel's own
+    /// maximum-likelihood floor swings with the draw, and none of them
+    /// explains its sends well enough to part from the pooled floor.
     #[test]
-    fn thin_channels_floors_are_drawn_to_the_pooled_floor() {
+    fn thin_channels_share_the_pooled_floor() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let channels = [Channel::Email, Channel::Push, Channel::Sms, Channel::InApp];
         let mut rows = Vec::new();
@@ -665,30 +702,92 @@ mod tests {
             rows.push(row(channel, estimated, presence, typical, rng.gen_bool(p)));
         }
         let train: Vec<&SendRow> = rows.iter().collect();
-        let own = fit_floors(&train, f64::INFINITY);
-        let fitted = fit_floors(&train, FLOOR_SPREAD);
-        let pooled = {
-            let all = fit_floors(&train, 1e-9);
-            assert!(all.iter().take(4).all(|f| *f == all[0]), "{all:?}");
-            all[0]
-        };
-        let spread = |f: &[f64; 5]| {
-            let v = &f[..4];
-            v.iter().copied().fold(0.0, f64::max) - v.iter().copied().fold(1.0, f64::min)
-        };
-        for c in channels {
-            let (o, m) = (own[c.index()], fitted[c.index()]);
-            assert!(
-                (m - pooled).abs() <= (o - pooled).abs() + 1e-12
-                    && (m - pooled) * (o - pooled) >= 0.0,
-                "{c}: own {o}, fitted {m}, pooled {pooled}"
-            );
-        }
+        let own: Vec<f64> = channels
+            .iter()
+            .map(|c| {
+                let rows: Vec<&SendRow> = train
+                    .iter()
+                    .copied()
+                    .filter(|r| r.context.channel == *c)
+                    .collect();
+                best_floor((1..=FLOORS).map(|k| k as f64 / FLOORS as f64), &|f| {
+                    log_likelihood(&rows, f)
+                })
+            })
+            .collect();
+        let spread =
+            own.iter().copied().fold(0.0, f64::max) - own.iter().copied().fold(1.0, f64::min);
+        assert!(spread >= 0.1, "{own:?}");
+        let fitted = fit_exposure(&train, &train, 0.1);
         assert!(
-            spread(&own) >= 0.1 && spread(&fitted) < spread(&own),
-            "{fitted:?} vs {own:?}"
+            fitted.floor.iter().all(|f| *f == fitted.floor[0]),
+            "{:?}",
+            fitted.floor
         );
-        assert_eq!(own[Channel::Web.index()], DEFAULT_FLOOR);
+    }
+
+    /// A large training set is searched on an even sample of its customers,
+    /// each with all of their sends; a small one whole.
+    #[test]
+    fn the_floor_search_samples_whole_customers() {
+        let mut rows = Vec::new();
+        for customer in 0..2_000u64 {
+            for _ in 0..10 {
+                let mut r = row(Channel::Email, 0.2, 0.5, 0.3, false);
+                r.customer_hash = customer.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                rows.push(r);
+            }
+        }
+        let all: Vec<&SendRow> = rows.iter().collect();
+        assert_eq!(customer_sample(&all, 20_000).len(), 20_000);
+        let sample = customer_sample(&all, 5_000);
+        assert!((4_000..=6_000).contains(&sample.len()), "{}", sample.len());
+        let mut per: HashMap<u64, usize> = HashMap::new();
+        for r in &sample {
+            *per.entry(r.customer_hash).or_default() += 1;
+        }
+        assert!(per.values().all(|n| *n == 10), "{per:?}");
+    }
+
+    /// Customers with rates of their own, sent to at random times and each
+    /// send logged with the rate as estimated from the sends before it: read
+    /// on those noisy rates, the floor is far off (their errors are blamed
+    /// on it); fitted with the rates' prior, it is the true one.
+    #[test]
+    fn the_floor_is_fitted_with_the_rates_it_scales() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let floor = 0.2;
+        let mut rows = Vec::new();
+        for customer in 0..4_000u64 {
+            let rate: f64 = rng.gen_range(0.02..0.5);
+            let typical: f64 = rng.gen_range(0.05..0.5);
+            let (mut sends, mut engagements, mut seen) = (0.0, 0.0, 0.0);
+            for _ in 0..12 {
+                let presence: f64 = rng.gen_range(0.0..1.0f64).powi(2);
+                let engaged = rng.gen_bool(rate * (floor + (1.0 - floor) * presence));
+                let estimated = (0.25 * 4.0 + engagements) / (4.0 + sends);
+                let mut r = row(Channel::Push, estimated, presence, typical, engaged);
+                r.customer_hash = customer;
+                (r.sends_before, r.engagements_before) = (sends, engagements);
+                (r.sends_total_before, r.engagements_total_before) = (sends, engagements);
+                if sends > 0.0 {
+                    r.sent_presence_before = seen / sends;
+                }
+                rows.push(r);
+                sends += 1.0;
+                engagements += f64::from(u8::from(engaged));
+                seen += presence;
+            }
+        }
+        let train: Vec<&SendRow> = rows.iter().collect();
+        let as_estimated = best_floor((1..=FLOORS).map(|k| k as f64 / FLOORS as f64), &|f| {
+            log_likelihood(&train, f)
+        });
+        let fitted = fit_exposure(&train, &train, 0.2).floor[Channel::Push.index()];
+        assert!(
+            (fitted - floor).abs() <= 0.02 && (as_estimated - floor).abs() >= 0.1,
+            "fitted {fitted}, on the rates as estimated {as_estimated}"
+        );
     }
 
     /// Customers whose rates are drawn from one distribution and scaled by
