@@ -356,6 +356,33 @@ async fn confirm_calls_off_a_push_when_the_customer_came_back() {
         (Some("in_app"), Some("2026-11-22T12:00:00Z")),
         "{d}"
     );
+    assert!(d["reasons"].to_string().contains("right now"), "{d}");
+
+    // Last seen 20 minutes ago: most likely gone, so no longer "right now".
+    call(
+        &t.app,
+        put(
+            "/v1/customers/left",
+            &json!({
+                "timezone": "UTC",
+                "channels": {"in_app": {"reachable": true, "consent": true}}
+            }),
+        ),
+    )
+    .await;
+    call(&t.app, post("/v1/events", &json!({"events": [{
+        "event_id": "left-open", "customer_id": "left", "type": "app_open", "timestamp": "2026-11-22T11:40:00Z"
+    }]}))).await;
+    let (_, d) = call(
+        &t.app,
+        post(
+            "/v1/decisions",
+            &json!({"customer_id": "left", "quiet_hours": null}),
+        ),
+    )
+    .await;
+    assert_eq!(d["action"], "send", "{d}");
+    assert!(!d["reasons"].to_string().contains("right now"), "{d}");
 }
 
 #[actix_web::test]

@@ -212,8 +212,12 @@ fn cap_state(
     caps
 }
 
-/// Recently active enough to be in a session now.
-const IN_SESSION: chrono::Duration = chrono::Duration::minutes(30);
+/// Recently active enough to be in a session now. Apps and sites report
+/// activity all through a session (opens, views, clicks), so a customer
+/// quiet for longer has most likely left, and an in-app message sent then
+/// waits for their next session; 30 minutes, the gap analytics take to
+/// close a session, did worse in simulation than 15.
+const IN_SESSION: chrono::Duration = chrono::Duration::minutes(15);
 /// Attempts when concurrent decisions for one customer race for cap room.
 const ATTEMPTS: usize = 3;
 
@@ -302,7 +306,7 @@ pub fn plan(
             .filter(|t| **t > week_ago && **t <= now)
             .count() as f64,
         cap_state: &caps,
-        // Within 30 minutes either way: clients' clocks run a little ahead or behind.
+        // Either way: clients' clocks run a little ahead or behind.
         active_now: profile
             .last_active_at
             .is_some_and(|l| (now - l).abs() <= IN_SESSION),
