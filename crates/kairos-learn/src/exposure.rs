@@ -450,6 +450,15 @@ fn fit_rate_form(
     rows: &[&SendRow],
     floor: &[f64; 5],
 ) -> ([Option<RatePrior>; 5], RateCounts, bool) {
+    let (_, priors, counts, at_typical) = fit_rate_form_ll(rows, floor);
+    (priors, counts, at_typical)
+}
+
+/// [`fit_rate_form`] with the log-likelihood of `rows` under what it chose.
+fn fit_rate_form_ll(
+    rows: &[&SendRow],
+    floor: &[f64; 5],
+) -> (f64, [Option<RatePrior>; 5], RateCounts, bool) {
     let mut best: Option<(f64, [Option<RatePrior>; 5], RateCounts, bool)> = None;
     for at_typical in [false, true] {
         let priors = fit_rate_priors(rows, floor, at_typical);
@@ -460,7 +469,7 @@ fn fit_rate_form(
             }
         }
     }
-    best.map_or(([None; 5], RateCounts::Decayed, false), |b| (b.1, b.2, b.3))
+    best.unwrap_or((f64::NEG_INFINITY, [None; 5], RateCounts::Decayed, false))
 }
 
 /// ln P(outcome) for a predicted probability `q`.
@@ -471,16 +480,6 @@ fn bernoulli_ll(q: f64, engaged: bool) -> f64 {
         q.ln()
     } else {
         (1.0 - q).ln()
-    }
-}
-
-/// The floor in (0, 1] over the grid where `ll` is highest, the lowest on a tie.
-fn best_floor(grid: impl Iterator<Item = f64>, ll: &dyn Fn(f64) -> f64) -> f64 {
-    let (_, f) = argmax(grid, ll);
-    if f.is_nan() {
-        DEFAULT_FLOOR
-    } else {
-        f
     }
 }
 
@@ -541,8 +540,8 @@ fn channel_floors(
             rate_log_likelihood(&own, &trial, &priors, counts, at_typical)
         };
         let grid = (CHANNEL_FLOOR_STEP..=FLOORS).step_by(CHANNEL_FLOOR_STEP);
-        let best = best_floor(grid.map(|k| k as f64 / FLOORS as f64), &ll);
-        if ll(best) - ll(pooled) > 0.5 * (own.len() as f64).ln() {
+        let (best_ll, best) = argmax(grid.map(|k| k as f64 / FLOORS as f64), &ll);
+        if best_ll - ll(pooled) > 0.5 * (own.len() as f64).ln() {
             floor[c.index()] = best;
         }
     }
@@ -560,12 +559,15 @@ fn channel_floors(
 /// from the sends before it, and then [`channel_floors`] around it.
 pub fn fit_exposure(train: &[&SendRow], heldout: &[&SendRow], train_base: f64) -> Exposure {
     let search = customer_sample(train, MAX_FLOOR_SENDS);
-    let pooled = best_floor(POOLED_FLOORS.map(|k| k as f64 / FLOORS as f64), &|pooled| {
-        let floor = [pooled; 5];
-        let (priors, counts, at_typical) = fit_rate_form(&search, &floor);
-        rate_log_likelihood(&search, &floor, &priors, counts, at_typical)
-    });
-    let (_, counts, at_typical) = fit_rate_form(&search, &[pooled; 5]);
+    // The best pooled floor and the rate form it was fitted with; the lowest on a tie.
+    let mut best = (f64::NEG_INFINITY, DEFAULT_FLOOR, RateCounts::Decayed, false);
+    for pooled in POOLED_FLOORS.map(|k| k as f64 / FLOORS as f64) {
+        let (ll, _, counts, at_typical) = fit_rate_form_ll(&search, &[pooled; 5]);
+        if ll > best.0 {
+            best = (ll, pooled, counts, at_typical);
+        }
+    }
+    let (_, pooled, counts, at_typical) = best;
     let floor = channel_floors(&search, pooled, counts, at_typical);
     let (rate_prior, rate_counts, sends_at_typical) = fit_rate_form(train, &floor);
     let mut model = Exposure {
@@ -715,9 +717,10 @@ mod tests {
                     .copied()
                     .filter(|r| r.context.channel == *c)
                     .collect();
-                best_floor((1..=FLOORS).map(|k| k as f64 / FLOORS as f64), &|f| {
+                argmax((1..=FLOORS).map(|k| k as f64 / FLOORS as f64), &|f| {
                     log_likelihood(&rows, f)
                 })
+                .1
             })
             .collect();
         let spread =
@@ -785,9 +788,10 @@ mod tests {
             }
         }
         let train: Vec<&SendRow> = rows.iter().collect();
-        let as_estimated = best_floor((1..=FLOORS).map(|k| k as f64 / FLOORS as f64), &|f| {
+        let as_estimated = argmax((1..=FLOORS).map(|k| k as f64 / FLOORS as f64), &|f| {
             log_likelihood(&train, f)
-        });
+        })
+        .1;
         let fitted = fit_exposure(&train, &train, 0.2).floor[Channel::Push.index()];
         assert!(
             (fitted - floor).abs() <= 0.02 && (as_estimated - floor).abs() >= 0.1,
