@@ -22,7 +22,8 @@
 //! - `α` is the prior strength in events.
 //!
 //! σ, γ, α, τ and the decay half-life are fitted by [`crate::fit`] to maximize
-//! the held-out likelihood of each customer's most recent activity.
+//! the held-out likelihood of each customer's activity in the week up to
+//! their most recent one.
 
 use kairos_core::{HOURS_PER_WEEK, QUARTERS_PER_DAY};
 use serde::{Deserialize, Serialize};
