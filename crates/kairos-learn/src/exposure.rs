@@ -356,16 +356,83 @@ fn prior_observations(
     })
 }
 
+/// The strength, at the channel's mean exposure `mean_exposure`, of a prior
+/// with mean `mean` there whose rate when seen for certain (at exposure 1,
+/// mean `m = mean / mean_exposure`) is Beta with strength `seen`: the rate
+/// at the mean exposure is that rate times `mean_exposure`, with variance
+/// `mean_exposure² · m(1 - m) / (seen + 1)`.
+fn strength_at_exposure(mean: f64, mean_exposure: f64, seen: f64) -> f64 {
+    let m = (mean / mean_exposure.max(1e-9)).min(0.99);
+    ((1.0 - mean) * (seen + 1.0) / (mean_exposure * (1.0 - m)) - 1.0).clamp(0.5, 1e5)
+}
+
 /// Each channel's [`RatePrior`], from the training sends read with floors
 /// `floor` (see [`prior_observations`]).
+///
+/// A channel's mean is its own; how much its customers differ is shared:
+/// one strength of the rate when seen for certain
+/// ([`strength_at_exposure`]) for every channel, chosen for how well it
+/// explains all their sends. A population of a few hundred customers pins a
+/// channel's mean down but hardly its spread: fitted alone, one channel's
+/// strength can come out several times another's from the draw. A channel
+/// keeps a strength of its own where its customers tell it apart by more
+/// than a parameter is worth (`½·ln n` nats for `n` customers, the Bayesian
+/// information criterion).
 fn fit_rate_priors(
     train: &[&SendRow],
     floor: &[f64; 5],
     at_typical: bool,
 ) -> [Option<RatePrior>; 5] {
-    prior_observations(train, floor, at_typical).map(|o| {
+    let fitted = prior_observations(train, floor, at_typical).map(|o| {
         let (obs, mean_exposure) = o?;
         let (mean, strength) = fit_relative_prior(&obs);
+        Some((obs, mean_exposure, mean, strength))
+    });
+    // The shared strength, fitted on the channels that keep it; one at a
+    // time, the channel it fits worst (by more than the criterion) takes
+    // its own and leaves the shared fit.
+    let mut keeps_own = [false; 5];
+    let mut seen;
+    loop {
+        let shared = |seen: f64| -> f64 {
+            fitted
+                .iter()
+                .zip(keeps_own)
+                .filter(|(_, own)| !own)
+                .filter_map(|(f, _)| f.as_ref())
+                .map(|(obs, e, mean, _)| {
+                    relative_prior_ll(obs, *mean, strength_at_exposure(*mean, *e, seen))
+                })
+                .sum()
+        };
+        seen = argmax(strengths(), &shared).1;
+        let worst = fitted
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| !keeps_own[*c])
+            .filter_map(|(c, f)| {
+                let (obs, e, mean, own) = f.as_ref()?;
+                let common = strength_at_exposure(*mean, *e, seen);
+                let gain =
+                    relative_prior_ll(obs, *mean, *own) - relative_prior_ll(obs, *mean, common);
+                (gain > 0.5 * (obs.len() as f64).ln()).then_some((c, gain))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match worst {
+            Some((c, _)) => keeps_own[c] = true,
+            None => break,
+        }
+    }
+    let mut k = 0;
+    fitted.map(|f| {
+        let own_strength = keeps_own[k];
+        k += 1;
+        let (_, mean_exposure, mean, own) = f?;
+        let strength = if own_strength || !seen.is_finite() {
+            own
+        } else {
+            strength_at_exposure(mean, mean_exposure, seen)
+        };
         let prior = RatePrior {
             mean,
             strength,
@@ -859,6 +926,76 @@ mod tests {
             calibration: Calibration::default(),
         };
         assert!(e.validate());
+    }
+
+    /// The strength of the seen rate a channel's prior implies.
+    fn seen_strength(p: &RatePrior) -> f64 {
+        let m = p.mean / p.mean_exposure;
+        (p.strength + 1.0) * p.mean_exposure * (1.0 - m) / (1.0 - p.mean) - 1.0
+    }
+
+    #[test]
+    fn channels_share_how_much_their_customers_differ() {
+        use rand_distr::{Beta, Distribution};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let floor = 0.2;
+        let typical = 0.3;
+        let exposure = floor + (1.0 - floor) * typical;
+        // Seen rates Beta with strength 8 around each channel's mean; a
+        // few SMS customers; web customers all alike.
+        let channels = [
+            (Channel::Email, 0.2, 2_000u64, Some(8.0)),
+            (Channel::Push, 0.15, 2_000, Some(8.0)),
+            (Channel::Sms, 0.3, 60, Some(8.0)),
+            (Channel::Web, 0.3, 2_000, None),
+        ];
+        let mut rows = Vec::new();
+        for (k, &(channel, mean, customers, strength)) in channels.iter().enumerate() {
+            for customer in 0..customers {
+                let rate = strength.map_or(mean, |s: f64| {
+                    Beta::new(mean * s, (1.0 - mean) * s)
+                        .map(|b| b.sample(&mut rng))
+                        .unwrap_or(mean)
+                });
+                for _ in 0..12 {
+                    let mut r = row(
+                        channel,
+                        0.1,
+                        typical,
+                        typical,
+                        rng.gen_bool(rate * exposure),
+                    );
+                    r.customer_hash = k as u64 * 10_000 + customer;
+                    rows.push(r);
+                }
+            }
+        }
+        let train: Vec<&SendRow> = rows.iter().collect();
+        let priors = fit_rate_priors(&train, &[floor; 5], false);
+        let seen =
+            |c: Channel| seen_strength(&priors[c.index()].unwrap_or_else(|| panic!("{priors:?}")));
+        // One spread for the channels that share it, the few SMS customers'
+        // included, near the truth.
+        let shared = seen(Channel::Email);
+        for c in [Channel::Push, Channel::Sms] {
+            assert!((seen(c) - shared).abs() < 1e-6 * shared, "{c}: {priors:?}");
+        }
+        assert!(shared > 4.0 && shared < 16.0, "{shared}: {priors:?}");
+        // Fitted alone, the few SMS customers' strength is further off.
+        let sms: Vec<&SendRow> = train
+            .iter()
+            .copied()
+            .filter(|r| r.context.channel == Channel::Sms)
+            .collect();
+        let alone = fit_rate_priors(&sms, &[floor; 5], false)[Channel::Sms.index()]
+            .unwrap_or_else(|| panic!("SMS alone"));
+        let off = |seen: f64| (seen / 8.0).ln().abs();
+        assert!(
+            off(seen_strength(&alone)) > 2.0 * off(seen(Channel::Sms)),
+            "{alone:?} against {shared}"
+        );
+        // Web customers, all alike, keep a strength of their own.
+        assert!(seen(Channel::Web) > 5.0 * shared, "{priors:?}");
     }
 
     /// Customers whose sends all came while they were around engage more
