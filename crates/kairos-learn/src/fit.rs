@@ -263,8 +263,8 @@ const MAX_KMEANS_CUSTOMERS: usize = 50_000;
 const MAX_VALIDATION_CUSTOMERS: usize = 20_000;
 
 /// Each held-out customer's activity in the week up to their last one is
-/// held out ([`Split::leave_recent_out`]): decisions look up to a week
-/// ahead, and a week of held-out activity per customer tells candidates
+/// held out (in the last quarter of their history if shorter, see
+/// [`Split::leave_recent_out`]): decisions look up to a week ahead, and a week of held-out activity per customer tells candidates
 /// apart with less noise than the last activity alone (on simulated
 /// populations the search then settles on the same parameters from one
 /// population to the next).
@@ -292,9 +292,11 @@ impl Split {
     }
 
     /// Holds out, of customers with at least `min_events`, their activity
-    /// in the `seconds` before and at their last one (at least the last
-    /// one, and never all of it): what a model fitted on the rest should
-    /// have expected over the following days.
+    /// in the `seconds` before and at their last one, or in the last
+    /// quarter of their history if that is shorter (at least the last one,
+    /// and never all of it): what a model fitted on the rest should have
+    /// expected over the following days. The quarter keeps a short history
+    /// mostly for fitting, as decisions will read it whole.
     pub fn leave_recent_out(
         histories: &[ActivityHistory],
         min_events: usize,
@@ -304,10 +306,11 @@ impl Split {
         let mut held_out = Vec::new();
         for (i, h) in histories.iter().enumerate() {
             let obs = &h.observations;
-            match obs.last() {
-                Some(last) if obs.len() >= min_events.max(2) => {
+            match (obs.first(), obs.last()) {
+                (Some(first), Some(last)) if obs.len() >= min_events.max(2) => {
+                    let span = seconds.min((last.at - first.at) / 4);
                     let cut = obs
-                        .partition_point(|o| o.at <= last.at - seconds)
+                        .partition_point(|o| o.at <= last.at - span)
                         .clamp(1, obs.len() - 1);
                     train.push(ActivityHistory {
                         observations: obs[..cut].to_vec(),
@@ -585,7 +588,7 @@ mod tests {
     }
 
     #[test]
-    fn a_recent_split_holds_out_each_customers_last_week_whole() {
+    fn a_recent_split_holds_out_the_last_week_or_quarter_of_each_history() {
         let day = 86_400;
         let at = |days: &[i64]| {
             ActivityHistory::new(
@@ -598,13 +601,15 @@ mod tests {
             )
         };
         let histories = vec![
-            // Two of the last week's activities, and the one 8 days before the last.
-            at(&[0, 3, 10, 12, 18]),
-            // All in one week: the first stays to fit on.
-            at(&[1, 2, 3]),
+            // Over 28 days or more, the last week's activities.
+            at(&[0, 3, 10, 22, 24, 30]),
+            // Over 8 days, the last 2 (a quarter of the history).
+            at(&[1, 2, 3, 6, 8, 9]),
             // A single activity: nothing to hold out.
             at(&[5]),
-            at(&[0, 20, 21]),
+            // All at once: the last, and never all.
+            at(&[4, 4, 4]),
+            at(&[0, 28, 29]),
         ];
         let split = Split::leave_recent_out(&histories, 2, 7 * day);
         let held: Vec<(usize, i64)> = split
@@ -614,7 +619,7 @@ mod tests {
             .collect();
         assert_eq!(
             held,
-            vec![(0, 12), (0, 18), (1, 2), (1, 3), (3, 20), (3, 21)]
+            vec![(0, 24), (0, 30), (1, 8), (1, 9), (3, 4), (4, 28), (4, 29)]
         );
         let kept = |i: usize| -> Vec<i64> {
             split.train[i]
@@ -623,20 +628,21 @@ mod tests {
                 .map(|o| o.at / day)
                 .collect()
         };
-        assert_eq!(kept(0), vec![0, 3, 10]);
-        assert_eq!(kept(1), vec![1]);
+        assert_eq!(kept(0), vec![0, 3, 10, 22]);
+        assert_eq!(kept(1), vec![1, 2, 3, 6]);
         assert_eq!(kept(2), vec![5]);
-        assert_eq!(kept(3), vec![0]);
+        assert_eq!(kept(3), vec![4, 4]);
+        assert_eq!(kept(4), vec![0]);
         assert_eq!(
             split.customers(),
-            vec![(0, 0..2), (1, 2..4), (3, 4..6)],
+            vec![(0, 0..2), (1, 2..4), (3, 4..5), (4, 5..7)],
             "grouped by customer"
         );
         // A sample keeps whole customers; the others fit on everything.
         let small = split.at_most(2, &histories);
         let held: Vec<usize> = small.held_out.iter().map(|(i, _)| *i).collect();
-        assert_eq!(held, vec![0, 0, 3, 3]);
-        assert_eq!(small.train[1].observations.len(), 3);
+        assert_eq!(held, vec![0, 0, 3]);
+        assert_eq!(small.train[1].observations.len(), 6);
     }
 
     /// Customers who are around at one hour on weekdays and another at
