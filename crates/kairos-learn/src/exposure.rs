@@ -423,13 +423,11 @@ fn fit_rate_priors(
             None => break,
         }
     }
-    let mut k = 0;
-    fitted.map(|f| {
-        let own_strength = keeps_own[k];
-        k += 1;
-        let (_, mean_exposure, mean, own) = f?;
-        let strength = if own_strength || !seen.is_finite() {
-            own
+    std::array::from_fn(|c| {
+        let (_, mean_exposure, mean, own) = fitted[c].as_ref()?;
+        let (mean_exposure, mean) = (*mean_exposure, *mean);
+        let strength = if keeps_own[c] || !seen.is_finite() {
+            *own
         } else {
             strength_at_exposure(mean, mean_exposure, seen)
         };
