@@ -1,11 +1,11 @@
 //! Training the activity model from customers' histories.
 //!
 //! Hyper-parameters are not set by hand: each customer's activity in the
-//! week up to their most recent one is held out, and the parameters (decay
-//! half-life, kernel bandwidth, day pooling, day sharing, prior strength,
-//! segment temperature, number of segments) are chosen by coordinate ascent
-//! to maximize its likelihood under the model built from everything before
-//! it. The population and the
+//! week up to their most recent one (the last quarter of a shorter history)
+//! is held out, and the parameters (decay half-life, kernel bandwidth, day
+//! pooling, day sharing, prior strength, segment temperature, number of
+//! segments) are chosen by coordinate ascent to maximize its likelihood
+//! under the model built from everything before it. The population and the
 //! segments are then refitted on the whole history.
 
 use std::cell::OnceCell;
@@ -264,10 +264,10 @@ const MAX_VALIDATION_CUSTOMERS: usize = 20_000;
 
 /// Each held-out customer's activity in the week up to their last one is
 /// held out (in the last quarter of their history if shorter, see
-/// [`Split::leave_recent_out`]): decisions look up to a week ahead, and a week of held-out activity per customer tells candidates
-/// apart with less noise than the last activity alone (on simulated
-/// populations the search then settles on the same parameters from one
-/// population to the next).
+/// [`Split::leave_recent_out`]): decisions look up to a week ahead, and a
+/// week of held-out activity per customer tells candidates apart with less
+/// noise than the last activity alone (on simulated populations the search
+/// then settles on the same parameters from one population to the next).
 const HELD_OUT_SECONDS: i64 = 7 * 86_400;
 
 /// At most `max` items of `items`, evenly spread, in order.
@@ -276,7 +276,7 @@ pub(crate) fn every_kth<T>(items: &[T], max: usize) -> Vec<&T> {
     items.iter().step_by(step).collect()
 }
 
-/// A held-out split: the histories without each held-out customer's latest
+/// A held-out split: the histories without each held-out customer's recent
 /// activity, and (customer index, held-out observation) pairs, grouped by
 /// customer in customer order.
 #[derive(Debug, Clone)]
