@@ -274,8 +274,8 @@ fn relative_prior_ll(obs: &[(f64, f64, f64)], mean: f64, strength: f64) -> f64 {
 /// Fits the mean (at relative exposure 1) and strength of a Beta prior
 /// scaled to each customer's exposure ([`scaled_prior`]) to customers'
 /// (sends, engagements, relative exposure), by maximum Beta-Binomial
-/// marginal likelihood over a grid.
-fn fit_relative_prior(obs: &[(f64, f64, f64)]) -> (f64, f64) {
+/// marginal likelihood over a grid; with that log-likelihood.
+fn fit_relative_prior(obs: &[(f64, f64, f64)]) -> (f64, f64, f64) {
     let (s, e) = obs
         .iter()
         .fold((0.0, 0.0), |(s, e), (n, k, _)| (s + n, e + k.min(*n)));
@@ -293,7 +293,7 @@ fn fit_relative_prior(obs: &[(f64, f64, f64)]) -> (f64, f64) {
         }
         best = (ll, mean, strength);
     }
-    (best.1, best.2)
+    (best.1, best.2, best.0)
 }
 
 /// Customers' (sends, engagements, relative exposure), and the mean exposure
@@ -385,8 +385,8 @@ fn fit_rate_priors(
 ) -> [Option<RatePrior>; 5] {
     let fitted = prior_observations(train, floor, at_typical).map(|o| {
         let (obs, mean_exposure) = o?;
-        let (mean, strength) = fit_relative_prior(&obs);
-        Some((obs, mean_exposure, mean, strength))
+        let (mean, strength, ll) = fit_relative_prior(&obs);
+        Some((obs, mean_exposure, mean, strength, ll))
     });
     // The shared strength, fitted on the channels that keep it; one at a
     // time, the channel it fits worst (by more than the criterion) takes
@@ -400,7 +400,7 @@ fn fit_rate_priors(
                 .zip(keeps_own)
                 .filter(|(_, own)| !own)
                 .filter_map(|(f, _)| f.as_ref())
-                .map(|(obs, e, mean, _)| {
+                .map(|(obs, e, mean, _, _)| {
                     relative_prior_ll(obs, *mean, strength_at_exposure(*mean, *e, seen))
                 })
                 .sum()
@@ -411,10 +411,9 @@ fn fit_rate_priors(
             .enumerate()
             .filter(|(c, _)| !keeps_own[*c])
             .filter_map(|(c, f)| {
-                let (obs, e, mean, own) = f.as_ref()?;
+                let (obs, e, mean, _, own_ll) = f.as_ref()?;
                 let common = strength_at_exposure(*mean, *e, seen);
-                let gain =
-                    relative_prior_ll(obs, *mean, *own) - relative_prior_ll(obs, *mean, common);
+                let gain = own_ll - relative_prior_ll(obs, *mean, common);
                 (gain > 0.5 * (obs.len() as f64).ln()).then_some((c, gain))
             })
             .max_by(|a, b| a.1.total_cmp(&b.1));
@@ -424,7 +423,7 @@ fn fit_rate_priors(
         }
     }
     std::array::from_fn(|c| {
-        let (_, mean_exposure, mean, own) = fitted[c].as_ref()?;
+        let (_, mean_exposure, mean, own, _) = fitted[c].as_ref()?;
         let (mean_exposure, mean) = (*mean_exposure, *mean);
         let strength = if keeps_own[c] || !seen.is_finite() {
             *own
