@@ -7,8 +7,10 @@ mod channel;
 pub mod customer;
 mod error;
 mod event;
+pub mod f32_block;
 mod ids;
 pub mod instant_serde;
+pub mod rfc3339;
 pub mod time;
 
 pub use channel::Channel;

@@ -55,6 +55,7 @@ pub struct ChannelStats {
     /// Decayed number of attributed engagements.
     pub engagements: f32,
     /// Decayed engagements per local hour of week (empty until the first one).
+    #[serde(with = "kairos_core::f32_block")]
     pub engagement_how: Vec<f32>,
     pub sends_total: u32,
     pub engagements_total: u32,
@@ -160,7 +161,9 @@ impl MessageState {
 /// recomputed from their events. 2: activity per quarter of the day.
 /// 3: responses to messages leave the activity once organic activity is seen.
 /// 4: instants as numbers, not text ([`instant_serde`]).
-pub const PROFILE_LAYOUT: u32 = 4;
+/// 5: the per-hour and per-quarter counts as blocks of bytes
+/// ([`kairos_core::f32_block`]).
+pub const PROFILE_LAYOUT: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileState {
@@ -174,6 +177,7 @@ pub struct ProfileState {
     /// (opens, clicks) only while the customer has no organic activity.
     pub activity_events: u64,
     /// Decayed activity events per local hour of week (168).
+    #[serde(with = "kairos_core::f32_block")]
     pub activity: Vec<f32>,
     /// The last organic activity: presence not in response to a message.
     #[serde(with = "instant_serde::option")]
@@ -187,7 +191,7 @@ pub struct ProfileState {
     /// The activity events per local quarter hour of the day (96): where
     /// in its hours a customer's activity falls, on whichever day. (Empty
     /// where a profile is read without it: the hours alone are used.)
-    #[serde(default)]
+    #[serde(default, with = "kairos_core::f32_block")]
     pub quarter_of_day: Vec<f32>,
 }
 
