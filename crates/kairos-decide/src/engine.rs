@@ -210,6 +210,7 @@ pub struct Suppression {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alternative {
     pub channel: Channel,
+    #[serde(serialize_with = "kairos_core::rfc3339::option")]
     pub send_at: Option<DateTime<Utc>>,
     pub score: Option<f64>,
     pub why_not: String,

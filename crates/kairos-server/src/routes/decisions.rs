@@ -56,13 +56,18 @@ pub struct DecisionResponse {
     pub customer_id: String,
     pub action: Action,
     pub channel: Option<Channel>,
+    #[serde(serialize_with = "kairos_core::rfc3339::option")]
     pub send_at: Option<DateTime<Utc>>,
     #[schema(value_type = Option<String>, format = DateTime)]
+    #[serde(serialize_with = "kairos_core::rfc3339::option")]
     pub send_at_local: Option<DateTime<FixedOffset>>,
     pub score: f64,
     pub basis: DecisionBasis,
     pub alternatives: Vec<Alternative>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "kairos_core::rfc3339::option"
+    )]
     pub cancel_if_active_after: Option<DateTime<Utc>>,
     pub reasons: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
