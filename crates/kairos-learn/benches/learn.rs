@@ -80,6 +80,39 @@ fn posterior(c: &mut Criterion) {
     }
 }
 
+/// What a campaign decision builds from a customer's posterior: the
+/// quarter-hour masses (with the customer's own quarters of the day) and
+/// the presence at a typical time for the default windows (1, 4 and 24 h).
+fn quarter_mass(c: &mut Criterion) {
+    let hours: Vec<f64> = (0..168)
+        .map(|h| 1.0 + ((h * 37) % 11) as f64 + if h % 24 == 20 { 30.0 } else { 0.0 })
+        .collect();
+    let total: f64 = hours.iter().sum();
+    let hours: Vec<f64> = hours.iter().map(|v| v / total).collect();
+    let quarters: Vec<f32> = (0..96).map(|q| ((q * 7) % 5) as f32 * 0.3).collect();
+    c.bench_function("quarter_mass_with_quarters", |b| {
+        b.iter(|| {
+            kairos_learn::activity::QuarterMass::with_quarters(
+                black_box(&hours),
+                black_box(&quarters),
+            )
+        })
+    });
+    let mass = kairos_learn::activity::QuarterMass::with_quarters(&hours, &quarters);
+    let mut out = Vec::new();
+    c.bench_function("typical_presences_1_4_24h", |b| {
+        b.iter(|| {
+            kairos_learn::exposure::typical_presences(
+                black_box(&mass),
+                &[4, 16, 96],
+                5.0,
+                &mut out,
+            );
+            out[2]
+        })
+    });
+}
+
 fn checkin_histories() -> Vec<ActivityHistory> {
     let mut text = String::new();
     let file = std::fs::File::open(CHECKINS).unwrap_or_else(|e| panic!("{CHECKINS}: {e}"));
@@ -118,5 +151,5 @@ fn train(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, profile_update, posterior, train);
+criterion_group!(benches, profile_update, posterior, quarter_mass, train);
 criterion_main!(benches);

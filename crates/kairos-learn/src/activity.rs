@@ -580,43 +580,54 @@ impl QuarterMass {
     /// the day (`quarter_of_day`, 96 decayed counts; empty for none).
     pub fn with_quarters(hour_of_week: &[f64], quarter_of_day: &[f32]) -> Self {
         let q = kairos_core::QUARTERS_PER_WEEK;
-        let week = hour_of_week.len() == H;
-        let own = week && quarter_of_day.len() == QUARTERS_PER_DAY;
-        let mut prefix = Vec::with_capacity(q + 1);
-        prefix.push(0.0);
+        let Ok(week) = <&[f64; H]>::try_from(hour_of_week) else {
+            // Not a week: each hour's mass evenly over its quarters.
+            let mut prefix = Vec::with_capacity(q + 1);
+            prefix.push(0.0);
+            let mut acc = 0.0;
+            for &p in hour_of_week.iter().take(H) {
+                let w = p / 4.0;
+                prefix.extend_from_slice(&[acc + w, acc + (w + w), acc + (w + w + w), acc + p]);
+                acc += p;
+            }
+            prefix.resize(q + 1, acc);
+            return Self { prefix };
+        };
+        let own = <&[f32; QUARTERS_PER_DAY]>::try_from(quarter_of_day).ok();
+        let mut prefix = vec![0.0; q + 1];
         let mut acc = 0.0;
-        for (h, &p) in hour_of_week.iter().take(H).enumerate() {
+        for (h, out) in prefix[1..].chunks_exact_mut(4).enumerate() {
+            let p = week[h];
+            let before = week[if h == 0 { H - 1 } else { h - 1 }];
+            let after = week[if h == H - 1 { 0 } else { h + 1 }];
             // The density at the quarters' centres, -3/8 to 3/8 of an hour
             // from the hour's: p + slope · x sums to p over the four.
-            let slope = if week {
-                let (before, after) = (hour_of_week[(h + H - 1) % H], hour_of_week[(h + 1) % H]);
-                let bound = p * 8.0 / 3.0;
-                minmod(p - before, after - p).clamp(-bound, bound)
-            } else {
-                0.0
-            };
-            let mut w = [-0.375, -0.125, 0.125].map(|x| (p + slope * x) / 4.0);
-            if own {
+            let bound = p * 8.0 / 3.0;
+            let slope = minmod(p - before, after - p).clamp(-bound, bound);
+            let mut w = [
+                (p + slope * -0.375) / 4.0,
+                (p + slope * -0.125) / 4.0,
+                (p + slope * 0.125) / 4.0,
+            ];
+            if let Some(own) = own {
                 // The hour's own quarters of the day, each count a share of `p`.
-                let c = &quarter_of_day[(h % 24) * 4..(h % 24) * 4 + 4];
-                let c = [c[0], c[1], c[2], c[3]].map(|v| f64::from(v).max(0.0));
-                let n: f64 = c.iter().sum();
+                let k = (h % 24) * 4;
+                let c = [own[k], own[k + 1], own[k + 2], own[k + 3]].map(|v| f64::from(v).max(0.0));
+                let n = c[0] + c[1] + c[2] + c[3];
                 if n > 0.0 {
                     // The fourth is what the hour's mass leaves, as before.
-                    for (x, c) in w.iter_mut().zip(c) {
-                        *x = (WITHIN_HOUR_STRENGTH * *x + p * c) / (WITHIN_HOUR_STRENGTH + n);
+                    let total = WITHIN_HOUR_STRENGTH + n;
+                    for i in 0..3 {
+                        w[i] = (WITHIN_HOUR_STRENGTH * w[i] + p * c[i]) / total;
                     }
                 }
             }
-            let first = w[0];
-            let second = first + w[1];
-            let third = second + w[2];
+            let second = w[0] + w[1];
             // Each quarter from the hour's own start (no chain of additions
             // through the week), the last one exact.
-            prefix.extend_from_slice(&[acc + first, acc + second, acc + third, acc + p]);
+            out.copy_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
             acc += p;
         }
-        prefix.resize(q + 1, acc);
         Self { prefix }
     }
 

@@ -106,30 +106,34 @@ pub fn typical_presences(mass: &QuarterMass, lens: &[usize], activity: f64, out:
     }
     // Each hour's factor, and the product of each 4 hours' from it, the
     // week twice over so that windows need no wrapping.
-    let mut factor = [0.0f64; 2 * HOURS];
-    for h in 0..HOURS {
-        let f = (-activity * mass.mass(4 * h, 4).max(0.0)).exp();
-        factor[h] = f;
-        factor[h + HOURS] = f;
-    }
-    let mut four = [0.0f64; 2 * HOURS];
-    for h in 0..2 * HOURS - 3 {
-        four[h] = factor[h] * factor[h + 1] * factor[h + 2] * factor[h + 3];
-    }
+    let hourly: [f64; HOURS] =
+        std::array::from_fn(|h| (-activity * mass.mass(4 * h, 4).max(0.0)).exp());
+    let factor: [f64; 2 * HOURS] = std::array::from_fn(|i| hourly[i % HOURS]);
+    let four: [f64; 2 * HOURS] = std::array::from_fn(|h| {
+        if h + 3 < 2 * HOURS {
+            factor[h] * factor[h + 1] * factor[h + 2] * factor[h + 3]
+        } else {
+            0.0
+        }
+    });
+    // Every hour's window at once, factor by factor (in the same order for
+    // each hour), so that the loops run over whole rows.
+    let mut p = [1.0f64; HOURS];
     for &len in lens {
         let k = len / 4;
         let fours = k / 4;
-        let mut sum = 0.0;
-        for h in 0..HOURS {
-            let mut p = 1.0;
-            for j in 0..fours {
-                p *= four[h + 4 * j];
+        p.fill(1.0);
+        for j in 0..fours {
+            for (p, f) in p.iter_mut().zip(&four[4 * j..4 * j + HOURS]) {
+                *p *= f;
             }
-            for j in 4 * fours..k {
-                p *= factor[h + j];
-            }
-            sum += 1.0 - p;
         }
+        for j in 4 * fours..k {
+            for (p, f) in p.iter_mut().zip(&factor[j..j + HOURS]) {
+                *p *= f;
+            }
+        }
+        let sum = p.iter().fold(0.0, |sum, p| sum + (1.0 - p));
         out.push(sum / HOURS as f64);
     }
 }
