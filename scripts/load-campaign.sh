@@ -59,13 +59,19 @@ for ((first = 0; first < CUSTOMERS; first += PER_REQUEST)); do
   body "$first" "$n" > "$DATA/req-$first.json"
 done
 
+# The server's CPU time (user, system) in seconds, from /proc.
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.1f %.1f", $14 / t, $15 / t}' "/proc/$SERVER/stat"; }
+
 echo "campaign: $CUSTOMERS recipients in requests of $PER_REQUEST, $CONCURRENCY at a time"
+read -r user0 sys0 <<< "$(cpu)"
 start=$(date +%s.%N)
 ls "$DATA"/req-*.json | xargs -P "$CONCURRENCY" -I{} sh -c \
   "curl -sf -X POST 'http://127.0.0.1:$PORT/v1/decisions/batch' -H 'content-type: application/json' --data-binary @{} | wc -l > {}.lines"
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+read -r user1 sys1 <<< "$(cpu)"
 lines=$(cat "$DATA"/req-*.json.lines | paste -sd+ | bc)
 errors=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/decisions/batch" -H 'content-type: application/json' \
   --data-binary "@$DATA/req-0.json" | grep -c '"error"' || true)
 echo "decisions: $lines in ${elapsed} s ($(echo "$lines / $elapsed" | bc) per second); error lines in a sample request: $errors"
+echo "server CPU during the campaign: user $(echo "$user1 - $user0" | bc) s, system $(echo "$sys1 - $sys0" | bc) s"
 [ "$lines" -eq "$CUSTOMERS" ] || { echo "expected $CUSTOMERS answers"; exit 1; }
