@@ -228,21 +228,49 @@ impl ProfileState {
             return 0.0;
         }
         let ratio = (decayed / total).min(1.0);
-        let f = |x: f64| (1.0 - (-x * std::f64::consts::LN_2).exp()) / (x * std::f64::consts::LN_2);
-        // f falls from 1 (x -> 0) towards 0: bisect on x = T / h, in log
-        // space: 36 halvings leave the nine decades within 1 + 3e-10 of x.
-        let (mut lo, mut hi) = (1e-6f64, 1e3f64);
-        for _ in 0..36 {
-            let mid = (lo * hi).sqrt();
-            if f(mid) > ratio {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        let days = (lo * half_life_days).max(7.0);
-        total / days * 7.0
+        let days = history_half_lives(ratio) * half_life_days;
+        total / days.max(7.0) * 7.0
     }
+}
+
+/// The history length `x = T / h` (in half-lives) at which a steady rate's
+/// decayed count is `ratio` of its total: the root of
+/// `f(x) = (1 - 2^-x) / (x · ln 2) = ratio`, between 1e-6 and 1e3 (the
+/// nearer end where there is none inside). Newton's method on ln x (f falls
+/// from 1 towards 0 and d f / d ln x = 2^-x - f(x), from the same
+/// exponential), kept inside a shrinking bracket: about five steps where
+/// 36 halvings of the bracket used to read f 36 times.
+fn history_half_lives(ratio: f64) -> f64 {
+    const C: f64 = std::f64::consts::LN_2;
+    // ln 1e-6 and ln 1e3.
+    let (mut lo, mut hi) = (-13.815_510_557_964_274_f64, 6.907_755_278_982_137_f64);
+    // f(x) ≈ 1 - c·x/2 for short histories and 1 / (c·x) for long ones.
+    let mut u = ((1.0 / ratio.max(1e-300) - 1.0) * 2.0 / C)
+        .clamp(1e-6, 1e3)
+        .ln();
+    for _ in 0..100 {
+        let x = u.exp();
+        // 1 - 2^-x without the cancellation of short histories.
+        let gone = -(-x * C).exp_m1();
+        let e = 1.0 - gone;
+        let f = gone / (x * C);
+        let g = f - ratio;
+        if g > 0.0 {
+            lo = u;
+        } else {
+            hi = u;
+        }
+        let slope = e - f;
+        let mut next = u - g / slope;
+        if !(next.is_finite() && next > lo && next < hi) {
+            next = 0.5 * (lo + hi);
+        }
+        if (next - u).abs() < 1e-12 || hi - lo < 1e-12 {
+            return next.exp();
+        }
+        u = next;
+    }
+    u.exp()
 }
 
 /// 2^(-age/h) for an age in seconds and a half-life in days.
@@ -708,6 +736,19 @@ mod tests {
 
     /// A steady 4 activities a week reads as about 4 a week after 2 weeks and
     /// after 10; the decayed count alone would differ by far more.
+    #[test]
+    fn history_length_solves_the_decay_ratio() {
+        let f = |x: f64| -(-x * std::f64::consts::LN_2).exp_m1() / (x * std::f64::consts::LN_2);
+        for k in 1..2000 {
+            let x = 10f64.powf(-5.9 + 8.8 * k as f64 / 2000.0);
+            let solved = history_half_lives(f(x));
+            assert!((solved / x - 1.0).abs() < 1e-8, "x {x}: {solved}");
+        }
+        // No root inside: the nearer end.
+        assert!((history_half_lives(1.0) / 1e-6 - 1.0).abs() < 1e-9);
+        assert!((history_half_lives(1e-9) / 1e3 - 1.0).abs() < 1e-9);
+    }
+
     #[test]
     fn weekly_activity_separates_rate_from_history_length() {
         let tz: Tz = "Europe/London".parse().unwrap_or(Tz::UTC);
