@@ -446,14 +446,38 @@ pub fn day_likeness(c: &[f64], concentration: f64) -> DayLikeness {
     });
     let ln_gamma_conc = ln_gamma(concentration);
     // ln P(hours) of a day or of two together, without the multinomial
-    // coefficients (the same in both models).
-    let hours = |x: &mut dyn Iterator<Item = (usize, f64)>| -> f64 {
+    // coefficients (the same in both models): a term per active hour,
+    // ln Γ(a_h + v) - ln Γ(a_h). Each day's own terms are kept, and two days
+    // together need new ones only for the hours both are active in (an
+    // hour active on one day alone has that day's term).
+    let day = |d: usize| &c[d * 24..d * 24 + 24];
+    let mut term = [[0.0f64; 24]; 7];
+    let alone_hours: [f64; 7] = std::array::from_fn(|d| {
         let mut total = 0.0;
         let mut ll = 0.0;
-        for (h, v) in x {
+        for (h, &v) in day(d).iter().enumerate() {
             if v > 0.0 {
                 total += v;
-                ll += ln_gamma(a[h] + v) - ln_gamma_a[h];
+                term[d][h] = ln_gamma(a[h] + v) - ln_gamma_a[h];
+                ll += term[d][h];
+            }
+        }
+        ll + ln_gamma_conc - ln_gamma(concentration + total)
+    });
+    let together_hours = |d: usize, e: usize| -> f64 {
+        let mut total = 0.0;
+        let mut ll = 0.0;
+        for (h, (&x, &y)) in day(d).iter().zip(day(e)).enumerate() {
+            let v = x.max(0.0) + y.max(0.0);
+            if v > 0.0 {
+                total += v;
+                ll += if x > 0.0 && y > 0.0 {
+                    ln_gamma(a[h] + v) - ln_gamma_a[h]
+                } else if x > 0.0 {
+                    term[d][h]
+                } else {
+                    term[e][h]
+                };
             }
         }
         ll + ln_gamma_conc - ln_gamma(concentration + total)
@@ -463,10 +487,7 @@ pub fn day_likeness(c: &[f64], concentration: f64) -> DayLikeness {
     let rate = 7.0 / n;
     let ln_rate = rate.ln();
     let level = |t: f64, k: f64| ln_gamma(1.0 + t) + ln_rate - (1.0 + t) * (rate + k).ln();
-    let day = |d: usize| &c[d * 24..d * 24 + 24];
     let totals: [f64; 7] = std::array::from_fn(|d| day(d).iter().map(|v| v.max(0.0)).sum());
-    let alone_hours: [f64; 7] =
-        std::array::from_fn(|d| hours(&mut day(d).iter().copied().enumerate()));
     let alone: [f64; 7] = std::array::from_fn(|d| alone_hours[d] + level(totals[d], 1.0));
     for d in 0..7 {
         for e in d + 1..7 {
@@ -476,13 +497,7 @@ pub fn day_likeness(c: &[f64], concentration: f64) -> DayLikeness {
             } else if totals[e] <= 0.0 {
                 alone_hours[d]
             } else {
-                hours(
-                    &mut day(d)
-                        .iter()
-                        .zip(day(e))
-                        .map(|(x, y)| x.max(0.0) + y.max(0.0))
-                        .enumerate(),
-                )
+                together_hours(d, e)
             };
             let together = together_hours + level(totals[d] + totals[e], 2.0);
             let ln_odds = together - alone[d] - alone[e];
