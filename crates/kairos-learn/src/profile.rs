@@ -734,8 +734,8 @@ mod tests {
         }
     }
 
-    /// A steady 4 activities a week reads as about 4 a week after 2 weeks and
-    /// after 10; the decayed count alone would differ by far more.
+    /// The history length is found where there is one, and the nearer
+    /// bound where the ratio lies beyond it.
     #[test]
     fn history_length_solves_the_decay_ratio() {
         let f = |x: f64| -(-x * std::f64::consts::LN_2).exp_m1() / (x * std::f64::consts::LN_2);
@@ -749,6 +749,8 @@ mod tests {
         assert!((history_half_lives(1e-9) / 1e3 - 1.0).abs() < 1e-9);
     }
 
+    /// A steady 4 activities a week reads as about 4 a week after 2 weeks and
+    /// after 10; the decayed count alone would differ by far more.
     #[test]
     fn weekly_activity_separates_rate_from_history_length() {
         let tz: Tz = "Europe/London".parse().unwrap_or(Tz::UTC);
