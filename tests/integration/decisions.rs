@@ -1,5 +1,6 @@
 //! POST /v1/decisions: cold start, windows, channels, quiet hours.
 
+use chrono::Datelike;
 use serde_json::json;
 
 use crate::support::*;
@@ -476,4 +477,64 @@ async fn the_same_state_and_request_give_the_same_decision() {
     ] {
         assert_eq!(a[field], b[field], "{field}");
     }
+}
+
+/// A customer still browsing (active three minutes ago) is sent to now, on
+/// the channel they can be reached on, and told why; the same habit with the
+/// last visit hours back waits for the usual evening.
+#[actix_web::test]
+async fn a_customer_still_around_is_sent_to_now() {
+    let t = app().await;
+    for (id, last) in [
+        ("browsing", "2026-11-22T11:57:00Z"),
+        ("gone", "2026-11-22T08:00:00Z"),
+    ] {
+        call(
+            &t.app,
+            put(
+                &format!("/v1/customers/{id}"),
+                &json!({"timezone": "UTC",
+                    "channels": {"email": {"reachable": true, "consent": true}}}),
+            ),
+        )
+        .await;
+        // Six Monday evenings on the site, then the last visit.
+        let mut events: Vec<serde_json::Value> = (1..=6)
+            .map(|w| {
+                let at = utc("2026-11-16T19:00:00Z") - chrono::Duration::weeks(w - 1);
+                json!({"event_id": format!("{id}-{w}"), "customer_id": id,
+                    "type": "session_start", "timestamp": at.to_rfc3339()})
+            })
+            .collect();
+        events.push(json!({"event_id": format!("{id}-last"), "customer_id": id,
+            "type": "session_start", "timestamp": last}));
+        let (s, body) = call(&t.app, post("/v1/events", &json!({"events": events}))).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let decide = |id: &str| {
+        post(
+            "/v1/decisions",
+            &json!({"customer_id": id, "quiet_hours": null,
+                "deadline": "2026-11-29T12:00:00Z"}),
+        )
+    };
+    let (s, d) = call(&t.app, decide("browsing")).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(
+        (d["channel"].as_str(), d["send_at"].as_str()),
+        (Some("email"), Some("2026-11-22T12:00:00Z")),
+        "{d}"
+    );
+    assert!(
+        d["reasons"]
+            .to_string()
+            .contains("Last active 3 minutes before the send"),
+        "{d}"
+    );
+    let (s, d) = call(&t.app, decide("gone")).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(d["channel"], "email", "{d}");
+    let at = utc(d["send_at"].as_str().unwrap_or_default());
+    assert_eq!(at.weekday(), chrono::Weekday::Mon, "{d}");
+    assert!(!d["reasons"].to_string().contains("Last active"), "{d}");
 }

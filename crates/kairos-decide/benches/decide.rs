@@ -129,6 +129,7 @@ fn bench(c: &mut Criterion) {
             sends_7d: 3.0,
             cap_state: &caps,
             active_now: false,
+            last_active_at: None,
             quiet_hours: params.quiet_hours,
         };
         group.bench_with_input(BenchmarkId::from_parameter(name), &input, |b, input| {

@@ -168,6 +168,11 @@ pub struct DecisionInput<'a> {
     pub cap_state: &'a CapState,
     /// The customer is in a session right now: in-app reaches them at once.
     pub active_now: bool,
+    /// The customer's last organic activity, if any: a send soon after it
+    /// may still find them around ([`DecideParams::session_minutes`]).
+    ///
+    /// [`DecideParams::session_minutes`]: crate::params::DecideParams::session_minutes
+    pub last_active_at: Option<DateTime<Utc>>,
     pub quiet_hours: Option<QuietHours>,
 }
 
@@ -241,6 +246,54 @@ fn default_time_distribution(minute_of_day: u32) -> Vec<f64> {
     let total: f64 = p.iter().sum();
     p.iter_mut().for_each(|v| *v /= total);
     p
+}
+
+/// A session that may still be going on at decision time, as the activity
+/// mass it adds to the first slots of a window: a customer last active `d`
+/// minutes before a slot is still around with probability
+/// `s = exp(-d / session_minutes)`, so their presence there is
+/// `1 - (1 - s)·exp(-a·m)`, which is the presence of mass `m - ln(1 - s) / a`
+/// (`a` their activities a week). Slots compare on mass, so the boost
+/// orders them and scores them alike.
+#[derive(Debug, Clone, Copy)]
+struct SessionBoost {
+    /// Unix seconds of the last activity; `None`: no boost.
+    last: Option<i64>,
+    /// `session_minutes` in seconds.
+    span: f64,
+    activity: f64,
+}
+
+impl SessionBoost {
+    fn new(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Self {
+        let usable = params.session_minutes > 0.0 && input.weekly_activity > 0.0;
+        Self {
+            last: input
+                .last_active_at
+                .filter(|_| usable)
+                .map(|t| t.timestamp()),
+            span: params.session_minutes * 60.0,
+            activity: input.weekly_activity,
+        }
+    }
+
+    /// The chance the customer is still in the session at `t` (Unix seconds).
+    fn still_around(&self, t: i64) -> f64 {
+        self.last.map_or(0.0, |last| {
+            // Clients' clocks run a little ahead or behind: never above certain.
+            (-((t - last).max(0) as f64) / self.span).exp().min(0.999)
+        })
+    }
+
+    /// The mass the session adds to a slot at `t`; 0 once it has surely ended.
+    fn mass_at(&self, t: i64) -> f64 {
+        let s = self.still_around(t);
+        if s < 1e-3 {
+            0.0
+        } else {
+            -(-s).ln_1p() / self.activity
+        }
+    }
 }
 
 fn predicted(rate: f64, mass: f64, len: usize) -> f64 {
@@ -411,8 +464,14 @@ impl Scorer {
 
     /// The score of the slot at `quarter`; `typical` gives the presence at a
     /// typical time for the scorer's window length (called only if needed).
-    fn score(&self, mass: &QuarterMass, quarter: usize, typical: impl FnOnce() -> f64) -> f64 {
-        let m = mass.mass(quarter, self.len);
+    fn score(
+        &self,
+        mass: &QuarterMass,
+        quarter: usize,
+        boost: f64,
+        typical: impl FnOnce() -> f64,
+    ) -> f64 {
+        let m = mass.mass(quarter, self.len) + boost;
         match (&self.linear, &self.exposure) {
             (Some(lin), _) => sigmoid(lin.z(lift(m, self.len).max(0.01).ln(), quarter)),
             (None, Some(e)) => {
@@ -667,6 +726,15 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     }
     clock.for_each_quarter_hour(first_aligned, deadline_secs, keep);
     let any_outside_quiet = !readings.is_empty();
+    // The mass a session that may still be going on adds to the first
+    // slots (in time order, so it only falls; 0 after the last listed).
+    let session = SessionBoost::new(input, params);
+    let boosts: Vec<f64> = readings
+        .iter()
+        .map(|(t, _)| session.mass_at(*t))
+        .take_while(|b| *b > 0.0)
+        .collect();
+    let boost = |j: usize| boosts.get(j).copied().unwrap_or(0.0);
     // Per window length, the mass after every quarter of the week (its
     // log-lift computed when first needed), and the slot with the most.
     let mut top: Vec<Option<usize>> = vec![None; lens.len()];
@@ -677,7 +745,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         // The earliest of slots tied with it, as `improves` has it.
         let mut best = f64::NEG_INFINITY;
         for (j, (_, local)) in readings.iter().enumerate() {
-            let m = ms[local.quarter];
+            let m = ms[local.quarter] + boost(j);
             if top[k].is_none() || m > best + TIE * best.abs().max(1e-12) {
                 best = m;
                 top[k] = Some(j);
@@ -697,7 +765,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 let (t, local) = readings[j];
                 Slot {
                     at: t,
-                    key: masses[k][local.quarter],
+                    key: masses[k][local.quarter] + boost(j),
                     quarter: local.quarter,
                     day: local.day,
                 }
@@ -749,8 +817,14 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 let mut floor = f64::NEG_INFINITY;
                 // A hit holds for a span of later slots: skip them unchecked.
                 let mut capped: Option<crate::caps::CapSpan> = None;
-                for (t, local) in readings.iter() {
-                    let m = masses[k][local.quarter];
+                for (j, (t, local)) in readings.iter().enumerate() {
+                    // The response model's logistic form orders slots by its own terms.
+                    let m = masses[k][local.quarter]
+                        + if scorer.linear.is_none() {
+                            boost(j)
+                        } else {
+                            0.0
+                        };
                     if m < floor || capped.is_some_and(|c| c.covers(*t, local.day)) {
                         continue;
                     }
@@ -804,7 +878,16 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             .map(|((b, s), &k)| match (b, s) {
                 (Some(b), Some(s)) => Some(Best {
                     at: DateTime::from_timestamp(b.at, 0).unwrap_or(start),
-                    score: s.score(mass, b.quarter, || typical_of(k)),
+                    score: s.score(
+                        mass,
+                        b.quarter,
+                        if s.linear.is_none() {
+                            session.mass_at(b.at)
+                        } else {
+                            0.0
+                        },
+                        || typical_of(k),
+                    ),
                 }),
                 _ => None,
             })
@@ -915,6 +998,21 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             .s(".")
             .done(),
     );
+    let around = session.still_around(b.at.timestamp());
+    if around >= 0.05 && scorers[idx].as_ref().is_some_and(|s| s.linear.is_none()) {
+        let minutes = input
+            .last_active_at
+            .map_or(0, |l| (b.at - l).num_minutes().max(0));
+        reasons.push(
+            Text::new()
+                .s("Last active ")
+                .n(minutes.unsigned_abs())
+                .s(" minutes before the send: probably still around then (")
+                .fixed(100.0 * around, 0)
+                .s("%).")
+                .done(),
+        );
+    }
     if let (Some(hit), Some(free)) = (cap_hits[idx], best_uncapped[idx]) {
         if free.at != b.at {
             let l = free.at.with_timezone(&input.tz).fixed_offset();

@@ -89,7 +89,20 @@ pub struct DecideParams {
     /// Which form of a trained response model scores slots.
     #[serde(default)]
     pub scorer: ResponseScorer,
+    /// How long a customer typically stays around after their last
+    /// activity, in minutes: a send while they may still be in that
+    /// session is the more likely seen, by `exp(-minutes since the last
+    /// activity / session_minutes)`. 0 turns it off.
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: f64,
 }
+
+fn default_session_minutes() -> f64 {
+    DEFAULT_SESSION_MINUTES
+}
+
+/// [`DecideParams::session_minutes`] when configuration does not say.
+pub const DEFAULT_SESSION_MINUTES: f64 = 15.0;
 
 /// How a trained response model scores a slot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +136,7 @@ impl Default for DecideParams {
             response_window_hours: Channel::ALL.iter().map(|&c| (c, hours(c))).collect(),
             caps: crate::caps::Caps::default(),
             scorer: ResponseScorer::default(),
+            session_minutes: DEFAULT_SESSION_MINUTES,
         }
     }
 }
@@ -164,6 +178,14 @@ impl DecideParams {
             24.0 * 366.0,
         )?;
         range("max_window_days", self.max_window_days, 366.0)?;
+        if !(self.session_minutes.is_finite()
+            && (0.0..=24.0 * 60.0).contains(&self.session_minutes))
+        {
+            return Err(DecideError::InvalidParam {
+                name: "session_minutes",
+                reason: format!("must be in [0, 1440], got {}", self.session_minutes),
+            });
+        }
         let default_tz = kairos_core::time::parse_tz(&self.default_timezone).map_err(|e| {
             DecideError::InvalidParam {
                 name: "default_timezone",

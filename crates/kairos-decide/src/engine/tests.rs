@@ -95,6 +95,7 @@ fn run(case: &Case) -> Decision {
         sends_7d: 0.0,
         cap_state: &CapState::default(),
         active_now: false,
+        last_active_at: None,
         quiet_hours: case.quiet,
     };
     decide(&input, &p)
@@ -362,6 +363,7 @@ fn a_cap_hit_mid_window_moves_the_send_or_suppresses() {
             sends_7d: 1.0,
             cap_state: &caps_state,
             active_now: false,
+            last_active_at: None,
             quiet_hours: None,
         };
         decide(&input, &p)
@@ -535,7 +537,8 @@ proptest! {
                 candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
                 activity: &post, activity_mass: None, prior_untrained: untrained, segment_label: None,
                 response: None, days_since_active: 1.0, sends_7d: 0.0,
-                cap_state: &caps_state, active_now: false, quiet_hours: quiet,
+                cap_state: &caps_state, active_now: false,
+        last_active_at: None, quiet_hours: quiet,
             };
             let d = decide(&input, &p);
             match d.action {
@@ -600,6 +603,138 @@ fn reused_buffers_leave_no_trace_between_decisions() {
     assert_ne!(first.send_at, long_first.send_at);
 }
 
+/// A response model whose regression has no weights (the same everywhere),
+/// with an exposure form: floors 0.5 for email, in-app and web, 0.1 for push
+/// and SMS, no rate priors.
+fn exposure_model() -> ResponseModel {
+    use kairos_learn::exposure::Exposure;
+    use kairos_learn::response::{Calibration, FEATURES};
+    let n = FEATURES.len();
+    ResponseModel {
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        mean: vec![0.0; n],
+        scale: vec![1.0; n],
+        weights: vec![0.0; n],
+        intercept: -2.0,
+        window_quarters: [16, 4, 4, 96, 96],
+        calibration: Calibration::default(),
+        hour_terms_from: Vec::new(),
+        exposure: Some(Exposure {
+            floor: [0.5, 0.1, 0.1, 0.5, 0.5],
+            rate_prior: [None; 5],
+            rate_counts: Default::default(),
+            sends_at_typical: false,
+            calibration: Calibration::default(),
+        }),
+    }
+}
+
+/// A customer last active a few minutes ago may still be around: a send
+/// now is worth the chance they are, `exp(-minutes / session_minutes)`,
+/// on top of their usual presence; once that session has surely ended, or
+/// with `session_minutes = 0`, their habit decides.
+#[test]
+fn a_session_still_going_on_brings_the_send_forward() {
+    use kairos_learn::exposure::{presence, scaled_rate, typical_presence};
+
+    let tz: Tz = "Asia/Kuala_Lumpur"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let params = |session_minutes: f64| {
+        DecideParams {
+            quiet_hours: None,
+            session_minutes,
+            ..DecideParams::default()
+        }
+        .check()
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // Wednesday 10:00 local, the week ahead; active Mondays 19:00-21:00,
+    // about once a week; reachable by email only (no app).
+    let now = utc("2026-11-25T02:00:00Z");
+    let window = Window::new(None, Some(utc("2026-12-02T02:00:00Z")), now, &params(15.0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (post, _) = activity(&[19, 20], 20.0, true);
+    let model = exposure_model();
+    let email = candidate(Channel::Email, ChannelStatus::Allowed, 10.0, 2.0);
+    let caps = CapState::default();
+    let input = |last_active_at: Option<DateTime<Utc>>| DecisionInput {
+        weekly_activity: 1.0,
+        now,
+        tz,
+        tz_assumed: false,
+        window,
+        candidates: vec![email.clone()],
+        activity: &post,
+        activity_mass: None,
+        prior_untrained: false,
+        segment_label: None,
+        response: Some(&model),
+        days_since_active: 0.0,
+        sends_7d: 0.0,
+        cap_state: &caps,
+        active_now: false,
+        last_active_at,
+        quiet_hours: None,
+    };
+    let on_monday_evening = |d: &Decision, why: &str| {
+        let local = d
+            .send_at_local
+            .unwrap_or_else(|| panic!("{why}: no send_at"));
+        assert_eq!(local.weekday(), chrono::Weekday::Mon, "{why}: {local}");
+        assert!((15..=20).contains(&local.hour()), "{why}: {local}");
+        assert!(
+            !d.reasons.iter().any(|r| r.starts_with("Last active")),
+            "{why}: {:?}",
+            d.reasons
+        );
+    };
+
+    let d = decide(&input(Some(now - Duration::minutes(2))), &params(15.0));
+    assert_eq!(d.channel, Some(Channel::Email), "{:?}", d.reasons);
+    assert_eq!(d.send_at, Some(now), "{:?}", d.reasons);
+    // The presence now: still in the session, or around anyway.
+    let mass = QuarterMass::new(&post.hour_of_week);
+    let quarter = kairos_core::time::quarter_of_week(now, tz);
+    let still = (-2.0f64 / 15.0).exp();
+    let around = 1.0 - (1.0 - still) * (1.0 - presence(mass.mass(quarter, 16)));
+    let expected = scaled_rate(
+        email.estimate.rate,
+        0.5,
+        around,
+        typical_presence(&mass, 16, 1.0),
+    );
+    assert!(
+        (d.score - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        d.score
+    );
+    assert!(
+        d.reasons.iter().any(
+            |r| r == "Last active 2 minutes before the send: probably still around then (88%)."
+        ),
+        "{:?}",
+        d.reasons
+    );
+
+    // Three hours on, or with the session not counted, the habit decides.
+    on_monday_evening(
+        &decide(&input(Some(now - Duration::hours(3))), &params(15.0)),
+        "three hours ago",
+    );
+    on_monday_evening(
+        &decide(&input(Some(now - Duration::minutes(2))), &params(0.0)),
+        "session_minutes = 0",
+    );
+    on_monday_evening(&decide(&input(None), &params(15.0)), "never active");
+    assert!(DecideParams {
+        session_minutes: -1.0,
+        ..DecideParams::default()
+    }
+    .check()
+    .is_err());
+}
+
 /// A trained response model with its exposure form: each channel's best slot
 /// is its most active window, and it is worth the channel's rate times the
 /// exposure there relative to a typical time; the channel worth most wins.
@@ -607,9 +742,8 @@ fn reused_buffers_leave_no_trace_between_decisions() {
 #[test]
 fn the_exposure_form_scores_slots() {
     use kairos_learn::exposure::{
-        presence, scaled_rate, typical_presence, typical_sends, Exposure, RatePrior,
+        presence, scaled_rate, typical_presence, typical_sends, RatePrior,
     };
-    use kairos_learn::response::{Calibration, FEATURES};
 
     let tz: Tz = "Asia/Kuala_Lumpur"
         .parse()
@@ -629,24 +763,7 @@ fn the_exposure_form_scores_slots() {
     let window = Window::new(None, Some(utc("2026-11-30T00:00:00Z")), now, &p)
         .unwrap_or_else(|e| panic!("{e}"));
     let (post, _) = activity(&[19, 20], 20.0, true);
-    let n = FEATURES.len();
-    let model = ResponseModel {
-        features: FEATURES.iter().map(|f| f.to_string()).collect(),
-        mean: vec![0.0; n],
-        scale: vec![1.0; n],
-        weights: vec![0.0; n],
-        intercept: -2.0,
-        window_quarters: [16, 4, 4, 96, 96],
-        calibration: Calibration::default(),
-        hour_terms_from: Vec::new(),
-        exposure: Some(Exposure {
-            floor: [0.5, 0.1, 0.1, 0.5, 0.5],
-            rate_prior: [None; 5],
-            rate_counts: Default::default(),
-            sends_at_typical: false,
-            calibration: Calibration::default(),
-        }),
-    };
+    let model = exposure_model();
     let candidates = vec![
         candidate(Channel::Email, ChannelStatus::Allowed, 10.0, 2.0),
         candidate(Channel::Push, ChannelStatus::Allowed, 10.0, 2.0),
@@ -667,6 +784,7 @@ fn the_exposure_form_scores_slots() {
         sends_7d: 0.0,
         cap_state: &CapState::default(),
         active_now: false,
+        last_active_at: None,
         quiet_hours: None,
     };
     let d = decide(&input, &p);

@@ -315,6 +315,7 @@ pub fn plan(
         active_now: profile
             .last_active_at
             .is_some_and(|l| (now - l).abs() <= IN_SESSION),
+        last_active_at: profile.last_active_at,
         quiet_hours: shared.quiet_hours,
     };
     let d = decide(&input, params);
