@@ -277,11 +277,18 @@ impl SessionBoost {
         }
     }
 
-    /// The chance the customer is still in the session at `t` (Unix seconds).
+    /// The chance the customer is still in the session at `t` (Unix seconds);
+    /// 0 below one in a thousand.
     fn still_around(&self, t: i64) -> f64 {
         self.last.map_or(0.0, |last| {
-            // Clients' clocks run a little ahead or behind: never above certain.
-            (-((t - last).max(0) as f64) / self.span).exp().min(0.999)
+            let x = (t - last).max(0) as f64 / self.span;
+            // exp(-6.9) < 0.001; clients' clocks run a little ahead or
+            // behind: never above certain.
+            if x > 6.9 {
+                0.0
+            } else {
+                (-x).exp().min(0.999)
+            }
         })
     }
 
