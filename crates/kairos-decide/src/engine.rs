@@ -1014,9 +1014,9 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             Text::new()
                 .s("Last active ")
                 .n(minutes.unsigned_abs())
-                .s(" minutes before the send: probably still around then (")
+                .s(" minutes before the send: still around then with a chance of ")
                 .fixed(100.0 * around, 0)
-                .s("%).")
+                .s("%.")
                 .done(),
         );
     }

@@ -710,9 +710,8 @@ fn a_session_still_going_on_brings_the_send_forward() {
         d.score
     );
     assert!(
-        d.reasons.iter().any(
-            |r| r == "Last active 2 minutes before the send: probably still around then (88%)."
-        ),
+        d.reasons.iter().any(|r| r
+            == "Last active 2 minutes before the send: still around then with a chance of 88%."),
         "{:?}",
         d.reasons
     );
