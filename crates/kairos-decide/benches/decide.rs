@@ -128,7 +128,6 @@ fn bench(c: &mut Criterion) {
             days_since_active: 1.0,
             sends_7d: 3.0,
             cap_state: &caps,
-            active_now: false,
             last_active_at: None,
             quiet_hours: params.quiet_hours,
         };

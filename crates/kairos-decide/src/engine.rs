@@ -166,10 +166,10 @@ pub struct DecisionInput<'a> {
     pub sends_7d: f64,
     /// The customer's sends and planned sends, for frequency caps.
     pub cap_state: &'a CapState,
-    /// The customer is in a session right now: in-app reaches them at once.
-    pub active_now: bool,
-    /// The customer's last organic activity, if any: a send soon after it
-    /// may still find them around ([`DecideParams::session_minutes`]).
+    /// The customer's last organic activity, if any: within [`IN_SESSION`]
+    /// of `now` they are in a session and in-app reaches them at once; a
+    /// send soon after it may still find them around
+    /// ([`DecideParams::session_minutes`]).
     ///
     /// [`DecideParams::session_minutes`]: crate::params::DecideParams::session_minutes
     pub last_active_at: Option<DateTime<Utc>>,
@@ -302,6 +302,14 @@ impl SessionBoost {
         }
     }
 }
+
+/// Recently active enough to be in a session now. Apps and sites report
+/// activity all through a session (opens, views, clicks), so a customer
+/// quiet for longer has most likely left, and an in-app message sent then
+/// waits for their next session; 30 minutes, the gap analytics take to
+/// close a session, did worse in simulation than 15. Either way: clients'
+/// clocks run a little ahead or behind.
+pub const IN_SESSION: Duration = Duration::minutes(15);
 
 fn predicted(rate: f64, mass: f64, len: usize) -> f64 {
     let lift = mass / (len as f64 / QUARTERS_PER_WEEK as f64);
@@ -469,6 +477,13 @@ impl Scorer {
         }
     }
 
+    /// Whether a session that may still be going on counts in this
+    /// scorer's slots: with the formula and the exposure form, which grow
+    /// with the mass (the logistic form orders slots by its own terms).
+    fn counts_sessions(&self) -> bool {
+        self.linear.is_none()
+    }
+
     /// The score of the slot at `quarter`; `typical` gives the presence at a
     /// typical time for the scorer's window length (called only if needed).
     fn score(
@@ -602,7 +617,10 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         );
     }
 
-    if input.active_now {
+    let active_now = input
+        .last_active_at
+        .is_some_and(|l| (input.now - l).abs() <= IN_SESSION);
+    if active_now {
         if let Some(i) = input
             .candidates
             .iter()
@@ -825,9 +843,8 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 // A hit holds for a span of later slots: skip them unchecked.
                 let mut capped: Option<crate::caps::CapSpan> = None;
                 for (j, (t, local)) in readings.iter().enumerate() {
-                    // The response model's logistic form orders slots by its own terms.
                     let m = masses[k][local.quarter]
-                        + if scorer.linear.is_none() {
+                        + if scorer.counts_sessions() {
                             boost(j)
                         } else {
                             0.0
@@ -888,7 +905,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                     score: s.score(
                         mass,
                         b.quarter,
-                        if s.linear.is_none() {
+                        if s.counts_sessions() {
                             session.mass_at(b.at)
                         } else {
                             0.0
@@ -1006,7 +1023,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             .done(),
     );
     let around = session.still_around(b.at.timestamp());
-    if around >= 0.05 && scorers[idx].as_ref().is_some_and(|s| s.linear.is_none()) {
+    if around >= 0.05 && scorers[idx].as_ref().is_some_and(Scorer::counts_sessions) {
         let minutes = input
             .last_active_at
             .map_or(0, |l| (b.at - l).num_minutes().max(0));

@@ -11,7 +11,7 @@ pub mod sim;
 
 pub use engine::{
     channel_status, decide, Action, Alternative, Candidate, ChannelStatus, Decision, DecisionBasis,
-    DecisionInput, Suppression, SuppressionReason, Window,
+    DecisionInput, Suppression, SuppressionReason, Window, IN_SESSION,
 };
 pub use error::{DecideError, Result};
 pub use params::{DecideParams, QuietHours, ResponseScorer, ValidDecideParams};

@@ -94,7 +94,6 @@ fn run(case: &Case) -> Decision {
         days_since_active: 1.0,
         sends_7d: 0.0,
         cap_state: &CapState::default(),
-        active_now: false,
         last_active_at: None,
         quiet_hours: case.quiet,
     };
@@ -362,7 +361,6 @@ fn a_cap_hit_mid_window_moves_the_send_or_suppresses() {
             days_since_active: 1.0,
             sends_7d: 1.0,
             cap_state: &caps_state,
-            active_now: false,
             last_active_at: None,
             quiet_hours: None,
         };
@@ -537,8 +535,7 @@ proptest! {
                 candidates: vec![candidate(Channel::Push, ChannelStatus::Allowed, 0.0, 0.0)],
                 activity: &post, activity_mass: None, prior_untrained: untrained, segment_label: None,
                 response: None, days_since_active: 1.0, sends_7d: 0.0,
-                cap_state: &caps_state, active_now: false,
-        last_active_at: None, quiet_hours: quiet,
+                cap_state: &caps_state, last_active_at: None, quiet_hours: quiet,
             };
             let d = decide(&input, &p);
             match d.action {
@@ -673,7 +670,6 @@ fn a_session_still_going_on_brings_the_send_forward() {
         days_since_active: 0.0,
         sends_7d: 0.0,
         cap_state: &caps,
-        active_now: false,
         last_active_at,
         quiet_hours: None,
     };
@@ -782,7 +778,6 @@ fn the_exposure_form_scores_slots() {
         days_since_active: 1.0,
         sends_7d: 0.0,
         cap_state: &CapState::default(),
-        active_now: false,
         last_active_at: None,
         quiet_hours: None,
     };

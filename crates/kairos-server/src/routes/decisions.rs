@@ -217,12 +217,6 @@ fn cap_state(
     caps
 }
 
-/// Recently active enough to be in a session now. Apps and sites report
-/// activity all through a session (opens, views, clicks), so a customer
-/// quiet for longer has most likely left, and an in-app message sent then
-/// waits for their next session; 30 minutes, the gap analytics take to
-/// close a session, did worse in simulation than 15.
-const IN_SESSION: chrono::Duration = chrono::Duration::minutes(15);
 /// Attempts when concurrent decisions for one customer race for cap room.
 const ATTEMPTS: usize = 3;
 
@@ -311,10 +305,6 @@ pub fn plan(
             .filter(|t| **t > week_ago && **t <= now)
             .count() as f64,
         cap_state: &caps,
-        // Either way: clients' clocks run a little ahead or behind.
-        active_now: profile
-            .last_active_at
-            .is_some_and(|l| (now - l).abs() <= IN_SESSION),
         last_active_at: profile.last_active_at,
         quiet_hours: shared.quiet_hours,
     };
@@ -587,7 +577,8 @@ pub async fn confirm(
         if came_back {
             answer.send = false;
             answer.reason = Some("customer_active".into());
-            let in_session = last_active.is_some_and(|l| (now - l).abs() <= IN_SESSION);
+            let in_session =
+                last_active.is_some_and(|l| (now - l).abs() <= kairos_decide::IN_SESSION);
             let in_app_ok = record.as_ref().is_some_and(|r| {
                 let prefs = r
                     .attributes
