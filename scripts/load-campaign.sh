@@ -10,6 +10,11 @@
 # (`kairos train`, once per directory), so every decision is scored by the
 # trained response model; a directory never trained decides with the model
 # shipped with Kairos, which has none (the formula).
+# Each campaign runs on a fresh copy of DATA_DIR (DATA_DIR.run, removed
+# afterwards): a campaign leaves its reservations behind, and a later one on
+# the same data decides around them, so runs in place are not comparable.
+# IN_PLACE=1 runs on DATA_DIR itself (no room for a copy: about 5 GB for a
+# million customers).
 # The server runs on loopback only; nothing leaves this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +51,23 @@ if [ "${TRAIN:-0}" = 1 ] && [ ! -f "$DATA/.trained" ]; then
   touch "$DATA/.trained"
 fi
 
-KAIROS__STORE__PATH="$DATA" KAIROS__SERVER__BIND="127.0.0.1:$PORT" RUST_LOG=warn $BIN serve &
+RUN="$DATA"
+if [ "${IN_PLACE:-0}" != 1 ]; then
+  RUN="$DATA.run"
+  rm -rf "$RUN"
+  start=$(date +%s.%N)
+  cp -a --reflink=auto "$DATA" "$RUN"
+  echo "copied the seeded data to $RUN in $(echo "$(date +%s.%N) - $start" | bc) s"
+fi
+cleanup() {
+  kill "$SERVER" 2>/dev/null || true
+  wait "$SERVER" 2>/dev/null || true
+  if [ "$RUN" != "$DATA" ]; then rm -rf "$RUN"; fi
+}
+export KAIROS__MODELS__DIR="$RUN/models"
+KAIROS__STORE__PATH="$RUN" KAIROS__SERVER__BIND="127.0.0.1:$PORT" RUST_LOG=warn $BIN serve &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
+trap cleanup EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 
 body() { # first, count -> a batch request body
@@ -56,7 +75,7 @@ body() { # first, count -> a batch request body
 }
 for ((first = 0; first < CUSTOMERS; first += PER_REQUEST)); do
   n=$(( CUSTOMERS - first < PER_REQUEST ? CUSTOMERS - first : PER_REQUEST ))
-  body "$first" "$n" > "$DATA/req-$first.json"
+  body "$first" "$n" > "$RUN/req-$first.json"
 done
 
 # The server's CPU time (user, system) in seconds, from /proc.
@@ -65,13 +84,13 @@ cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.1f %.1f", $14 / t, $15 / t}' "
 echo "campaign: $CUSTOMERS recipients in requests of $PER_REQUEST, $CONCURRENCY at a time"
 read -r user0 sys0 <<< "$(cpu)"
 start=$(date +%s.%N)
-ls "$DATA"/req-*.json | xargs -P "$CONCURRENCY" -I{} sh -c \
+ls "$RUN"/req-*.json | xargs -P "$CONCURRENCY" -I{} sh -c \
   "curl -sf -X POST 'http://127.0.0.1:$PORT/v1/decisions/batch' -H 'content-type: application/json' --data-binary @{} | wc -l > {}.lines"
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 read -r user1 sys1 <<< "$(cpu)"
-lines=$(cat "$DATA"/req-*.json.lines | paste -sd+ | bc)
+lines=$(cat "$RUN"/req-*.json.lines | paste -sd+ | bc)
 errors=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/decisions/batch" -H 'content-type: application/json' \
-  --data-binary "@$DATA/req-0.json" | grep -c '"error"' || true)
+  --data-binary "@$RUN/req-0.json" | grep -c '"error"' || true)
 echo "decisions: $lines in ${elapsed} s ($(echo "$lines / $elapsed" | bc) per second); error lines in a sample request: $errors"
 echo "server CPU during the campaign: user $(echo "$user1 - $user0" | bc) s, system $(echo "$sys1 - $sys0" | bc) s"
 [ "$lines" -eq "$CUSTOMERS" ] || { echo "expected $CUSTOMERS answers"; exit 1; }
