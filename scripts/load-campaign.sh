@@ -93,4 +93,5 @@ errors=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/decisions/batch" -H 'conten
   --data-binary "@$RUN/req-0.json" | grep -c '"error"' || true)
 echo "decisions: $lines in ${elapsed} s ($(echo "$lines / $elapsed" | bc) per second); error lines in a sample request: $errors"
 echo "server CPU during the campaign: user $(echo "$user1 - $user0" | bc) s, system $(echo "$sys1 - $sys0" | bc) s"
+echo "server memory: $(awk '/^VmHWM|^VmRSS/ {printf "%s %.0f MiB  ", $1, $2 / 1024}' "/proc/$SERVER/status")"
 [ "$lines" -eq "$CUSTOMERS" ] || { echo "expected $CUSTOMERS answers"; exit 1; }
