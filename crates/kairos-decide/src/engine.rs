@@ -311,6 +311,12 @@ impl SessionBoost {
 /// clocks run a little ahead or behind.
 pub const IN_SESSION: Duration = Duration::minutes(15);
 
+/// Whether a customer last active at `last_active_at` is in a session at
+/// `now` ([`IN_SESSION`]), either way of `now`.
+pub fn in_session(last_active_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    last_active_at.is_some_and(|l| (now - l).abs() <= IN_SESSION)
+}
+
 fn predicted(rate: f64, mass: f64, len: usize) -> f64 {
     let lift = mass / (len as f64 / QUARTERS_PER_WEEK as f64);
     (rate * 2.0 * lift / (1.0 + lift)).min(1.0)
@@ -484,6 +490,15 @@ impl Scorer {
         self.linear.is_none()
     }
 
+    /// `mass`, a session's boost to a slot, if this scorer counts it (else 0).
+    fn session_mass(&self, mass: f64) -> f64 {
+        if self.counts_sessions() {
+            mass
+        } else {
+            0.0
+        }
+    }
+
     /// The score of the slot at `quarter`; `typical` gives the presence at a
     /// typical time for the scorer's window length (called only if needed).
     fn score(
@@ -617,10 +632,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         );
     }
 
-    let active_now = input
-        .last_active_at
-        .is_some_and(|l| (input.now - l).abs() <= IN_SESSION);
-    if active_now {
+    if in_session(input.last_active_at, input.now) {
         if let Some(i) = input
             .candidates
             .iter()
@@ -843,12 +855,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 // A hit holds for a span of later slots: skip them unchecked.
                 let mut capped: Option<crate::caps::CapSpan> = None;
                 for (j, (t, local)) in readings.iter().enumerate() {
-                    let m = masses[k][local.quarter]
-                        + if scorer.counts_sessions() {
-                            boost(j)
-                        } else {
-                            0.0
-                        };
+                    let m = masses[k][local.quarter] + scorer.session_mass(boost(j));
                     if m < floor || capped.is_some_and(|c| c.covers(*t, local.day)) {
                         continue;
                     }
@@ -905,11 +912,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                     score: s.score(
                         mass,
                         b.quarter,
-                        if s.counts_sessions() {
-                            session.mass_at(b.at)
-                        } else {
-                            0.0
-                        },
+                        s.session_mass(session.mass_at(b.at)),
                         || typical_of(k),
                     ),
                 }),

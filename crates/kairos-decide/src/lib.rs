@@ -10,8 +10,8 @@ mod params;
 pub mod sim;
 
 pub use engine::{
-    channel_status, decide, Action, Alternative, Candidate, ChannelStatus, Decision, DecisionBasis,
-    DecisionInput, Suppression, SuppressionReason, Window, IN_SESSION,
+    channel_status, decide, in_session, Action, Alternative, Candidate, ChannelStatus, Decision,
+    DecisionBasis, DecisionInput, Suppression, SuppressionReason, Window, IN_SESSION,
 };
 pub use error::{DecideError, Result};
 pub use params::{DecideParams, QuietHours, ResponseScorer, ValidDecideParams};

@@ -577,8 +577,7 @@ pub async fn confirm(
         if came_back {
             answer.send = false;
             answer.reason = Some("customer_active".into());
-            let in_session =
-                last_active.is_some_and(|l| (now - l).abs() <= kairos_decide::IN_SESSION);
+            let in_session = kairos_decide::in_session(last_active, now);
             let in_app_ok = record.as_ref().is_some_and(|r| {
                 let prefs = r
                     .attributes
