@@ -144,18 +144,18 @@ async fn decisions_reach_most_of_the_oracle() {
     }
     let scores = pool(&populations);
     let share = |name: &str| share(&scores, name);
-    // The target is 90% of the oracle. The oracle knows each customer's
-    // hidden rates, which about 16 logged sends per channel cannot pin down:
-    // a policy that knows the hidden timing exactly and infers the rates
-    // optimally reaches about 92.7% here (91.3-94.4% per population), and
-    // Kairos, which must also learn the timing, 91.2%. (Pooled over 23
-    // populations of 300 to 600, 11,200 customers, in
-    // `decisions_across_many_populations`: Kairos 90.4%, that ceiling
-    // 92.0%; over seeds 41-60 with 500 each, 90.0% and 91.6%; over seeds
-    // 61-80, 90.3% and 91.8%. The target holds on these three, not on every
-    // draw.)
+    // The target is 90% of the oracle, for the expected engagement: it is
+    // checked where the draw's luck averages out, over 23 populations, by
+    // `decisions_across_many_populations` (which CI runs in release). On
+    // three populations alone a policy's share moves by a point either way:
+    // here Kairos reaches 89.9% (89.4, 89.4 and 91.0% per population). The
+    // oracle knows each customer's hidden rates, which about 16 logged sends
+    // per channel cannot pin down: a policy that knows the hidden timing
+    // exactly and infers the rates optimally reaches 91.7% here (91.3-92.2%
+    // per population). This test holds Kairos to a point below the target,
+    // and to nearly all of that ceiling.
     assert!(
-        share("kairos") >= 0.90,
+        share("kairos") >= 0.89,
         "Kairos reached {:.1}% of the oracle",
         100.0 * share("kairos")
     );
@@ -170,7 +170,7 @@ async fn decisions_reach_most_of_the_oracle() {
     );
     let ceiling = share("known timing, inferred rates");
     assert!(
-        share("kairos") >= 0.95 * ceiling,
+        share("kairos") >= 0.97 * ceiling,
         "Kairos reached {:.1}% of the oracle, the informed ceiling {:.1}%",
         100.0 * share("kairos"),
         100.0 * ceiling
@@ -236,11 +236,15 @@ fn interval(populations: &[Vec<PolicyScore>], policy: &str) -> (f64, f64) {
     (shares[50], shares[1949])
 }
 
-/// The evaluation behind the shares quoted above, over many populations
-/// (a minute or two on two cores): `cargo test --release --test
-/// integration many_populations -- --ignored --nocapture`. It prints each
-/// population's table, the pooled one and a bootstrap interval for the
-/// pooled shares, and holds Kairos to what it reached there, less a point.
+/// The decision-quality target over many populations (three or four
+/// minutes on two cores): `cargo test --release --test integration
+/// many_populations -- --ignored --nocapture`. It prints each population's
+/// table, the pooled one and a bootstrap interval for the pooled shares, and
+/// holds Kairos to the target on the default 23 populations (11,200
+/// customers): at least 90% of the oracle's expected engagement. Kairos
+/// reaches 90.4% there (95% interval over the populations 90.0-90.7%), and
+/// the reference that knows the hidden timing 91.8%; over 60 other
+/// populations of 500 (seeds 100 to 159), 90.1% (89.8-90.3%) and 91.4%.
 /// `KAIROS_SIM_POPULATIONS=seed:customers,...` picks other populations,
 /// `KAIROS_SIM_WEEKS` a longer or shorter history than 8 weeks.
 #[actix_web::test]
@@ -270,8 +274,12 @@ async fn decisions_across_many_populations() {
         );
     }
     let share = |name: &str| share(&scores, name);
+    // Other populations, or another history length, have their own level:
+    // the target is held on the default ones.
+    let default_set = std::env::var_os("KAIROS_SIM_POPULATIONS").is_none() && weeks == 8;
+    let floor = if default_set { 0.90 } else { 0.85 };
     assert!(
-        share("kairos") >= 0.888,
+        share("kairos") >= floor,
         "Kairos reached {:.1}% of the oracle",
         100.0 * share("kairos")
     );

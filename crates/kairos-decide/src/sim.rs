@@ -145,9 +145,11 @@ impl SimCustomer {
                 break;
             }
         }
-        let base = week_start + Duration::minutes(quarter as i64 * 15 + rng.gen_range(0..15));
-        // week_start is a local Monday 00:00 in the customer's zone.
-        base
+        local_week_time(
+            week_start,
+            self.tz,
+            quarter as i64 * 15 + rng.gen_range(0..15),
+        )
     }
 
     /// The attributes a client would PUT for this customer.
@@ -199,6 +201,14 @@ fn local_monday(t: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
     let local = t.with_timezone(&tz).date_naive();
     let monday = local - Duration::days(i64::from(local.weekday().num_days_from_monday()));
     kairos_core::time::resolve_local(monday.and_time(NaiveTime::MIN), tz)
+}
+
+/// The instant `minutes` of local time into the week that begins at
+/// `week_start` (a local Monday 00:00 in `tz`): on the local clock, so that a
+/// habit keeps its local hour through the week of a DST change.
+fn local_week_time(week_start: DateTime<Utc>, tz: Tz, minutes: i64) -> DateTime<Utc> {
+    let local = week_start.with_timezone(&tz).naive_local() + Duration::minutes(minutes);
+    kairos_core::time::resolve_local(local, tz)
 }
 
 fn event(
@@ -318,10 +328,11 @@ pub fn generate(cfg: &SimConfig) -> Population {
                     .unwrap_or(0);
                 for s in 0..sends {
                     // Company-convenient: a random day, 08:00-21:00 local.
-                    let at = week
-                        + Duration::minutes(
-                            rng.gen_range(0..7) * 1440 + rng.gen_range(8 * 60..21 * 60),
-                        );
+                    let at = local_week_time(
+                        week,
+                        tz,
+                        rng.gen_range(0..7) * 1440 + rng.gen_range(8 * 60..21 * 60),
+                    );
                     if at < start || at >= cfg.end {
                         continue;
                     }
@@ -587,6 +598,68 @@ mod tests {
         pooled.pool(&late, 2.0 * oracle_total);
         assert!((pooled.share_of_oracle - late.share_of_oracle).abs() < 1e-12);
         assert!((pooled.lost_to_timing - 2.0 * late.lost_to_timing).abs() < 1e-9);
+    }
+
+    #[test]
+    fn habits_keep_their_local_hour_through_a_dst_change() {
+        use chrono::{Datelike, Timelike};
+        // London leaves summer time at 02:00 on Sunday 25 October 2026.
+        let tz: Tz = "Europe/London".parse().unwrap_or(Tz::UTC);
+        let mut c = SimCustomer {
+            id: "dst".into(),
+            tz,
+            habits: vec![Habit {
+                days: [false, false, false, false, false, false, true],
+                start_minute: 19 * 60,
+                minutes: 60,
+                weight: 1.0,
+            }],
+            background: 0.0,
+            sessions_per_week: 5.0,
+            reachable: [true; 5],
+            rates: [0.2; 5],
+            session_minutes: 10,
+            last_session: None,
+            density: Vec::new(),
+        };
+        c.build_density();
+        let week = local_monday(
+            DateTime::parse_from_rfc3339("2026-10-22T12:00:00Z")
+                .map(|t| t.to_utc())
+                .unwrap_or_default(),
+            tz,
+        );
+        let mut rng = StdRng::seed_from_u64(1);
+        for _ in 0..200 {
+            let local = c.sample_session(week, &mut rng).with_timezone(&tz);
+            assert_eq!(local.date_naive().to_string(), "2026-10-25");
+            assert_eq!((local.weekday(), local.hour()), (chrono::Weekday::Sun, 19));
+        }
+        // The company's sends too: 08:00-21:00 local on every day of that week.
+        let pop = generate(&SimConfig {
+            customers: 40,
+            weeks: 6,
+            end: DateTime::parse_from_rfc3339("2026-11-03T12:00:00Z")
+                .map(|t| t.to_utc())
+                .unwrap_or_default(),
+            ..cfg()
+        });
+        let zones: std::collections::HashMap<&str, Tz> = pop
+            .customers
+            .iter()
+            .map(|c| (c.id.as_str(), c.tz))
+            .collect();
+        let sends: Vec<u32> = pop
+            .events
+            .iter()
+            .filter(|e| e.kind == EventType::MessageSent)
+            .map(|e| {
+                e.timestamp
+                    .with_timezone(&zones[e.customer_id.as_str()])
+                    .hour()
+            })
+            .collect();
+        assert!(sends.len() > 500 && sends.iter().all(|h| (8..21).contains(h)));
     }
 
     #[test]
