@@ -332,6 +332,7 @@ async fn erasure_leaves_nothing_in_the_embedded_store() {
             profile: kairos_learn::ProfileConfig::default(),
             default_tz: chrono_tz::Tz::UTC,
             cache_customers: 0,
+            page_cache_mib: 16,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

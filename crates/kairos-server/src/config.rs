@@ -97,6 +97,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Customers whose records and derived activity are kept in memory.
     pub cache_customers: usize,
+    /// The embedded store's page cache, in MiB.
+    pub page_cache_mib: usize,
     /// One Redis server (`backend = "redis"`), e.g. `redis://127.0.0.1:6379/0`.
     pub redis_url: String,
     /// Comma-separated URLs of Redis Cluster nodes (`backend = "redis"`).
@@ -254,6 +256,12 @@ impl Config {
             return Err(invalid(
                 "server.max_events_per_request",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.store.page_cache_mib) {
+            return Err(invalid(
+                "store.page_cache_mib",
+                "must be between 1 and 1048576 (MiB)",
             ));
         }
         if self.store.path.as_os_str().is_empty() {
@@ -545,6 +553,10 @@ mod tests {
                 "decide.default_timezone",
             ),
             (vec![("KAIROS__STORE__BACKEND", "floppy")], "backend"),
+            (
+                vec![("KAIROS__STORE__PAGE_CACHE_MIB", "0")],
+                "store.page_cache_mib",
+            ),
             (vec![("KAIROS__STORE__NOPE", "1")], "nope"),
             (vec![("KAIROS__STORE__BACKEND", "redis")], "store.redis_url"),
             (

@@ -79,6 +79,7 @@ impl AppState {
             profile: config.learn.profile,
             default_tz: config.decide.default_tz,
             cache_customers: config.raw.store.cache_customers,
+            page_cache_mib: config.raw.store.page_cache_mib,
         };
         let store: Arc<dyn Store> = match config.raw.store.redis_target() {
             None => Arc::new(EmbeddedStore::open(&config.raw.store.path, ctx)?),

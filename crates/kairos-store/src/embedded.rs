@@ -83,6 +83,8 @@ struct Inner {
     default_tz: chrono_tz::Tz,
     profile: RwLock<ProfileConfig>,
     path: PathBuf,
+    /// The page cache, in bytes, for opening the file again.
+    page_cache: usize,
     reservations: Mutex<Queue<QueuedReservation, bool>>,
     ingests: Mutex<Queue<Vec<Event>, IngestOutcome>>,
     cache: RecordCache,
@@ -283,7 +285,7 @@ impl Inner {
             }
             drop(old);
         }
-        let reopened = Database::create(&self.path).map(Arc::new);
+        let reopened = open_database(&self.path, self.page_cache).map(Arc::new);
         match &reopened {
             Ok(_) => {
                 tracing::warn!(path = %self.path.display(), "store reopened after a write error")
@@ -372,7 +374,8 @@ impl EmbeddedStore {
             ))
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
+        let page_cache = ctx.page_cache_mib.max(1) << 20;
+        let db = open_database(&path, page_cache)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         // Create every table up front so read transactions never miss one.
         let txn = db.begin_write().map_err(StoreError::unavailable)?;
@@ -399,6 +402,7 @@ impl EmbeddedStore {
             default_tz: ctx.default_tz,
             profile: RwLock::new(ctx.profile),
             path,
+            page_cache,
             reservations: Mutex::new(Queue::default()),
             ingests: Mutex::new(Queue::default()),
             cache: RecordCache::new(ctx.cache_customers),
@@ -594,6 +598,14 @@ fn decode_event(bytes: &[u8]) -> Result<Event> {
 }
 
 /// Keys of one customer in a table keyed by (customer, _).
+/// Opens (or creates) the database file with a page cache of `page_cache` bytes.
+fn open_database(
+    path: &Path,
+    page_cache: usize,
+) -> std::result::Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(page_cache).create(path)
+}
+
 fn keys_of<T: ReadableTable<(&'static str, &'static str), V>, V: redb::Value + 'static>(
     table: &T,
     customer: &str,

@@ -10,6 +10,7 @@ fn ctx() -> StoreContext {
         profile: ProfileConfig::default(),
         default_tz: chrono_tz::Tz::UTC,
         cache_customers: 10_000,
+        page_cache_mib: 16,
     }
 }
 
@@ -27,6 +28,7 @@ async fn embedded_without_cache_passes_conformance() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let ctx = StoreContext {
         cache_customers: 0,
+        page_cache_mib: 16,
         ..ctx()
     };
     let store = EmbeddedStore::open(dir.path(), ctx).unwrap_or_else(|e| panic!("{e}"));

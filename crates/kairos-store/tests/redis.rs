@@ -13,6 +13,7 @@ fn ctx() -> StoreContext {
         profile: ProfileConfig::default(),
         default_tz: chrono_tz::Tz::UTC,
         cache_customers: 1000,
+        page_cache_mib: 16,
     }
 }
 
