@@ -597,7 +597,6 @@ fn decode_event(bytes: &[u8]) -> Result<Event> {
     serde_json::from_slice(bytes).map_err(StoreError::corrupt)
 }
 
-/// Keys of one customer in a table keyed by (customer, _).
 /// Opens (or creates) the database file with a page cache of `page_cache` bytes.
 fn open_database(
     path: &Path,
@@ -606,6 +605,7 @@ fn open_database(
     Database::builder().set_cache_size(page_cache).create(path)
 }
 
+/// Keys of one customer in a table keyed by (customer, _).
 fn keys_of<T: ReadableTable<(&'static str, &'static str), V>, V: redb::Value + 'static>(
     table: &T,
     customer: &str,
