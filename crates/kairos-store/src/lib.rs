@@ -41,10 +41,9 @@ pub struct StoreContext {
     pub default_tz: Tz,
     /// Customer records kept in memory in front of the embedded store (0: none).
     pub cache_customers: usize,
-    /// The embedded store's page cache, in MiB (at least 1). Campaigns read
-    /// each customer's pages once, so a large cache only holds memory: at
-    /// 128 MiB a million-recipient campaign peaked at 0.45 GiB instead of
-    /// 1.7 GiB (redb's own default of 1 GiB), and ran no slower.
+    /// The embedded store's page cache, in MiB (at least 1). The record
+    /// cache holds what is in use and a campaign reads each customer's pages
+    /// once, so a large page cache mostly holds memory (PERFORMANCE.md).
     pub page_cache_mib: usize,
 }
 

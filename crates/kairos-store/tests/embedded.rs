@@ -28,7 +28,6 @@ async fn embedded_without_cache_passes_conformance() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let ctx = StoreContext {
         cache_customers: 0,
-        page_cache_mib: 16,
         ..ctx()
     };
     let store = EmbeddedStore::open(dir.path(), ctx).unwrap_or_else(|e| panic!("{e}"));
