@@ -18,7 +18,7 @@ pub struct SimulateArgs {
     /// How many customers.
     #[arg(long, default_value_t = 300)]
     customers: usize,
-    /// Weeks of history, ending a day ago.
+    /// Weeks of history, ending now.
     #[arg(long, default_value_t = 8)]
     weeks: u32,
     #[arg(long, default_value_t = 1)]
@@ -97,7 +97,7 @@ fn load_into_data_dir(
             customers: PART.min(args.customers - first),
             weeks: args.weeks,
             seed: args.seed.wrapping_add(n as u64),
-            end: Utc::now() - chrono::Duration::days(1),
+            end: Utc::now(),
             sends_per_week: args.sends_per_week,
             id_offset: first,
         });
@@ -125,7 +125,7 @@ pub fn run(args: SimulateArgs, config: kairos_server::ValidConfig) -> anyhow::Re
         customers: args.customers,
         weeks: args.weeks,
         seed: args.seed,
-        end: now - chrono::Duration::days(1),
+        end: now,
         sends_per_week: args.sends_per_week,
         id_offset: 0,
     };

@@ -286,3 +286,82 @@ async fn decisions_across_many_populations() {
     assert!(share("kairos") > share("most frequent hour") + 0.3);
     assert!(share("known timing, inferred rates") >= share("kairos"));
 }
+
+/// The README's demo as a user runs it: `kairos serve` on a socket, then
+/// `kairos simulate --server URL --train --score` loads several hundred
+/// customers with 8 weeks of history, trains, asks for the whole
+/// population's decisions in one batch and prints the scores. The history
+/// ends when the test runs, so the draw's luck differs from run to run; the
+/// 90% target is held where that averages out, over the 23 populations of
+/// `decisions_across_many_populations`.
+#[test]
+fn simulate_scores_a_running_server() {
+    use std::process::Command;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_kairos"));
+    // The oracle knows no caps: compare without them, as the README says.
+    serve
+        .env("KAIROS__DECIDE__CAPS", "{}")
+        .env("KAIROS__MODELS__BUILTIN", "false");
+    let server = crate::durability::Server::start_with(dir.path(), serve);
+    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args([
+            "simulate",
+            "--customers",
+            "400",
+            "--seed",
+            "7",
+            "--train",
+            "--score",
+        ])
+        .args(["--server", &server.base])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kairos simulate: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{stdout}");
+    // One row per policy: its share of the oracle and what it lost to
+    // timing, channel and customers left without a send, in percent.
+    let row = |policy: &str| -> [f64; 4] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(policy))
+            .unwrap_or_else(|| panic!("no row for {policy:?} in\n{stdout}"));
+        let numbers: Vec<f64> = line[policy.len()..]
+            .split_whitespace()
+            .filter_map(|w| w.strip_suffix('%')?.parse().ok())
+            .collect();
+        numbers
+            .try_into()
+            .unwrap_or_else(|n| panic!("{policy}: {n:?} in {line:?}"))
+    };
+    let kairos = row("kairos");
+    assert!(
+        (kairos[0] + kairos[1] + kairos[2] + kairos[3] - 100.0).abs() < 0.3,
+        "the share and the losses add up to the oracle: {kairos:?}"
+    );
+    assert_eq!(
+        kairos[3], 0.0,
+        "every reachable customer gets a send:\n{stdout}"
+    );
+    // On one population the share moves by a few points with the draw:
+    // 87.8-92.2% on the 60 populations of 500 named in the docs of
+    // `decisions_across_many_populations`, 0.3 above to 2.7 below the
+    // reference that knows the hidden timing.
+    assert!(kairos[0] >= 82.0, "{stdout}");
+    let ceiling = row("known timing, inferred rates")[0];
+    assert!(kairos[0] >= ceiling - 5.0, "{stdout}");
+    for baseline in [
+        "random channel and time",
+        "10:00 local for everyone",
+        "most frequent hour",
+    ] {
+        assert!(kairos[0] > row(baseline)[0] + 20.0, "{baseline}:\n{stdout}");
+    }
+}
