@@ -128,8 +128,49 @@ pub struct Segment {
     /// Share of the customers it was fitted on.
     pub weight: f64,
     pub customers: u64,
-    /// 168 probabilities summing to 1.
+    /// 168 probabilities summing to 1. A segment does not change once
+    /// fitted: its logarithms are kept after their first use.
     pub hour_of_week: Vec<f64>,
+    #[serde(skip)]
+    pub(crate) ln_hour_of_week: LnCache,
+}
+
+impl Segment {
+    pub fn new(
+        id: String,
+        label: String,
+        weight: f64,
+        customers: u64,
+        hour_of_week: Vec<f64>,
+    ) -> Self {
+        Self {
+            id,
+            label,
+            weight,
+            customers,
+            hour_of_week,
+            ln_hour_of_week: LnCache::default(),
+        }
+    }
+
+    /// `ln` of each hour's probability: every decision places its customer
+    /// among the segments by these, so each segment takes them once.
+    fn ln_hour_of_week(&self) -> &[f64] {
+        self.ln_hour_of_week
+            .0
+            .get_or_init(|| self.hour_of_week.iter().map(|p| p.ln()).collect())
+    }
+}
+
+/// Values derived from a segment's distribution, computed once; never part
+/// of its identity (equal segments are equal whether computed or not).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LnCache(std::sync::OnceLock<Vec<f64>>);
+
+impl PartialEq for LnCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,19 +262,25 @@ impl ActivityModel {
             return Vec::new();
         }
         let tau = self.params.segment_temperature;
+        // The hours with activity, once for all segments.
+        let active: Vec<(usize, f64)> = if tau > 0.0 {
+            c.iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, c)| *c > 0.0)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let logs: Vec<f64> = self
             .segments
             .iter()
             .map(|s| {
-                let ll: f64 = if tau > 0.0 {
-                    c.iter()
-                        .zip(&s.hour_of_week)
-                        .filter(|(c, _)| **c > 0.0)
-                        .map(|(c, p)| c * p.ln())
-                        .sum()
-                } else {
-                    0.0
-                };
+                let ln_p = s.ln_hour_of_week();
+                let ll: f64 = active
+                    .iter()
+                    .map(|&(h, c)| ln_p.get(h).map_or(0.0, |l| c * l))
+                    .sum();
                 s.weight.max(1e-12).ln() + tau * ll
             })
             .collect();
@@ -926,20 +973,8 @@ mod tests {
         norm(&mut evening);
         norm(&mut morning);
         m.segments = vec![
-            Segment {
-                id: "0".into(),
-                label: "e".into(),
-                weight: 0.5,
-                customers: 1,
-                hour_of_week: evening,
-            },
-            Segment {
-                id: "1".into(),
-                label: "m".into(),
-                weight: 0.5,
-                customers: 1,
-                hour_of_week: morning,
-            },
+            Segment::new("0".into(), "e".into(), 0.5, 1, evening),
+            Segment::new("1".into(), "m".into(), 0.5, 1, morning),
         ];
         m.params.segment_temperature = 1.0;
         let mut c = vec![0.0; H];
@@ -965,6 +1000,50 @@ mod tests {
         assert!(placed.hour_of_week[20] > 5.0 * placed.hour_of_week[8]);
         let unplaced = m.posterior_with(&none, &["plan=unknown".to_string()]);
         assert_eq!(unplaced.basis, Basis::Global);
+
+        // The segments' logarithms, kept after the first use, give what
+        // computing them each time gives, and are no part of the model's
+        // identity.
+        let fresh = ActivityModel {
+            segments: m
+                .segments
+                .iter()
+                .map(|s| {
+                    Segment::new(
+                        s.id.clone(),
+                        s.label.clone(),
+                        s.weight,
+                        s.customers,
+                        s.hour_of_week.clone(),
+                    )
+                })
+                .collect(),
+            ..m.clone()
+        };
+        c[5 * 24 + 8] = 0.5;
+        let expected: Vec<f64> = {
+            let logs: Vec<f64> = m
+                .segments
+                .iter()
+                .map(|s| {
+                    let ll: f64 = c
+                        .iter()
+                        .zip(&s.hour_of_week)
+                        .filter(|(c, _)| **c > 0.0)
+                        .map(|(c, p)| c * p.ln())
+                        .sum();
+                    s.weight.ln() + m.params.segment_temperature * ll
+                })
+                .collect();
+            let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
+            let total: f64 = w.iter().sum();
+            w.iter().map(|x| x / total).collect()
+        };
+        assert_eq!(m.responsibilities(&c), expected);
+        assert_eq!(m.responsibilities(&c), expected);
+        assert_eq!(m, fresh);
+        assert_eq!(fresh.responsibilities(&c), expected);
     }
 }
 

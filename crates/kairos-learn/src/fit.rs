@@ -215,13 +215,7 @@ pub fn fit_segments(
                 .zip(population)
                 .map(|(s, p)| (1.0 - opts.segment_floor) * s / n as f64 + opts.segment_floor * p)
                 .collect();
-            Segment {
-                id: String::new(),
-                label: describe(&week),
-                weight: n as f64 / total,
-                customers: n,
-                hour_of_week: week,
-            }
+            Segment::new(String::new(), describe(&week), n as f64 / total, n, week)
         })
         .collect();
     segments.sort_by_key(|s| std::cmp::Reverse(s.customers));
