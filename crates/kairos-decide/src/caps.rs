@@ -110,11 +110,15 @@ impl CapState {
             let mut v: Vec<Sent> = times
                 .iter()
                 .map(|t| {
-                    let local = clock.read(*t);
-                    (t.timestamp(), local.day, local.quarter as u16)
+                    let secs = t.timestamp();
+                    let local = clock.read_secs(secs);
+                    (secs, local.day, local.quarter as u16)
                 })
                 .collect();
-            v.sort_unstable();
+            // Kept in order by `add`; sorted only if built otherwise.
+            if !v.is_sorted() {
+                v.sort_unstable();
+            }
             v
         };
         let per = [
@@ -124,8 +128,7 @@ impl CapState {
             read(&self.sends[3]),
             read(&self.sends[4]),
         ];
-        let mut all: Vec<Sent> = per.iter().flatten().copied().collect();
-        all.sort_unstable();
+        let all = merge(&per);
         PreparedCaps { caps, per, all }
     }
 
@@ -156,6 +159,33 @@ pub struct PreparedCaps<'a> {
 /// A send read in the customer's zone: Unix seconds, local day, local
 /// quarter hour of the week.
 type Sent = (i64, i64, u16);
+
+/// Sorted lists merged into one sorted list, two at a time.
+fn merge(lists: &[Vec<Sent>]) -> Vec<Sent> {
+    let mut out: Vec<Sent> = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+    let mut next: Vec<Sent> = Vec::with_capacity(out.capacity());
+    for list in lists.iter().filter(|l| !l.is_empty()) {
+        if out.is_empty() {
+            out.extend_from_slice(list);
+            continue;
+        }
+        next.clear();
+        let (mut a, mut b) = (out.iter().peekable(), list.iter().peekable());
+        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+            if y < x {
+                next.push(**y);
+                b.next();
+            } else {
+                next.push(**x);
+                a.next();
+            }
+        }
+        next.extend(a);
+        next.extend(b);
+        std::mem::swap(&mut out, &mut next);
+    }
+    out
+}
 
 const WEEK_SECS: i64 = 7 * 86_400;
 
@@ -375,6 +405,10 @@ mod agree {
             for c in Channel::ALL {
                 prop_assert_eq!(p.check(c, at.timestamp(), day).is_ok(), s.check(&caps, c, at, Tz::UTC).is_ok());
             }
+            // Every channel's sends, merged in order.
+            let mut sorted: Vec<Sent> = p.per.iter().flatten().copied().collect();
+            sorted.sort_unstable();
+            prop_assert_eq!(&p.all, &sorted);
         }
     }
 
