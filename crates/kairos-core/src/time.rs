@@ -377,8 +377,9 @@ mod tests {
 /// table: the first second of each offset and the offset, in order, read
 /// from chrono-tz once per zone and process (a day at a time, the first
 /// second of a new offset found by bisection: no zone changes its offset
-/// twice within a day). An offset is then a binary search over a few dozen
-/// instants instead of a calendar conversion and chrono-tz's own search.
+/// twice within a day). An offset is then a binary search over the zone's
+/// changes (121 for New York) instead of a calendar conversion and
+/// chrono-tz's own search, and holds until the next change.
 #[derive(Debug)]
 struct OffsetTable {
     starts: Vec<i64>,
