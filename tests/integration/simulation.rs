@@ -353,10 +353,11 @@ fn simulate_scores_a_running_server() {
     // On one population the share moves by a few points with the draw:
     // 87.8-92.2% on the 60 populations of 500 named in the docs of
     // `decisions_across_many_populations`, 0.3 above to 2.7 below the
-    // reference that knows the hidden timing.
+    // reference that knows the hidden timing (up to 3.6 below on this
+    // population of 400, whose draw changes with the time of the run).
     assert!(kairos[0] >= 82.0, "{stdout}");
     let ceiling = row("known timing, inferred rates")[0];
-    assert!(kairos[0] >= ceiling - 5.0, "{stdout}");
+    assert!(kairos[0] >= ceiling - 6.0, "{stdout}");
     for baseline in [
         "random channel and time",
         "10:00 local for everyone",
