@@ -92,12 +92,13 @@ fn load_into_data_dir(
     let bar = indicatif::ProgressBar::new(args.customers as u64);
     const PART: usize = 20_000;
     let mut events = 0usize;
+    let end = Utc::now();
     for (n, first) in (0..args.customers).step_by(PART).enumerate() {
         let pop = generate(&SimConfig {
             customers: PART.min(args.customers - first),
             weeks: args.weeks,
             seed: args.seed.wrapping_add(n as u64),
-            end: Utc::now(),
+            end,
             sends_per_week: args.sends_per_week,
             id_offset: first,
         });

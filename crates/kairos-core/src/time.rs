@@ -462,7 +462,7 @@ impl OffsetTable {
         Some((self.offsets[i - 1], self.starts[i - 1], until))
     }
 
-    #[inline]
+    #[cfg(test)]
     fn offset(&self, tz: Tz, secs: i64) -> i64 {
         self.span(secs)
             .map_or_else(|| zone_offset(tz, secs), |s| s.0)
@@ -510,11 +510,9 @@ impl LocalClock {
         }
     }
 
-    fn offset_at(&mut self, secs: i64) -> i64 {
-        let tz = self.tz;
-        self.table
-            .get_or_insert_with(|| OffsetTable::of(tz))
-            .offset(tz, secs)
+    /// The offset at `secs` from chrono-tz: outside the zone's table.
+    fn offset_at(&self, secs: i64) -> i64 {
+        zone_offset(self.tz, secs)
     }
 
     /// The UTC offset at `secs`, in seconds. From 2000 to 2060 the zone's
