@@ -428,25 +428,41 @@ impl OffsetTable {
         Self { starts, offsets }
     }
 
-    /// The table of `tz`, built on first use.
-    fn of(tz: Tz) -> std::sync::Arc<Self> {
+    /// The table of `tz`, built on first use and kept for the process (a
+    /// zone's table is a few kilobytes, and there are some 600 zones). Each
+    /// thread remembers the last zone it asked for, so that deciding for
+    /// customers of one zone takes neither the lock nor a hash.
+    fn of(tz: Tz) -> &'static Self {
+        use std::cell::Cell;
         use std::collections::HashMap;
-        use std::sync::{Arc, Mutex, OnceLock};
-        static TABLES: OnceLock<Mutex<HashMap<Tz, Arc<OffsetTable>>>> = OnceLock::new();
-        let tables = TABLES.get_or_init(Default::default);
-        if let Some(t) = tables.lock().unwrap_or_else(|e| e.into_inner()).get(&tz) {
-            return Arc::clone(t);
+        use std::sync::{Mutex, OnceLock};
+        static TABLES: OnceLock<Mutex<HashMap<Tz, &'static OffsetTable>>> = OnceLock::new();
+        thread_local! {
+            static LAST: Cell<Option<(Tz, &'static OffsetTable)>> = const { Cell::new(None) };
         }
-        // Built outside the lock: two first decisions in one zone may both
-        // build it, and keep the same table.
-        let built = Arc::new(Self::build(tz));
-        Arc::clone(
-            tables
+        if let Some((last, table)) = LAST.get() {
+            if last == tz {
+                return table;
+            }
+        }
+        let tables = TABLES.get_or_init(Default::default);
+        let known = tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tz)
+            .copied();
+        let table = known.unwrap_or_else(|| {
+            // Built outside the lock: two first decisions in one zone may
+            // both build it, and keep the first.
+            let built = Self::build(tz);
+            *tables
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(tz)
-                .or_insert(built),
-        )
+                .or_insert_with(|| Box::leak(Box::new(built)))
+        });
+        LAST.set(Some((tz, table)));
+        table
     }
 
     /// The offset at `secs` and the span it holds for, `(offset, from,
@@ -475,7 +491,7 @@ impl OffsetTable {
 #[derive(Debug, Clone)]
 pub struct LocalClock {
     tz: Tz,
-    table: Option<std::sync::Arc<OffsetTable>>,
+    table: Option<&'static OffsetTable>,
     /// Offset in seconds valid for instants in [from, until).
     span: (i64, i64, i64),
     /// The offset at an instant already looked up: the far end of the last span.

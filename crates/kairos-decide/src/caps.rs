@@ -91,35 +91,42 @@ impl CapHit {
     }
 }
 
-/// A customer's sends and planned sends, per channel, oldest first.
+/// A customer's sends and planned sends, per channel, oldest first, as Unix
+/// seconds (read in the customer's zone for every decision: no calendar
+/// conversion on the way).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CapState {
-    pub sends: [Vec<DateTime<Utc>>; 5],
+    sends: [Vec<i64>; 5],
 }
 
 impl CapState {
     pub fn add(&mut self, channel: Channel, at: DateTime<Utc>) {
+        let at = at.timestamp();
         let v = &mut self.sends[channel.index()];
         let pos = v.partition_point(|t| *t <= at);
         v.insert(pos, at);
     }
 
+    /// How many sends, on every channel, fall in `(after, until]`.
+    pub fn count_between(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> usize {
+        let (after, until) = (after.timestamp(), until.timestamp());
+        self.sends
+            .iter()
+            .map(|v| v.partition_point(|t| *t <= until) - v.partition_point(|t| *t <= after))
+            .sum()
+    }
+
     /// The sends read in the customer's zone once, for many checks.
     pub fn prepare<'a>(&self, caps: &'a Caps, clock: &mut LocalClock) -> PreparedCaps<'a> {
-        let mut read = |times: &[DateTime<Utc>]| -> Vec<Sent> {
-            let mut v: Vec<Sent> = times
+        // Kept in order by `add`.
+        let mut read = |times: &[i64]| -> Vec<Sent> {
+            times
                 .iter()
-                .map(|t| {
-                    let secs = t.timestamp();
+                .map(|&secs| {
                     let local = clock.read_secs(secs);
                     (secs, local.day, local.quarter as u16)
                 })
-                .collect();
-            // Kept in order by `add`; sorted only if built otherwise.
-            if !v.is_sorted() {
-                v.sort_unstable();
-            }
-            v
+                .collect()
         };
         let per = [
             read(&self.sends[0]),
@@ -160,31 +167,27 @@ pub struct PreparedCaps<'a> {
 /// quarter hour of the week.
 type Sent = (i64, i64, u16);
 
-/// Sorted lists merged into one sorted list, two at a time.
+/// Lists sorted by instant merged into one: at each step the earliest of
+/// the lists' next sends (a send's local reading follows from its instant).
 fn merge(lists: &[Vec<Sent>]) -> Vec<Sent> {
     let mut out: Vec<Sent> = Vec::with_capacity(lists.iter().map(Vec::len).sum());
-    let mut next: Vec<Sent> = Vec::with_capacity(out.capacity());
-    for list in lists.iter().filter(|l| !l.is_empty()) {
-        if out.is_empty() {
-            out.extend_from_slice(list);
-            continue;
-        }
-        next.clear();
-        let (mut a, mut b) = (out.iter().peekable(), list.iter().peekable());
-        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
-            if y < x {
-                next.push(**y);
-                b.next();
-            } else {
-                next.push(**x);
-                a.next();
+    let mut next = [0usize; 5];
+    let lists = &lists[..lists.len().min(next.len())];
+    loop {
+        let mut first: Option<(usize, Sent)> = None;
+        for (i, list) in lists.iter().enumerate() {
+            if let Some(&x) = list.get(next[i]) {
+                if first.is_none_or(|(_, f)| x.0 < f.0) {
+                    first = Some((i, x));
+                }
             }
         }
-        next.extend(a);
-        next.extend(b);
-        std::mem::swap(&mut out, &mut next);
+        let Some((i, x)) = first else {
+            return out;
+        };
+        out.push(x);
+        next[i] += 1;
     }
-    out
 }
 
 const WEEK_SECS: i64 = 7 * 86_400;
@@ -409,6 +412,14 @@ mod agree {
             let mut sorted: Vec<Sent> = p.per.iter().flatten().copied().collect();
             sorted.sort_unstable();
             prop_assert_eq!(&p.all, &sorted);
+            // The sends of the 7 days up to `at`, counted by bisection.
+            let week_ago = at - chrono::Duration::days(7);
+            let within = sends
+                .iter()
+                .map(|(_, m)| base + chrono::Duration::minutes(*m))
+                .filter(|x| *x > week_ago && *x <= at)
+                .count();
+            prop_assert_eq!(s.count_between(week_ago, at), within);
         }
     }
 

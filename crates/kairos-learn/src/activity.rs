@@ -656,9 +656,10 @@ impl QuarterMass {
             return Self { prefix };
         };
         let own = <&[f32; QUARTERS_PER_DAY]>::try_from(quarter_of_day).ok();
-        let mut prefix = vec![0.0; q + 1];
+        let mut prefix = Vec::with_capacity(q + 1);
+        prefix.push(0.0);
         let mut acc = 0.0;
-        for (h, out) in prefix[1..].chunks_exact_mut(4).enumerate() {
+        for h in 0..H {
             let p = week[h];
             let before = week[if h == 0 { H - 1 } else { h - 1 }];
             let after = week[if h == H - 1 { 0 } else { h + 1 }];
@@ -687,7 +688,7 @@ impl QuarterMass {
             let second = w[0] + w[1];
             // Each quarter from the hour's own start (no chain of additions
             // through the week), the last one exact.
-            out.copy_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
+            prefix.extend_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
             acc += p;
         }
         Self { prefix }

@@ -298,12 +298,7 @@ pub fn plan(
         days_since_active: profile
             .last_active_at
             .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
-        sends_7d: caps
-            .sends
-            .iter()
-            .flatten()
-            .filter(|t| **t > week_ago && **t <= now)
-            .count() as f64,
+        sends_7d: caps.count_between(week_ago, now) as f64,
         cap_state: &caps,
         last_active_at: profile.last_active_at,
         quiet_hours: shared.quiet_hours,
