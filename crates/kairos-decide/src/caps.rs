@@ -169,10 +169,9 @@ type Sent = (i64, i64, u16);
 
 /// Lists sorted by instant merged into one: at each step the earliest of
 /// the lists' next sends (a send's local reading follows from its instant).
-fn merge(lists: &[Vec<Sent>]) -> Vec<Sent> {
+fn merge(lists: &[Vec<Sent>; 5]) -> Vec<Sent> {
     let mut out: Vec<Sent> = Vec::with_capacity(lists.iter().map(Vec::len).sum());
     let mut next = [0usize; 5];
-    let lists = &lists[..lists.len().min(next.len())];
     loop {
         let mut first: Option<(usize, Sent)> = None;
         for (i, list) in lists.iter().enumerate() {
