@@ -107,7 +107,8 @@ impl CapState {
         v.insert(pos, at);
     }
 
-    /// How many sends, on every channel, fall in `(after, until]`.
+    /// How many sends, on every channel, fall in `(after, until]`, to the
+    /// second (sends are kept in whole seconds).
     pub fn count_between(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> usize {
         let (after, until) = (after.timestamp(), until.timestamp());
         self.sends
