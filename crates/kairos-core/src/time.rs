@@ -598,14 +598,17 @@ impl LocalClock {
         self.read_secs(instant.timestamp())
     }
 
-    /// Reads `from`, `from + 15 min`, ... up to `to` (inclusive), in order:
-    /// within a span of one offset each reading is the previous one 15
-    /// minutes on, without dividing.
-    pub fn for_each_quarter_hour(
+    /// Reads `from`, `from + 15 min`, ... up to `to` (inclusive), in order,
+    /// as runs of quarter hours: `f(t, reading, n)` stands for the `n`
+    /// instants `t + 15 min·i` (`i < n`), read `reading` with its minute
+    /// 15·i later and its quarter i later. A run stays within one offset
+    /// and one local day (so its quarters do not wrap the week); only the
+    /// first instant of each is read, the rest follow without dividing.
+    pub fn for_each_run(
         &mut self,
         from: i64,
         to: i64,
-        mut f: impl FnMut(i64, LocalReading),
+        mut f: impl FnMut(i64, LocalReading, usize),
     ) {
         const STEP: i64 = 900;
         let mut t = from;
@@ -614,20 +617,18 @@ impl LocalClock {
             // The span read_secs just checked holds its offset until `until`.
             let until = self.span.2.min(to.saturating_add(1));
             loop {
-                f(t, r);
-                t += STEP;
+                let left = (until - t + STEP - 1) / STEP;
+                let to_midnight = i64::from((1440 - r.minute).div_ceil(15));
+                let n = left.min(to_midnight);
+                f(t, r, n as usize);
+                t += n * STEP;
                 if t >= until {
                     break;
                 }
-                r.minute += 15;
-                if r.minute >= 1440 {
-                    r.minute -= 1440;
-                    r.day += 1;
-                }
-                r.quarter += 1;
-                if r.quarter == QUARTERS_PER_WEEK {
-                    r.quarter = 0;
-                }
+                // The next local day, at the same offset.
+                r.minute = r.minute + 15 * n as u32 - 1440;
+                r.day += 1;
+                r.quarter = (r.quarter + n as usize) % QUARTERS_PER_WEEK;
             }
         }
     }
@@ -736,7 +737,7 @@ mod clock_tests {
     }
 
     proptest! {
-        /// Stepping by quarter hours reads the same as reading each instant.
+        /// Runs of quarter hours read the same as reading each instant.
         #[test]
         fn quarter_hours_step_like_single_reads(
             start in 880_000_000i64..2_900_000_000i64,
@@ -747,7 +748,16 @@ mod clock_tests {
             let tz: Tz = zones[zone].parse().unwrap_or(Tz::UTC);
             let from = start - start % 900;
             let mut read = Vec::new();
-            LocalClock::new(tz).for_each_quarter_hour(from, from + quarters * 900, |t, r| read.push((t, r)));
+            LocalClock::new(tz).for_each_run(from, from + quarters * 900, |t, r, n| {
+                assert!(n > 0);
+                for i in 0..n {
+                    let minute = r.minute + 15 * i as u32;
+                    assert!(minute < 1440, "a run stays within its local day");
+                    let quarter = r.quarter + i;
+                    assert!(quarter < QUARTERS_PER_WEEK, "and within the week");
+                    read.push((t + 900 * i as i64, LocalReading { quarter, minute, day: r.day }));
+                }
+            });
             prop_assert_eq!(read.len() as i64, quarters + 1);
             let mut single = LocalClock::new(tz);
             for (t, r) in read {

@@ -18,7 +18,7 @@ use std::cell::OnceCell;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use chrono_tz::Tz;
 use kairos_core::time::local_minute_of_day;
-use kairos_core::time::LocalClock;
+use kairos_core::time::{LocalClock, LocalReading};
 use kairos_core::{Channel, ChannelPrefs, QUARTERS_PER_WEEK};
 use kairos_learn::exposure::{
     mean_presence, presence, scaled_rate, typical_presences, typical_sends, RateCounts, RatePrior,
@@ -527,14 +527,100 @@ impl Scorer {
     }
 }
 
-type Reading = (i64, kairos_core::time::LocalReading);
+const SLOT_SECS: i64 = SLOT.num_seconds();
 
-/// Per-decision work space: the slots read, and per distinct window length
+/// Slots in a row: `n` quarter hours from `t` (Unix seconds), read
+/// `quarter`, `minute` and `day` locally, all within that local day; `j`
+/// counts the slots of the window before them.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    t: i64,
+    quarter: usize,
+    minute: u32,
+    day: i64,
+    n: usize,
+    j: usize,
+}
+
+impl Run {
+    /// The `i`-th slot: its number in the window, instant and local reading.
+    fn slot(&self, i: usize) -> (usize, i64, LocalReading) {
+        (
+            self.j + i,
+            self.t + i as i64 * SLOT_SECS,
+            LocalReading {
+                quarter: self.quarter + i,
+                minute: self.minute + i as u32 * 15,
+                day: self.day,
+            },
+        )
+    }
+
+    fn slots(&self) -> impl Iterator<Item = (usize, i64, LocalReading)> + '_ {
+        (0..self.n).map(|i| self.slot(i))
+    }
+}
+
+/// The parts outside the quiet hours of `n` quarter hours from local
+/// `minute` (within one day), as ranges of their indices, in order: at
+/// most two (an empty one is `(0, 0)`).
+fn outside_quiet(quiet: Option<QuietHours>, minute: u32, n: usize) -> [(usize, usize); 2] {
+    // How many of them start before local minute `x`.
+    let before = |x: u32| (x.saturating_sub(minute).div_ceil(15) as usize).min(n);
+    match quiet {
+        None => [(0, n), (0, 0)],
+        Some(q) => {
+            let (s, e) = (q.start.minutes(), q.end.minutes());
+            if s < e {
+                // Quiet from s to e.
+                [(0, before(s)), (before(e), n)]
+            } else {
+                // Quiet from s to midnight and from midnight to e.
+                [(before(e), before(s)), (0, 0)]
+            }
+        }
+    }
+}
+
+/// The window's slots outside quiet hours, as runs, into `runs`: the
+/// window's start `start` (whole seconds), then every quarter hour after
+/// it up to `deadline` (Unix seconds), read by `clock`.
+fn slot_runs(
+    clock: &mut LocalClock,
+    start: i64,
+    deadline: i64,
+    quiet: Option<QuietHours>,
+    runs: &mut Vec<Run>,
+) {
+    let first_aligned = (start + SLOT_SECS - 1).div_euclid(SLOT_SECS) * SLOT_SECS;
+    let mut slots = 0;
+    let mut keep = |t: i64, local: LocalReading, n: usize| {
+        for (from, to) in outside_quiet(quiet, local.minute, n) {
+            if from < to {
+                runs.push(Run {
+                    t: t + from as i64 * SLOT_SECS,
+                    quarter: local.quarter + from,
+                    minute: local.minute + from as u32 * 15,
+                    day: local.day,
+                    n: to - from,
+                    j: slots,
+                });
+                slots += to - from;
+            }
+        }
+    };
+    if first_aligned != start && start <= deadline {
+        keep(start, clock.read_secs(start), 1);
+    }
+    clock.for_each_run(first_aligned, deadline, &mut keep);
+}
+
+/// Per-decision work space: the slots' runs, and per distinct window length
 /// the mass after each local quarter of the week and its log-lift (NaN
 /// until needed).
 #[derive(Debug, Default)]
 struct Scratch {
-    readings: Vec<Reading>,
+    runs: Vec<Run>,
     masses: Vec<Vec<f64>>,
     ln_lifts: Vec<Vec<f64>>,
 }
@@ -555,7 +641,7 @@ impl Borrowed {
                 .map(|mut r| std::mem::take(&mut *r))
                 .unwrap_or_default()
         });
-        s.readings.clear();
+        s.runs.clear();
         for v in [&mut s.masses, &mut s.ln_lifts] {
             v.resize_with(lens.max(v.len()), Vec::new);
             v.iter_mut().for_each(Vec::clear);
@@ -744,50 +830,51 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     // Whole seconds inside the window: the start rounded up, the deadline down.
     let start_secs = start.timestamp() + i64::from(start.timestamp_subsec_nanos() > 0);
     let deadline_secs = input.window.deadline.timestamp();
-    let slot_secs = SLOT.num_seconds();
-    let first_aligned = (start_secs + slot_secs - 1).div_euclid(slot_secs) * slot_secs;
-    // Pass 1: read every slot outside quiet hours once.
+    // Pass 1: every slot outside quiet hours, as runs of quarter hours.
     let mut scratch = Borrowed::take(lens.len());
     let Scratch {
-        readings,
+        runs,
         masses,
         ln_lifts,
     } = &mut scratch.0;
-    let mut keep = |t: i64, local: kairos_core::time::LocalReading| {
-        if input.quiet_hours.is_none_or(|q| !q.contains(local.minute)) {
-            readings.push((t, local));
-        }
-    };
-    if first_aligned != start_secs && start_secs <= deadline_secs {
-        keep(start_secs, clock.read_secs(start_secs));
-    }
-    clock.for_each_quarter_hour(first_aligned, deadline_secs, keep);
-    let any_outside_quiet = !readings.is_empty();
+    slot_runs(
+        &mut clock,
+        start_secs,
+        deadline_secs,
+        input.quiet_hours,
+        runs,
+    );
+    let any_outside_quiet = !runs.is_empty();
+    let every_slot = || runs.iter().flat_map(Run::slots);
     // The mass a session that may still be going on adds to the first
     // slots (in time order, so it only falls; 0 after the last listed).
     let session = SessionBoost::new(input, params);
-    let boosts: Vec<f64> = readings
-        .iter()
-        .map(|(t, _)| session.mass_at(*t))
+    let boosts: Vec<f64> = every_slot()
+        .map(|(_, t, _)| session.mass_at(t))
         .take_while(|b| *b > 0.0)
         .collect();
     let boost = |j: usize| boosts.get(j).copied().unwrap_or(0.0);
     // Per window length, the mass after every quarter of the week (its
     // log-lift computed when first needed), and the slot with the most.
-    let mut top: Vec<Option<usize>> = vec![None; lens.len()];
+    let mut top: Vec<Option<(usize, i64, LocalReading)>> = vec![None; lens.len()];
     for (k, len) in lens.iter().enumerate() {
         mass.windows(*len, &mut masses[k]);
         ln_lifts[k].resize(QUARTERS_PER_WEEK, f64::NAN);
         let ms = &masses[k];
-        // The earliest of slots tied with it, as `improves` has it.
-        let mut best = f64::NEG_INFINITY;
-        for (j, (_, local)) in readings.iter().enumerate() {
-            let m = ms[local.quarter] + boost(j);
-            if top[k].is_none() || m > best + TIE * best.abs().max(1e-12) {
-                best = m;
-                top[k] = Some(j);
+        // The earliest of slots tied with it, as `improves` has it: the
+        // first slot, then each that beats the best so far by more than a tie.
+        let mut above = f64::NEG_INFINITY;
+        let mut at: Option<(usize, usize)> = None;
+        for (r, run) in runs.iter().enumerate() {
+            for (i, &m) in ms[run.quarter..run.quarter + run.n].iter().enumerate() {
+                let m = m + boost(run.j + i);
+                if m > above || at.is_none() {
+                    above = m + TIE * m.abs().max(1e-12);
+                    at = Some((r, i));
+                }
             }
         }
+        top[k] = at.map(|(r, i)| runs[r].slot(i));
     }
     // Pass 2, channel by channel. The formula grows with the mass: the best
     // slot is the top one. With the response model each channel first scores
@@ -798,40 +885,48 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         let Some(scorer) = scorer else { continue };
         let k = len_index[i];
         let Some(lin) = &scorer.linear else {
-            best_uncapped_key[i] = top[k].map(|j| {
-                let (t, local) = readings[j];
-                Slot {
-                    at: t,
-                    key: masses[k][local.quarter] + boost(j),
-                    quarter: local.quarter,
-                    day: local.day,
-                }
+            best_uncapped_key[i] = top[k].map(|(j, t, local)| Slot {
+                at: t,
+                key: masses[k][local.quarter] + boost(j),
+                quarter: local.quarter,
+                day: local.day,
             });
             continue;
         };
         let (ms, lns) = (&masses[k], &mut ln_lifts[k]);
         let mut floor = f64::NEG_INFINITY;
         let mut best: Option<Slot> = None;
-        for j in top[k].into_iter().chain(0..readings.len()) {
-            let (t, local) = readings[j];
-            let m = ms[local.quarter];
-            if m < floor {
-                continue;
-            }
-            let ln = &mut lns[local.quarter];
+        let mut visit = |t: i64, quarter: usize, day: i64, m: f64| {
+            let ln = &mut lns[quarter];
             if ln.is_nan() {
                 *ln = fast_ln(lift(m, lens[k]).max(0.01));
             }
-            let key = lin.z(*ln, local.quarter);
+            let key = lin.z(*ln, quarter);
             let slot = Slot {
                 at: t,
                 key,
-                quarter: local.quarter,
-                day: local.day,
+                quarter,
+                day,
             };
-            if improves(&slot, best) {
+            // A better slot raises the floor.
+            improves(&slot, best).then(|| {
                 best = Some(slot);
-                floor = scorer.floor(key);
+                scorer.floor(key)
+            })
+        };
+        if let Some((_, t, local)) = top[k] {
+            if let Some(f) = visit(t, local.quarter, local.day, ms[local.quarter]) {
+                floor = f;
+            }
+        }
+        for run in runs.iter() {
+            for (i, &m) in ms[run.quarter..run.quarter + run.n].iter().enumerate() {
+                if m >= floor {
+                    let t = run.t + i as i64 * SLOT_SECS;
+                    if let Some(f) = visit(t, run.quarter + i, run.day, m) {
+                        floor = f;
+                    }
+                }
             }
         }
         best_uncapped_key[i] = best;
@@ -854,9 +949,9 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                 let mut floor = f64::NEG_INFINITY;
                 // A hit holds for a span of later slots: skip them unchecked.
                 let mut capped: Option<crate::caps::CapSpan> = None;
-                for (j, (t, local)) in readings.iter().enumerate() {
+                for (j, t, local) in every_slot() {
                     let m = masses[k][local.quarter] + scorer.session_mass(boost(j));
-                    if m < floor || capped.is_some_and(|c| c.covers(*t, local.day)) {
+                    if m < floor || capped.is_some_and(|c| c.covers(t, local.day)) {
                         continue;
                     }
                     let key = match &scorer.linear {
@@ -870,7 +965,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                         None => m,
                     };
                     let slot = Slot {
-                        at: *t,
+                        at: t,
                         key,
                         quarter: local.quarter,
                         day: local.day,
@@ -878,7 +973,7 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
                     if !improves(&slot, best_key[i]) {
                         continue;
                     }
-                    match prepared.check_span(scorer.channel, *t, local.day) {
+                    match prepared.check_span(scorer.channel, t, local.day) {
                         Ok(()) => {
                             best_key[i] = Some(slot);
                             floor = scorer.floor(key);

@@ -491,6 +491,43 @@ const ZONES: [&str; 6] = [
 ];
 
 proptest! {
+    /// The window's runs of slots are its slots outside quiet hours, each
+    /// read on its own, in order: whatever the zone, DST, window and quiet
+    /// hours (across midnight, empty, or all day).
+    #[test]
+    fn runs_of_slots_are_the_slots_outside_quiet_hours(
+        zone in 0usize..ZONES.len(),
+        start in 1_700_000_000i64..1_900_000_000,
+        secs in 0i64..16 * 86_400,
+        quiet_from in 0u32..96,
+        quiet_to in 0u32..96,
+        odd_minutes in 0u32..15,
+        no_quiet in proptest::bool::ANY,
+    ) {
+        let tz: Tz = ZONES[zone].parse().unwrap_or(Tz::UTC);
+        let q = (!no_quiet).then(|| QuietHours {
+            start: LocalTimeOfDay::from_minutes(quiet_from * 15 + odd_minutes).unwrap_or_else(|| panic!("minutes")),
+            end: LocalTimeOfDay::from_minutes(quiet_to * 15).unwrap_or_else(|| panic!("minutes")),
+        });
+        let deadline = start + secs;
+        let mut runs = Vec::new();
+        slot_runs(&mut LocalClock::new(tz), start, deadline, q, &mut runs);
+        let got: Vec<(usize, i64, LocalReading)> = runs.iter().flat_map(Run::slots).collect();
+        let mut want = Vec::new();
+        let mut single = LocalClock::new(tz);
+        let mut t = start;
+        while t <= deadline {
+            let local = single.read_secs(t);
+            if q.is_none_or(|q| !q.contains(local.minute)) {
+                want.push((want.len(), t, local));
+            }
+            t = (t + SLOT_SECS).div_euclid(SLOT_SECS) * SLOT_SECS;
+        }
+        prop_assert_eq!(got, want);
+    }
+}
+
+proptest! {
     /// Whatever the zone, DST, window, habits, caps and history: a send lies
     /// in the window, outside quiet hours and within every cap, also when
     /// several decisions for one customer each reserve their slot in turn;
