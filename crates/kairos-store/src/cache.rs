@@ -82,9 +82,13 @@ impl RecordCache {
                 shard.records.remove(&k);
             }
         }
+        // Without its stored bytes: they would double the memory a record
+        // takes, and a reservation from a cached read is checked in full.
+        let mut kept = record.clone();
+        kept.stored = None;
         shard
             .records
-            .insert(record.customer_id.as_str().to_owned(), record.clone());
+            .insert(record.customer_id.as_str().to_owned(), kept);
     }
 
     /// Forgets a customer's record; call after the write that changed it committed.
@@ -115,6 +119,7 @@ mod tests {
             attributes: None,
             profile: Default::default(),
             reservations: Vec::new(),
+            stored: None,
         };
         r.profile.events = events;
         r

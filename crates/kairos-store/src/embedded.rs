@@ -26,7 +26,7 @@ use crate::cache::RecordCache;
 use crate::{
     converts, customer_tz, ArmCounts, Conversion, CustomerExport, CustomerHistory, CustomerRecord,
     Exposure, HistoryVisitor, IngestOutcome, Reservation, ReserveCheck, Result, Store,
-    StoreContext, StoreError,
+    StoreContext, StoreError, StoredBytes,
 };
 
 /// (customer, event id) -> event as JSON. Also the idempotency record.
@@ -337,20 +337,12 @@ impl Inner {
                     decisions: txn.open_table(DECISIONS).map_err(StoreError::unavailable)?,
                 };
                 for q in items {
-                    let check = q.check;
-                    // A check that panics refuses its reservation and nothing else.
-                    let guarded: ReserveCheck = Box::new(move |profile, live| {
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            check(profile, live)
-                        }))
-                        .unwrap_or(false)
-                    });
                     out.push(Self::reserve_in(
                         &mut tables,
                         &q.id,
                         q.reservation,
                         q.now,
-                        guarded,
+                        &q.check,
                     )?);
                 }
             }
@@ -547,16 +539,21 @@ fn scan_customer<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     Ok(())
 }
 
-fn reservations_of<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
+/// The customer's stored reservations, and with `profile` (the stored
+/// profile's bytes) the state they are part of.
+fn reservations_read<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     table: &T,
     customer: &str,
-) -> Result<Vec<Reservation>> {
+    profile: Option<&[u8]>,
+) -> Result<(Vec<Reservation>, StoredBytes)> {
     let mut out = Vec::new();
-    scan_customer(table, customer, |_, v| {
+    let mut stored = StoredBytes::read(profile);
+    scan_customer(table, customer, |decision, v| {
+        stored.reservation(decision, v);
         out.push(Reservation::decode(v)?);
         Ok(())
     })?;
-    Ok(out)
+    Ok((out, stored.done()))
 }
 
 fn decode_exposure(bytes: &[u8]) -> Result<Exposure> {
@@ -886,6 +883,7 @@ impl Inner {
             attributes: None,
             profile: ProfileState::default(),
             reservations: Vec::new(),
+            stored: None,
         });
         Ok(Some(CustomerExport {
             customer_id: record.customer_id,
@@ -898,21 +896,23 @@ impl Inner {
         }))
     }
 
-    /// One reservation inside `txn` (see [`Store::reserve`]).
+    /// One reservation inside `txn` (see [`Store::reserve`]). A check that
+    /// accepted the customer's state as read needs no second run while the
+    /// stored bytes are the same.
     fn reserve_in(
         tables: &mut ReserveTables<'_>,
         id: &CustomerId,
         r: Reservation,
         now: DateTime<Utc>,
-        check: ReserveCheck,
+        check: &ReserveCheck,
     ) -> Result<bool> {
         let cid = id.as_str();
-        let profile = match tables.profiles.get(cid).map_err(StoreError::unavailable)? {
-            Some(v) => decode_profile(v.value())?,
-            None => ProfileState::default(),
-        };
+        let profile = tables.profiles.get(cid).map_err(StoreError::unavailable)?;
+        let profile = profile.as_ref().map(|v| v.value());
+        let (held, stored) = reservations_read(&tables.reservations, cid, profile)?;
+        let unchanged = check.accepted() == Some(&stored);
         let mut live = Vec::new();
-        for old in reservations_of(&tables.reservations, cid)? {
+        for old in held {
             if old.holds(now) {
                 live.push(old);
             } else {
@@ -926,7 +926,14 @@ impl Inner {
                     .map_err(StoreError::unavailable)?;
             }
         }
-        if check(&profile, &live) {
+        let accepted = unchanged || {
+            let profile = match profile {
+                Some(bytes) => decode_profile(bytes)?,
+                None => ProfileState::default(),
+            };
+            check.accepts(&profile, &live)
+        };
+        if accepted {
             tables
                 .reservations
                 .insert((cid, r.decision_id.as_str()), r.encode()?.as_slice())
@@ -957,11 +964,10 @@ impl Inner {
                     Some(v) => Some(decode_customer(v.value())?),
                     None => None,
                 };
-                let profile = match profiles.get(id.as_str()).map_err(StoreError::unavailable)? {
-                    Some(v) => Some(decode_profile(v.value())?),
-                    None => None,
-                };
-                let held = reservations_of(&reservations, id.as_str())?;
+                let profile_bytes = profiles.get(id.as_str()).map_err(StoreError::unavailable)?;
+                let profile_bytes = profile_bytes.as_ref().map(|v| v.value());
+                let profile = profile_bytes.map(decode_profile).transpose()?;
+                let (held, stored) = reservations_read(&reservations, id.as_str(), profile_bytes)?;
                 // A customer known only by a planned send still exists:
                 // decisions must see the room it holds.
                 if attributes.is_none() && profile.is_none() && held.is_empty() {
@@ -972,6 +978,7 @@ impl Inner {
                     attributes,
                     profile: profile.unwrap_or_default(),
                     reservations: held,
+                    stored: Some(stored),
                 }))
             })
             .collect()

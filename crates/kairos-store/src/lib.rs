@@ -184,10 +184,99 @@ pub struct Conversion {
     pub window: chrono::Duration,
 }
 
+type CheckFn = dyn Fn(&ProfileState, &[Reservation]) -> bool + Send + Sync;
+
 /// Checks, inside the write transaction, whether a reservation still fits the
 /// customer's current profile and live reservations.
 /// It may run more than once (a backend retries when another writer came first).
-pub type ReserveCheck = Box<dyn Fn(&ProfileState, &[Reservation]) -> bool + Send + Sync>;
+pub struct ReserveCheck {
+    check: Box<CheckFn>,
+    accepted: Option<StoredBytes>,
+}
+
+impl ReserveCheck {
+    pub fn new(
+        check: impl Fn(&ProfileState, &[Reservation]) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            check: Box::new(check),
+            accepted: None,
+        }
+    }
+
+    /// Says that the check accepts the record read as `read` (its profile,
+    /// and its reservations that hold room at the reservation's `now`). A
+    /// backend that finds the customer's stored bytes still exactly `read`
+    /// stores the reservation without running the check again: its answer
+    /// is a function of those bytes.
+    pub fn accepting(mut self, read: StoredBytes) -> Self {
+        self.accepted = Some(read);
+        self
+    }
+
+    /// The stored bytes the check is known to accept, if any.
+    pub fn accepted(&self) -> Option<&StoredBytes> {
+        self.accepted.as_ref()
+    }
+
+    /// Runs the check; one that panics refuses.
+    pub fn accepts(&self, profile: &ProfileState, live: &[Reservation]) -> bool {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.check)(profile, live)))
+            .unwrap_or(false)
+    }
+}
+
+impl fmt::Debug for ReserveCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReserveCheck")
+            .field("accepted", &self.accepted.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A customer's profile and reservations exactly as a backend stored them
+/// when it read them (the embedded store's bytes, with their lengths): two
+/// reads are of the same state exactly when their bytes are equal.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredBytes(std::sync::Arc<[u8]>);
+
+impl StoredBytes {
+    /// Starts with the profile's stored bytes (`None`: no profile); add each
+    /// stored reservation in key order with [`ReadBytes::reservation`].
+    pub(crate) fn read(profile: Option<&[u8]>) -> ReadBytes {
+        let mut out = ReadBytes(Vec::with_capacity(profile.map_or(0, <[u8]>::len) + 16));
+        out.0.push(u8::from(profile.is_some()));
+        out.part(profile.unwrap_or_default());
+        out
+    }
+}
+
+/// [`StoredBytes`] being read.
+pub(crate) struct ReadBytes(Vec<u8>);
+
+impl ReadBytes {
+    fn part(&mut self, bytes: &[u8]) {
+        self.0
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// A stored reservation: its decision id and its bytes.
+    pub(crate) fn reservation(&mut self, decision: &str, bytes: &[u8]) {
+        self.part(decision.as_bytes());
+        self.part(bytes);
+    }
+
+    pub(crate) fn done(self) -> StoredBytes {
+        StoredBytes(self.0.into())
+    }
+}
+
+impl fmt::Debug for StoredBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoredBytes({} bytes)", self.0.len())
+    }
+}
 
 /// A customer as stored: attributes if the client set any, the profile if
 /// any event arrived, and the reservations that still hold room.
@@ -197,6 +286,9 @@ pub struct CustomerRecord {
     pub attributes: Option<Customer>,
     pub profile: ProfileState,
     pub reservations: Vec<Reservation>,
+    /// The profile and reservations as stored, where the backend keeps them
+    /// as bytes (the embedded store): see [`ReserveCheck::accepting`].
+    pub stored: Option<StoredBytes>,
 }
 
 /// Everything stored about one customer.

@@ -346,6 +346,7 @@ impl Snapshot {
             attributes: self.attrs,
             profile: self.profile.unwrap_or_default(),
             reservations: self.reservations,
+            stored: None,
         })
     }
 }
@@ -804,10 +805,7 @@ impl RedisStore {
         if let Some(kept) = self.recall(id.as_str()) {
             let (live, expired): (Vec<Reservation>, Vec<Reservation>) =
                 kept.reservations.into_iter().partition(|x| x.holds(now));
-            let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                check(&kept.profile, &live)
-            }))
-            .unwrap_or(false);
+            let accepted = check.accepts(&kept.profile, &live);
             if accepted && self.try_reserve(id, r, &kept.version, expired).await? {
                 return Ok(true);
             }
@@ -819,9 +817,7 @@ impl RedisStore {
             let (live, expired): (Vec<Reservation>, Vec<Reservation>) =
                 snap.reservations.into_iter().partition(|x| x.holds(now));
             let profile = snap.profile.unwrap_or_default();
-            let accepted =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&profile, &live)))
-                    .unwrap_or(false);
+            let accepted = check.accepts(&profile, &live);
             if !accepted {
                 return Ok(false);
             }

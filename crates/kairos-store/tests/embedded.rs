@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kairos_learn::ProfileConfig;
-use kairos_store::{conformance, EmbeddedStore, Store, StoreContext};
+use kairos_store::{conformance, EmbeddedStore, ReserveCheck, Store, StoreContext};
 
 fn ctx() -> StoreContext {
     StoreContext {
@@ -66,18 +66,83 @@ async fn a_panicking_check_does_not_stop_reservations() {
     let now = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
     let r = |id: &str| conformance::reservation(id, now + chrono::Duration::hours(2));
     let failed = store
-        .reserve(&c, r("d-1"), now, Box::new(|_, _| panic!("a broken check")))
+        .reserve(
+            &c,
+            r("d-1"),
+            now,
+            ReserveCheck::new(|_, _| panic!("a broken check")),
+        )
         .await;
     assert!(matches!(failed, Ok(false)), "{failed:?}");
     let next = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        store.reserve(&c, r("d-2"), now, Box::new(|_, _| true)),
+        store.reserve(&c, r("d-2"), now, ReserveCheck::new(|_, _| true)),
     )
     .await
     .unwrap_or_else(|_| panic!("reservations stopped after a panic"));
     assert!(matches!(next, Ok(true)), "{next:?}");
     let stored = store.reservation("d-2").await.ok().flatten();
     assert!(stored.is_some(), "the second reservation was written");
+}
+
+/// A check known to accept the customer's state as a read found it is not
+/// run again while the stored state is byte for byte the same; any change
+/// since the read (a reservation, an event) runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_accepted_on_the_state_read_stands_until_the_state_changes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = EmbeddedStore::open(dir.path(), ctx()).unwrap_or_else(|e| panic!("{e}"));
+    let c = kairos_core::CustomerId::parse("c-read").unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+    let r = |id: &str| conformance::reservation(id, now + chrono::Duration::hours(2));
+    let event = |id: &str| conformance::event(&c, id, "app_open", now - chrono::Duration::hours(1));
+    store
+        .ingest(vec![event("e1")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = || async {
+        store
+            .customers(vec![c.clone()])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .pop()
+            .flatten()
+            .and_then(|r| r.stored)
+            .unwrap_or_else(|| panic!("the embedded store reads the stored bytes"))
+    };
+    // A check that refuses everything, said to accept the state read.
+    let refusing = |read| ReserveCheck::new(|_, _| false).accepting(read);
+    let first = read().await;
+    assert_eq!(read().await, first, "the same state reads the same");
+    assert!(matches!(
+        store
+            .reserve(&c, r("d-1"), now, refusing(first.clone()))
+            .await,
+        Ok(true)
+    ));
+    // d-1 is stored since: the read is out of date and the check runs.
+    assert!(matches!(
+        store.reserve(&c, r("d-2"), now, refusing(first)).await,
+        Ok(false)
+    ));
+    let second = read().await;
+    store
+        .ingest(vec![event("e2")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        store.reserve(&c, r("d-3"), now, refusing(second)).await,
+        Ok(false)
+    ));
+    let held: Vec<String> = store
+        .customers(vec![c.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .pop()
+        .flatten()
+        .map(|r| r.reservations.into_iter().map(|r| r.decision_id).collect())
+        .unwrap_or_default();
+    assert_eq!(held, vec!["d-1".to_owned()]);
 }
 
 /// Concurrent batches are committed together: each is answered with its own

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kairos_learn::ProfileConfig;
 use kairos_store::redis_harness::{RedisCluster, RedisServer};
-use kairos_store::{conformance, RedisStore, RedisTarget, StoreContext};
+use kairos_store::{conformance, RedisStore, RedisTarget, ReserveCheck, StoreContext};
 
 /// With reads kept for reservations, as `kairos serve` keeps them.
 fn ctx() -> StoreContext {
@@ -60,7 +60,7 @@ async fn reservations_start_from_the_decisions_read_and_recheck() {
     assert_eq!(a.kept_reads(), before + 1);
     let r = conformance::reservation("d-kept", at + chrono::Duration::hours(2));
     assert!(a
-        .reserve(&c, r, at, Box::new(|_, live| live.is_empty()))
+        .reserve(&c, r, at, ReserveCheck::new(|_, live| live.is_empty()))
         .await
         .unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(a.kept_reads(), before);

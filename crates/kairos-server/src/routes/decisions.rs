@@ -236,9 +236,9 @@ pub fn plan(
     now: chrono::DateTime<Utc>,
 ) -> Planned {
     let params = &state.config.decide;
-    let (attributes, profile, reservations) = match record {
-        Some(r) => (r.attributes, r.profile, r.reservations),
-        None => (None, ProfileState::default(), Vec::new()),
+    let (attributes, profile, reservations, stored) = match record {
+        Some(r) => (r.attributes, r.profile, r.reservations, r.stored),
+        None => (None, ProfileState::default(), Vec::new(), None),
     };
     let zone_name = attributes.as_ref().and_then(|a| a.timezone.clone());
     let (tz, tz_assumed) = match zone_name.as_deref().map(str::parse::<chrono_tz::Tz>) {
@@ -308,11 +308,29 @@ pub fn plan(
     let reservation = match (d.action, d.channel, d.send_at) {
         (Action::Send, Some(channel), Some(send_at)) => {
             let limits = params.caps.clone();
-            let check: ReserveCheck = Box::new(move |profile, live| {
+            let check = ReserveCheck::new(move |profile, live| {
                 cap_state(profile, live, now)
                     .check(&limits, channel, send_at, tz)
                     .is_ok()
             });
+            // The engine sends only where this check passes on the state it
+            // decided on, so the check accepts the record as read.
+            #[cfg(debug_assertions)]
+            {
+                let live: Vec<Reservation> = reservations
+                    .iter()
+                    .filter(|r| r.holds(now))
+                    .cloned()
+                    .collect();
+                assert!(
+                    check.accepts(&profile, &live),
+                    "a send the cap check refuses on the state it was decided on"
+                );
+            }
+            let check = match stored {
+                Some(read) => check.accepting(read),
+                None => check,
+            };
             Some((
                 Reservation {
                     decision_id: decision_id.clone(),
