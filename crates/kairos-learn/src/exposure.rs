@@ -73,7 +73,7 @@ const MAX_PRIOR_CUSTOMERS: usize = 50_000;
 /// The chance of at least one activity where `expected` are expected.
 #[inline]
 pub fn presence(expected: f64) -> f64 {
-    1.0 - (-expected.max(0.0)).exp()
+    1.0 - crate::stats::exp_nonpositive(-expected.max(0.0))
 }
 
 /// The mean presence over the week in windows of `len` quarter hours, for a
@@ -106,16 +106,19 @@ pub fn typical_presences(mass: &QuarterMass, lens: &[usize], activity: f64, out:
     }
     // Each hour's factor, and the product of each 4 hours' from it, the
     // week twice over so that windows need no wrapping.
-    let hourly: [f64; HOURS] =
-        std::array::from_fn(|h| (-activity * mass.mass(4 * h, 4).max(0.0)).exp());
-    let factor: [f64; 2 * HOURS] = std::array::from_fn(|i| hourly[i % HOURS]);
-    let four: [f64; 2 * HOURS] = std::array::from_fn(|h| {
-        if h + 3 < 2 * HOURS {
-            factor[h] * factor[h + 1] * factor[h + 2] * factor[h + 3]
-        } else {
-            0.0
-        }
-    });
+    let mut hourly: [f64; HOURS] =
+        std::array::from_fn(|h| -activity * mass.mass(4 * h, 4).max(0.0));
+    for v in &mut hourly {
+        *v = crate::stats::exp_nonpositive(*v);
+    }
+    let mut factor = [0.0f64; 2 * HOURS];
+    factor[..HOURS].copy_from_slice(&hourly);
+    factor[HOURS..].copy_from_slice(&hourly);
+    // The last three have fewer than four hours after them: never read.
+    let mut four = [0.0f64; 2 * HOURS];
+    for (h, f) in four[..2 * HOURS - 3].iter_mut().enumerate() {
+        *f = factor[h] * factor[h + 1] * factor[h + 2] * factor[h + 3];
+    }
     // Every hour's window at once, factor by factor (in the same order for
     // each hour), so that the loops run over whole rows.
     let mut p = [1.0f64; HOURS];

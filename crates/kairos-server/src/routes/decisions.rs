@@ -742,7 +742,7 @@ async fn decide_chunk(
         Ok(responses)
     }
     .await;
-    let mut out = Vec::with_capacity(raws.len() * 900);
+    let mut out = Vec::with_capacity(raws.len() * 1_280);
     let mut write = |value: &dyn erased_line::Line| {
         if value.write_to(&mut out).is_ok() {
             out.push(b'\n');
