@@ -221,8 +221,8 @@ pub fn fast_ln(x: f64) -> f64 {
 /// split into k·ln 2 + r (|r| ≤ ln 2 / 2, Cody and Waite's two-part ln 2),
 /// e^r is the Taylor polynomial of degree 13 (truncation under 5e-18) and
 /// 2^k goes into the exponent bits. x is held at -708 (e^-708 is 3e-308:
-/// where 1 - e^x is taken, 1 already) and the rounding to k is an addition,
-/// so a loop over an array of it has no branch and vectorizes.
+/// where 1 - e^x is taken, 1 already) and the rounding to k is an addition:
+/// no branch.
 #[inline]
 pub fn exp_nonpositive(x: f64) -> f64 {
     // ln 2 in two parts (fdlibm's): the first with its low 21 bits zero, so
