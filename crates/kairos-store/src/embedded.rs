@@ -25,7 +25,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use crate::cache::RecordCache;
 use crate::{
     converts, customer_tz, ArmCounts, Conversion, CustomerExport, CustomerHistory, CustomerRecord,
-    Exposure, HistoryVisitor, IngestOutcome, Reservation, ReserveCheck, Result, Store,
+    Exposure, HistoryVisitor, IngestOutcome, ReadBytes, Reservation, ReserveCheck, Result, Store,
     StoreContext, StoreError, StoredBytes,
 };
 
@@ -539,21 +539,22 @@ fn scan_customer<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     Ok(())
 }
 
-/// The customer's stored reservations, and with `profile` (the stored
-/// profile's bytes) the state they are part of.
+/// The customer's stored reservations, and with `stored` (begun with the
+/// stored profile's bytes) the stored state they are part of.
 fn reservations_read<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     table: &T,
     customer: &str,
-    profile: Option<&[u8]>,
-) -> Result<(Vec<Reservation>, StoredBytes)> {
+    mut stored: Option<ReadBytes>,
+) -> Result<(Vec<Reservation>, Option<StoredBytes>)> {
     let mut out = Vec::new();
-    let mut stored = StoredBytes::read(profile);
     scan_customer(table, customer, |decision, v| {
-        stored.reservation(decision, v);
+        if let Some(s) = &mut stored {
+            s.reservation(decision, v);
+        }
         out.push(Reservation::decode(v)?);
         Ok(())
     })?;
-    Ok((out, stored.done()))
+    Ok((out, stored.map(ReadBytes::done)))
 }
 
 fn decode_exposure(bytes: &[u8]) -> Result<Exposure> {
@@ -909,8 +910,10 @@ impl Inner {
         let cid = id.as_str();
         let profile = tables.profiles.get(cid).map_err(StoreError::unavailable)?;
         let profile = profile.as_ref().map(|v| v.value());
-        let (held, stored) = reservations_read(&tables.reservations, cid, profile)?;
-        let unchanged = check.accepted() == Some(&stored);
+        // The stored state is only compared when the check accepted one.
+        let compare = check.accepted().map(|_| StoredBytes::read(profile));
+        let (held, stored) = reservations_read(&tables.reservations, cid, compare)?;
+        let unchanged = matches!((check.accepted(), &stored), (Some(a), Some(b)) if a == b);
         let mut live = Vec::new();
         for old in held {
             if old.holds(now) {
@@ -967,7 +970,11 @@ impl Inner {
                 let profile_bytes = profiles.get(id.as_str()).map_err(StoreError::unavailable)?;
                 let profile_bytes = profile_bytes.as_ref().map(|v| v.value());
                 let profile = profile_bytes.map(decode_profile).transpose()?;
-                let (held, stored) = reservations_read(&reservations, id.as_str(), profile_bytes)?;
+                let (held, stored) = reservations_read(
+                    &reservations,
+                    id.as_str(),
+                    Some(StoredBytes::read(profile_bytes)),
+                )?;
                 // A customer known only by a planned send still exists:
                 // decisions must see the room it holds.
                 if attributes.is_none() && profile.is_none() && held.is_empty() {
@@ -978,7 +985,7 @@ impl Inner {
                     attributes,
                     profile: profile.unwrap_or_default(),
                     reservations: held,
-                    stored: Some(stored),
+                    stored,
                 }))
             })
             .collect()

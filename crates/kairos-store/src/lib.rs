@@ -238,7 +238,7 @@ impl fmt::Debug for ReserveCheck {
 /// when it read them (the embedded store's bytes, with their lengths): two
 /// reads are of the same state exactly when their bytes are equal.
 #[derive(Clone, PartialEq, Eq)]
-pub struct StoredBytes(std::sync::Arc<[u8]>);
+pub struct StoredBytes(std::sync::Arc<Vec<u8>>);
 
 impl StoredBytes {
     /// Starts with the profile's stored bytes (`None`: no profile); add each
@@ -268,7 +268,7 @@ impl ReadBytes {
     }
 
     pub(crate) fn done(self) -> StoredBytes {
-        StoredBytes(self.0.into())
+        StoredBytes(std::sync::Arc::new(self.0))
     }
 }
 
