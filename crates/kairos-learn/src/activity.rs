@@ -373,21 +373,30 @@ impl ActivityModel {
     fn personal_pooled(&self, c: &[f64]) -> Vec<f64> {
         let gamma = self.params.day_strength;
         let n: f64 = c.iter().sum();
-        let mixed: Vec<f64> = if gamma > 0.0 && n > 0.0 {
-            let mut by_hour = [0.0f64; 24];
-            for (i, v) in c.iter().enumerate() {
-                by_hour[i % 24] += v;
-            }
-            c.iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let u = by_hour[i % 24] * self.day_given_hour[i] / n;
-                    n * (v + gamma * u) / (n + gamma)
-                })
-                .collect()
-        } else {
-            c.to_vec()
-        };
+        let mixed: Vec<f64> =
+            if gamma > 0.0 && n > 0.0 && c.len() == H && self.day_given_hour.len() == H {
+                // Each hour `n·(v + γ·u)/(n + γ)`, `u` the customer's count at
+                // that hour of the day spread over the days as the population's.
+                let mut by_hour = [0.0f64; 24];
+                for day in c.chunks_exact(24) {
+                    for (b, v) in by_hour.iter_mut().zip(day) {
+                        *b += v;
+                    }
+                }
+                let keep = n / (n + gamma);
+                let lend = gamma / n;
+                c.chunks_exact(24)
+                    .zip(self.day_given_hour.chunks_exact(24))
+                    .flat_map(|(day, given)| {
+                        day.iter()
+                            .zip(given)
+                            .zip(&by_hour)
+                            .map(move |((v, g), b)| keep * (v + lend * (b * g)))
+                    })
+                    .collect()
+            } else {
+                c.to_vec()
+            };
         smooth64(&mixed, self.params.bandwidth_hours)
     }
 
@@ -496,28 +505,26 @@ pub fn day_likeness(c: &[f64], concentration: f64) -> DayLikeness {
     // coefficients (the same in both models): a term per active hour,
     // ln Γ(a_h + v) - ln Γ(a_h). Each day's own terms are kept, and two days
     // together need new ones only for the hours both are active in (an
-    // hour active on one day alone has that day's term).
+    // hour active on one day alone has that day's term). The term
+    // `ln Γ(concentration) - ln Γ(concentration + t)` of the hours' total
+    // `t` comes with the level below.
     let day = |d: usize| &c[d * 24..d * 24 + 24];
     let mut term = [[0.0f64; 24]; 7];
     let alone_hours: [f64; 7] = std::array::from_fn(|d| {
-        let mut total = 0.0;
         let mut ll = 0.0;
         for (h, &v) in day(d).iter().enumerate() {
             if v > 0.0 {
-                total += v;
                 term[d][h] = ln_gamma(a[h] + v) - ln_gamma_a[h];
                 ll += term[d][h];
             }
         }
-        ll + ln_gamma_conc - ln_gamma(concentration + total)
+        ll + ln_gamma_conc
     });
     let together_hours = |d: usize, e: usize| -> f64 {
-        let mut total = 0.0;
         let mut ll = 0.0;
         for (h, (&x, &y)) in day(d).iter().zip(day(e)).enumerate() {
             let v = x.max(0.0) + y.max(0.0);
             if v > 0.0 {
-                total += v;
                 ll += if x > 0.0 && y > 0.0 {
                     ln_gamma(a[h] + v) - ln_gamma_a[h]
                 } else if x > 0.0 {
@@ -527,15 +534,26 @@ pub fn day_likeness(c: &[f64], concentration: f64) -> DayLikeness {
                 };
             }
         }
-        ll + ln_gamma_conc - ln_gamma(concentration + total)
+        ll + ln_gamma_conc
     };
     // ln P(the days' total `t` over `k` days at one rate), the rate
     // exponential with the mean day as its mean, without the factorials.
     let rate = 7.0 / n;
     let ln_rate = rate.ln();
-    let level = |t: f64, k: f64| ln_gamma(1.0 + t) + ln_rate - (1.0 + t) * (rate + k).ln();
+    let ln_rate_1 = (rate + 1.0).ln();
+    let ln_rate_2 = (rate + 2.0).ln();
+    // With the hours' `- ln Γ(concentration + t)`, which at a concentration
+    // of 1 cancels the level's `ln Γ(1 + t)`.
+    let level = |t: f64, ln_rate_k: f64| {
+        let gammas = if concentration == 1.0 {
+            0.0
+        } else {
+            ln_gamma(1.0 + t) - ln_gamma(concentration + t)
+        };
+        gammas + ln_rate - (1.0 + t) * ln_rate_k
+    };
     let totals: [f64; 7] = std::array::from_fn(|d| day(d).iter().map(|v| v.max(0.0)).sum());
-    let alone: [f64; 7] = std::array::from_fn(|d| alone_hours[d] + level(totals[d], 1.0));
+    let alone: [f64; 7] = std::array::from_fn(|d| alone_hours[d] + level(totals[d], ln_rate_1));
     for d in 0..7 {
         for e in d + 1..7 {
             // A day without activity adds nothing to the other's hours.
@@ -546,7 +564,7 @@ pub fn day_likeness(c: &[f64], concentration: f64) -> DayLikeness {
             } else {
                 together_hours(d, e)
             };
-            let together = together_hours + level(totals[d] + totals[e], 2.0);
+            let together = together_hours + level(totals[d] + totals[e], ln_rate_2);
             let ln_odds = together - alone[d] - alone[e];
             let p = 1.0 / (1.0 + (-ln_odds).exp());
             likeness[d][e] = p;
@@ -567,20 +585,22 @@ pub fn pool_days(c: &[f64], likeness: &DayLikeness, g: f64) -> Vec<f64> {
         return c.to_vec();
     }
     let mut out = vec![0.0; H];
-    for (d, w) in likeness.iter().enumerate() {
-        let weight = 1.0
-            + g * w
-                .iter()
-                .enumerate()
-                .filter(|(e, _)| *e != d)
-                .map(|(_, w)| w)
-                .sum::<f64>();
-        for h in 0..24 {
-            let shared: f64 = (0..7)
-                .filter(|e| *e != d)
-                .map(|e| w[e] * c[e * 24 + h])
-                .sum();
-            out[d * 24 + h] = (c[d * 24 + h] + g * shared) / weight;
+    for (d, (w, out)) in likeness.iter().zip(out.chunks_exact_mut(24)).enumerate() {
+        // The other days' counts, each by its likeness to this one.
+        let mut shared = [0.0f64; 24];
+        let mut weight = 0.0;
+        for (e, (&w, day)) in w.iter().zip(c.chunks_exact(24)).enumerate() {
+            if e == d {
+                continue;
+            }
+            weight += w;
+            for (s, v) in shared.iter_mut().zip(day) {
+                *s += w * v;
+            }
+        }
+        let scale = 1.0 / (1.0 + g * weight);
+        for ((o, s), v) in out.iter_mut().zip(&shared).zip(&c[d * 24..d * 24 + 24]) {
+            *o = (v + g * s) * scale;
         }
     }
     let total: f64 = out.iter().sum();
@@ -655,11 +675,26 @@ impl QuarterMass {
             prefix.resize(q + 1, acc);
             return Self { prefix };
         };
-        let own = <&[f32; QUARTERS_PER_DAY]>::try_from(quarter_of_day).ok();
-        let mut prefix = Vec::with_capacity(q + 1);
-        prefix.push(0.0);
+        // Per hour of the day, the customer's own quarters as shares of the
+        // hour (`own[i] / (8 + n)`, of the hour's mass) and what the slopes'
+        // shape keeps (`8 / (8 + n)`); none where the hour has no counts.
+        let mut own: [Option<([f64; 3], f64)>; 24] = [None; 24];
+        if let Ok(counts) = <&[f32; QUARTERS_PER_DAY]>::try_from(quarter_of_day) {
+            for (o, c) in own.iter_mut().zip(counts.chunks_exact(4)) {
+                let c = [c[0], c[1], c[2], c[3]].map(|v| f64::from(v).max(0.0));
+                let n = c[0] + c[1] + c[2] + c[3];
+                if n > 0.0 {
+                    let total = WITHIN_HOUR_STRENGTH + n;
+                    *o = Some((
+                        [c[0] / total, c[1] / total, c[2] / total],
+                        WITHIN_HOUR_STRENGTH / total,
+                    ));
+                }
+            }
+        }
+        let mut prefix = vec![0.0; q + 1];
         let mut acc = 0.0;
-        for h in 0..H {
+        for (h, quarters) in prefix[1..].chunks_exact_mut(4).enumerate() {
             let p = week[h];
             let before = week[if h == 0 { H - 1 } else { h - 1 }];
             let after = week[if h == H - 1 { 0 } else { h + 1 }];
@@ -672,23 +707,17 @@ impl QuarterMass {
                 (p + slope * -0.125) / 4.0,
                 (p + slope * 0.125) / 4.0,
             ];
-            if let Some(own) = own {
-                // The hour's own quarters of the day, each count a share of `p`.
-                let k = (h % 24) * 4;
-                let c = [own[k], own[k + 1], own[k + 2], own[k + 3]].map(|v| f64::from(v).max(0.0));
-                let n = c[0] + c[1] + c[2] + c[3];
-                if n > 0.0 {
-                    // The fourth is what the hour's mass leaves, as before.
-                    let total = WITHIN_HOUR_STRENGTH + n;
-                    for i in 0..3 {
-                        w[i] = (WITHIN_HOUR_STRENGTH * w[i] + p * c[i]) / total;
-                    }
+            // The hour's own quarters of the day, each count a share of `p`;
+            // the fourth is what the hour's mass leaves, as before.
+            if let Some((shares, keep)) = own[h % 24] {
+                for (w, share) in w.iter_mut().zip(shares) {
+                    *w = keep * *w + p * share;
                 }
             }
             let second = w[0] + w[1];
             // Each quarter from the hour's own start (no chain of additions
             // through the week), the last one exact.
-            prefix.extend_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
+            quarters.copy_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
             acc += p;
         }
         Self { prefix }
@@ -740,23 +769,50 @@ pub fn day_given_hour(week: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// Circular Gaussian smoothing (the week wraps); preserves the total.
+/// Circular Gaussian smoothing (the week wraps); preserves the total. A
+/// bandwidth that is not positive smooths nothing.
 pub fn smooth64(counts: &[f64], bandwidth_hours: f64) -> Vec<f64> {
     let n = counts.len();
-    let reach = (3.0 * bandwidth_hours).ceil() as i64;
-    let kernel: Vec<f64> = (-reach..=reach)
-        .map(|d| (-(d as f64).powi(2) / (2.0 * bandwidth_hours.powi(2))).exp())
+    if n == 0 || bandwidth_hours.is_nan() || bandwidth_hours <= 0.0 {
+        return counts.to_vec();
+    }
+    let reach = (3.0 * bandwidth_hours).ceil() as usize;
+    let mut kernel: Vec<f64> = (0..=2 * reach)
+        .map(|k| {
+            let d = k as f64 - reach as f64;
+            (-(d * d) / (2.0 * bandwidth_hours * bandwidth_hours)).exp()
+        })
         .collect();
     let norm: f64 = kernel.iter().sum();
-    let mut out = vec![0.0; n];
+    kernel.iter_mut().for_each(|w| *w /= norm);
+    if kernel.len() > n {
+        // The kernel wraps the counts more than once: index by index.
+        let mut out = vec![0.0; n];
+        for (i, &c) in counts.iter().enumerate() {
+            if c == 0.0 {
+                continue;
+            }
+            for (k, w) in kernel.iter().enumerate() {
+                out[(i + k + n - reach % n) % n] += c * w;
+            }
+        }
+        return out;
+    }
+    // Spread into the counts extended by `reach` on each side, then fold
+    // the ends back onto the week's other end: no index wraps in the loop.
+    let mut wide = vec![0.0; n + 2 * reach];
     for (i, &c) in counts.iter().enumerate() {
         if c == 0.0 {
             continue;
         }
-        for (k, w) in kernel.iter().enumerate() {
-            let j = (i as i64 + k as i64 - reach).rem_euclid(n as i64) as usize;
-            out[j] += c * w / norm;
+        for (o, w) in wide[i..i + kernel.len()].iter_mut().zip(&kernel) {
+            *o += c * w;
         }
+    }
+    let mut out = wide[reach..reach + n].to_vec();
+    for k in 0..reach {
+        out[n - reach + k] += wide[k];
+        out[k] += wide[n + reach + k];
     }
     out
 }
@@ -1141,6 +1197,22 @@ mod quarter_mass_tests {
         assert!((0..672).all(|i| old.mass(i, 1) == plain.mass(i, 1)));
     }
 
+    /// Smoothing by its definition: each count spread over the hours within
+    /// `reach` by the normalized Gaussian, the indices wrapping.
+    fn smooth_by_definition(counts: &[f64], bandwidth: f64) -> Vec<f64> {
+        let n = counts.len() as i64;
+        let reach = (3.0 * bandwidth).ceil() as i64;
+        let w = |d: i64| (-(d as f64).powi(2) / (2.0 * bandwidth * bandwidth)).exp();
+        let norm: f64 = (-reach..=reach).map(w).sum();
+        let mut out = vec![0.0; counts.len()];
+        for (i, c) in counts.iter().enumerate() {
+            for d in -reach..=reach {
+                out[(i as i64 + d).rem_euclid(n) as usize] += c * w(d) / norm;
+            }
+        }
+        out
+    }
+
     proptest! {
         /// Whatever a customer's quarters of the day, each hour keeps its
         /// mass and no quarter goes below zero.
@@ -1154,6 +1226,23 @@ mod quarter_mass_tests {
                 prop_assert!((m.mass(4 * h, 4) - p).abs() < 1e-9);
             }
             prop_assert!((0..672).all(|i| m.mass(i, 1) >= -1e-12));
+        }
+
+        /// Smoothing spreads each count as its definition says, on a week or
+        /// on counts shorter than the kernel, and keeps the total.
+        #[test]
+        fn smoothing_follows_its_definition(
+            counts in proptest::collection::vec(prop_oneof![Just(0.0f64), 0.0f64..50.0], 1..200),
+            bandwidth in 0.2f64..30.0,
+        ) {
+            let fast = smooth64(&counts, bandwidth);
+            let slow = smooth_by_definition(&counts, bandwidth);
+            let total: f64 = counts.iter().sum();
+            prop_assert_eq!(fast.len(), counts.len());
+            for (a, b) in fast.iter().zip(&slow) {
+                prop_assert!((a - b).abs() <= 1e-12 * (1.0 + total), "{} vs {}", a, b);
+            }
+            prop_assert!((fast.iter().sum::<f64>() - total).abs() <= 1e-9 * (1.0 + total));
         }
 
         /// Every window's mass equals the sum over its quarter hours, wrapping the week.
