@@ -1236,7 +1236,8 @@ fn channel_reason(input: &DecisionInput<'_>, chosen: usize) -> String {
             .s(" times")
     };
     let chosen = &input.candidates[chosen];
-    let ci = chosen.estimate.rate_ci();
+    // Shown to whole percents: a ten-millionth is more than enough.
+    let ci = chosen.estimate.rate_ci_within(1e-7);
     let mut t = describe(Text::new(), chosen)
         .s(" (estimated rate ")
         .fixed(chosen.estimate.rate * 100.0, 0)

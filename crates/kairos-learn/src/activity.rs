@@ -336,8 +336,22 @@ impl ActivityModel {
         if r.is_empty() {
             return (self.population.clone(), None);
         }
-        let mut prior = vec![0.0; H];
-        for (s, w) in self.segments.iter().zip(&r) {
+        // The first segment's share starts the sum (0 + w·q is w·q).
+        let mut parts = self.segments.iter().zip(&r);
+        let mut prior: Vec<f64> = match parts.next() {
+            Some((s, w)) if s.hour_of_week.len() == H => {
+                s.hour_of_week.iter().map(|q| w * q).collect()
+            }
+            Some((s, w)) => {
+                let mut p = vec![0.0; H];
+                for (p, q) in p.iter_mut().zip(&s.hour_of_week) {
+                    *p += w * q;
+                }
+                p
+            }
+            None => vec![0.0; H],
+        };
+        for (s, w) in parts {
             for (p, q) in prior.iter_mut().zip(&s.hour_of_week) {
                 *p += w * q;
             }
@@ -584,8 +598,8 @@ pub fn pool_days(c: &[f64], likeness: &DayLikeness, g: f64) -> Vec<f64> {
     if c.len() != H || n <= 0.0 || g <= 0.0 {
         return c.to_vec();
     }
-    let mut out = vec![0.0; H];
-    for (d, (w, out)) in likeness.iter().zip(out.chunks_exact_mut(24)).enumerate() {
+    let mut pooled = Vec::with_capacity(H);
+    for (d, w) in likeness.iter().enumerate() {
         // The other days' counts, each by its likeness to this one.
         let mut shared = [0.0f64; 24];
         let mut weight = 0.0;
@@ -599,14 +613,18 @@ pub fn pool_days(c: &[f64], likeness: &DayLikeness, g: f64) -> Vec<f64> {
             }
         }
         let scale = 1.0 / (1.0 + g * weight);
-        for ((o, s), v) in out.iter_mut().zip(&shared).zip(&c[d * 24..d * 24 + 24]) {
-            *o = (v + g * s) * scale;
-        }
+        pooled.extend(
+            shared
+                .iter()
+                .zip(&c[d * 24..d * 24 + 24])
+                .map(|(s, v)| (v + g * s) * scale),
+        );
     }
-    let total: f64 = out.iter().sum();
-    out.iter_mut()
+    let total: f64 = pooled.iter().sum();
+    pooled
+        .iter_mut()
         .for_each(|v| *v *= n / total.max(f64::MIN_POSITIVE));
-    out
+    pooled
 }
 
 /// Cumulative mass of a week distribution in quarter hours: the mass of any
@@ -692,10 +710,10 @@ impl QuarterMass {
                 }
             }
         }
-        let mut prefix = vec![0.0; q + 1];
+        let mut prefix = Vec::with_capacity(q + 1);
+        prefix.push(0.0);
         let mut acc = 0.0;
-        for (h, quarters) in prefix[1..].chunks_exact_mut(4).enumerate() {
-            let p = week[h];
+        for (h, &p) in week.iter().enumerate() {
             let before = week[if h == 0 { H - 1 } else { h - 1 }];
             let after = week[if h == H - 1 { 0 } else { h + 1 }];
             // The density at the quarters' centres, -3/8 to 3/8 of an hour
@@ -717,7 +735,7 @@ impl QuarterMass {
             let second = w[0] + w[1];
             // Each quarter from the hour's own start (no chain of additions
             // through the week), the last one exact.
-            quarters.copy_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
+            prefix.extend_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
             acc += p;
         }
         Self { prefix }

@@ -95,6 +95,8 @@ pub fn typical_presence(mass: &QuarterMass, len: usize, activity: f64) -> f64 {
 /// of its own: for the default 1, 4 and 24 hours, 40% less time.
 pub fn typical_presences(mass: &QuarterMass, lens: &[usize], activity: f64, out: &mut Vec<f64>) {
     const HOURS: usize = QUARTERS_PER_WEEK / 4;
+    // The presences are summed four at a time.
+    const _: () = assert!(HOURS % 4 == 0);
     out.clear();
     let whole_hours = lens
         .iter()
@@ -136,7 +138,14 @@ pub fn typical_presences(mass: &QuarterMass, lens: &[usize], activity: f64, out:
                 *p *= f;
             }
         }
-        let sum = p.iter().fold(0.0, |sum, p| sum + (1.0 - p));
+        // Four running sums, so that the additions do not wait on each other.
+        let mut sums = [0.0f64; 4];
+        for p in p.chunks_exact(4) {
+            for (s, p) in sums.iter_mut().zip(p) {
+                *s += 1.0 - p;
+            }
+        }
+        let sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
         out.push(sum / HOURS as f64);
     }
 }

@@ -135,9 +135,16 @@ impl ChannelEstimate {
 
     /// Central 95% credible interval (computed on demand: it is not cheap).
     pub fn rate_ci(&self) -> [f64; 2] {
+        self.rate_ci_within(1e-14)
+    }
+
+    /// [`Self::rate_ci`] to within about `tolerance`
+    /// ([`crate::stats::beta_quantile_within`]): cheaper where it is shown
+    /// rounded.
+    pub fn rate_ci_within(&self, tolerance: f64) -> [f64; 2] {
         [
-            crate::stats::beta_quantile(0.025, self.alpha, self.beta),
-            crate::stats::beta_quantile(0.975, self.alpha, self.beta),
+            crate::stats::beta_quantile_within(0.025, self.alpha, self.beta, tolerance),
+            crate::stats::beta_quantile_within(0.975, self.alpha, self.beta, tolerance),
         ]
     }
 }
