@@ -718,7 +718,7 @@ impl QuarterMass {
             let after = week[if h == H - 1 { 0 } else { h + 1 }];
             // The density at the quarters' centres, -3/8 to 3/8 of an hour
             // from the hour's: p + slope · x sums to p over the four.
-            let bound = p * 8.0 / 3.0;
+            let bound = p * (8.0 / 3.0);
             let slope = minmod(p - before, after - p).clamp(-bound, bound);
             let mut w = [
                 (p + slope * -0.375) / 4.0,
