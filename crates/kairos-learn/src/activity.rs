@@ -338,19 +338,11 @@ impl ActivityModel {
         }
         // The first segment's share starts the sum (0 + w·q is w·q).
         let mut parts = self.segments.iter().zip(&r);
-        let mut prior: Vec<f64> = match parts.next() {
-            Some((s, w)) if s.hour_of_week.len() == H => {
-                s.hour_of_week.iter().map(|q| w * q).collect()
-            }
-            Some((s, w)) => {
-                let mut p = vec![0.0; H];
-                for (p, q) in p.iter_mut().zip(&s.hour_of_week) {
-                    *p += w * q;
-                }
-                p
-            }
-            None => vec![0.0; H],
-        };
+        let mut prior = Vec::with_capacity(H);
+        if let Some((s, w)) = parts.next() {
+            prior.extend(s.hour_of_week.iter().take(H).map(|q| w * q));
+        }
+        prior.resize(H, 0.0);
         for (s, w) in parts {
             for (p, q) in prior.iter_mut().zip(&s.hour_of_week) {
                 *p += w * q;

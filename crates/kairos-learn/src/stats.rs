@@ -15,14 +15,14 @@ pub fn ln_gamma(x: f64) -> f64 {
         9.984_369_578_019_572e-6,
         1.505_632_735_149_311_6e-7,
     ];
-    if x < 0.5 && x > 0.0 {
-        // Γ(x) = Γ(x + 1) / x: one logarithm, where the reflection below
-        // takes a sine and two.
-        return ln_gamma(x + 1.0) - x.ln();
-    }
-    if x < 0.5 {
+    if x <= 0.0 {
         let pi = std::f64::consts::PI;
         return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    if x < 0.5 {
+        // Γ(x) = Γ(x + 1) / x: one logarithm, where the reflection above
+        // takes a sine and two.
+        return ln_gamma(x + 1.0) - x.ln();
     }
     let x = x - 1.0;
     let mut a = C[0];
