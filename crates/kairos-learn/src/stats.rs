@@ -339,7 +339,7 @@ pub fn exp_nonpositive(x: f64) -> f64 {
     let n = t.to_bits().wrapping_sub(SHIFT.to_bits()) as i64;
     let middle = EXP2_SIXTY_FOURTHS[(n & 63) as usize];
     // n div 64 in -1022..=0: 2^(n div 64) is a normal number.
-    let scale = f64::from_bits(((n >> 6) + 1023).cast_unsigned() << 52);
+    let scale = f64::from_bits((((n >> 6) + 1023) as u64) << 52);
     (middle + middle * em1) * scale
 }
 
