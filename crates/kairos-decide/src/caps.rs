@@ -117,27 +117,41 @@ impl CapState {
             .sum()
     }
 
-    /// The sends read in the customer's zone once, for many checks.
-    pub fn prepare<'a>(&self, caps: &'a Caps, clock: &mut LocalClock) -> PreparedCaps<'a> {
-        // Kept in order by `add`.
-        let mut read = |times: &[i64]| -> Vec<Sent> {
-            times
-                .iter()
-                .map(|&secs| {
-                    let local = clock.read_secs(secs);
-                    (secs, local.day, local.quarter as u16)
-                })
-                .collect()
-        };
-        let per = [
-            read(&self.sends[0]),
-            read(&self.sends[1]),
-            read(&self.sends[2]),
-            read(&self.sends[3]),
-            read(&self.sends[4]),
-        ];
-        let all = merge(&per);
-        PreparedCaps { caps, per, all }
+    /// The sends read in the customer's zone once, for many checks at
+    /// instants from `from` (Unix seconds) on. Every send is read (for its
+    /// quarter of the week, see [`PreparedCaps::quarters_until`]), but only
+    /// those less than 8 days before `from` go into the list over all
+    /// channels: no local day or 7-day window around a later instant
+    /// reaches the others.
+    pub fn prepare<'a>(
+        &self,
+        caps: &'a Caps,
+        clock: &mut LocalClock,
+        from: i64,
+    ) -> PreparedCaps<'a> {
+        // Kept in order by `add`; one list, channel after channel.
+        let mut per = Vec::with_capacity(self.sends.iter().map(Vec::len).sum());
+        let mut bounds = [0usize; 6];
+        for (c, times) in self.sends.iter().enumerate() {
+            per.extend(times.iter().map(|&secs| {
+                let local = clock.read_secs(secs);
+                (secs, local.day, local.quarter as u16)
+            }));
+            bounds[c + 1] = per.len();
+        }
+        let since = from.saturating_sub(RECENT_SECS);
+        let recent: [&[Sent]; 5] = std::array::from_fn(|c| {
+            let list = &per[bounds[c]..bounds[c + 1]];
+            &list[list.partition_point(|(x, ..)| *x <= since)..]
+        });
+        let all = merge(recent);
+        PreparedCaps {
+            caps,
+            per,
+            bounds,
+            all,
+            from,
+        }
     }
 
     /// Whether one more send on `channel` at `t` keeps every limit; the first limit broken otherwise.
@@ -150,7 +164,7 @@ impl CapState {
     ) -> Result<(), CapHit> {
         let mut clock = LocalClock::new(tz);
         let day = clock.read(t).day;
-        self.prepare(caps, &mut clock)
+        self.prepare(caps, &mut clock, t.timestamp())
             .check(channel, t.timestamp(), day)
     }
 }
@@ -159,19 +173,28 @@ impl CapState {
 #[derive(Debug, Clone)]
 pub struct PreparedCaps<'a> {
     caps: &'a Caps,
-    /// Per channel, sorted.
-    per: [Vec<Sent>; 5],
+    /// Every channel's sends, channel after channel, each channel's sorted.
+    per: Vec<Sent>,
+    /// Channel `c`'s sends are `per[bounds[c]..bounds[c + 1]]`.
+    bounds: [usize; 6],
+    /// The sends of every channel from 8 days before `from` on, sorted.
     all: Vec<Sent>,
+    /// Checks are exact at this instant (Unix seconds) and later.
+    from: i64,
 }
 
 /// A send read in the customer's zone: Unix seconds, local day, local
 /// quarter hour of the week.
 type Sent = (i64, i64, u16);
 
+/// How far before the first checked instant sends still count: a 7-day
+/// window, and a day's margin.
+const RECENT_SECS: i64 = 8 * 86_400;
+
 /// Lists sorted by instant merged into one: at each step the earliest of
 /// the lists' next sends (a send's local reading follows from its instant).
-fn merge(lists: &[Vec<Sent>; 5]) -> Vec<Sent> {
-    let mut out: Vec<Sent> = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+fn merge(lists: [&[Sent]; 5]) -> Vec<Sent> {
+    let mut out: Vec<Sent> = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
     let mut next = [0usize; 5];
     loop {
         let mut first: Option<(usize, Sent)> = None;
@@ -251,10 +274,16 @@ fn next_week_change(times: &[Sent], t: i64) -> i64 {
 }
 
 impl PreparedCaps<'_> {
+    /// Channel `channel`'s sends, sorted.
+    fn channel(&self, channel: Channel) -> &[Sent] {
+        let c = channel.index();
+        &self.per[self.bounds[c]..self.bounds[c + 1]]
+    }
+
     /// The local quarters of the week of the sends on `channel` at or
     /// before `secs`, oldest first.
     pub fn quarters_until(&self, channel: Channel, secs: i64) -> impl Iterator<Item = usize> + '_ {
-        self.per[channel.index()]
+        self.channel(channel)
             .iter()
             .take_while(move |(x, ..)| *x <= secs)
             .map(|(.., q)| usize::from(*q))
@@ -281,10 +310,11 @@ impl PreparedCaps<'_> {
         secs: i64,
         day: i64,
     ) -> Result<(), (CapHit, CapSpan)> {
+        debug_assert!(secs >= self.from, "checked before the prepared instant");
         for (scope, times, limits) in [
             (
                 Some(channel),
-                self.per[channel.index()].as_slice(),
+                self.channel(channel),
                 self.caps.channel(channel),
             ),
             (None, self.all.as_slice(), self.caps.all),
@@ -404,13 +434,24 @@ mod agree {
             let at = base + chrono::Duration::minutes(t);
             let mut clock = LocalClock::new(Tz::UTC);
             let day = clock.read(at).day;
-            let p = s.prepare(&caps, &mut clock);
+            let p = s.prepare(&caps, &mut clock, at.timestamp());
+            // Prepared with every send in the list over all channels.
+            let every = s.prepare(&caps, &mut clock, i64::MIN);
             for c in Channel::ALL {
                 prop_assert_eq!(p.check(c, at.timestamp(), day).is_ok(), s.check(&caps, c, at, Tz::UTC).is_ok());
+                // Now and for two weeks on, the recent sends decide as all do.
+                for k in 0..(14 * 24) {
+                    let t = at.timestamp() + k * 3600;
+                    let d = clock.read_secs(t).day;
+                    prop_assert_eq!(p.check_span(c, t, d), every.check_span(c, t, d));
+                }
             }
-            // Every channel's sends, merged in order.
-            let mut sorted: Vec<Sent> = p.per.iter().flatten().copied().collect();
+            // Every channel's sends, merged in order; with a later start, those
+            // of the 8 days before it and later.
+            let mut sorted: Vec<Sent> = p.per.clone();
             sorted.sort_unstable();
+            prop_assert_eq!(&every.all, &sorted);
+            sorted.retain(|(x, ..)| *x > at.timestamp() - 8 * 86_400);
             prop_assert_eq!(&p.all, &sorted);
             // The sends of the 7 days up to `at`, counted by bisection.
             let week_ago = at - chrono::Duration::days(7);
@@ -452,7 +493,7 @@ mod agree {
                     (t, clock.read_secs(t).day)
                 })
                 .collect();
-            let prepared = state.prepare(&caps, &mut clock);
+            let prepared = state.prepare(&caps, &mut clock, slots[0].0);
             for (i, (t, d)) in slots.iter().enumerate() {
                 if let Err((_, span)) = prepared.check_span(Channel::Push, *t, *d) {
                     for (t2, d2) in slots[i..].iter().take_while(|(t2, d2)| span.covers(*t2, *d2)) {

@@ -790,7 +790,9 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         .filter(|m| params.scorer == ResponseScorer::Logistic || m.exposure.is_none())
         .map(ResponseModel::quarter_terms);
     let mut clock = LocalClock::new(input.tz);
-    let prepared = input.cap_state.prepare(&params.caps, &mut clock);
+    let prepared = input
+        .cap_state
+        .prepare(&params.caps, &mut clock, input.now.timestamp());
     let unlimited = prepared.unlimited();
     let scorers: Vec<Option<Scorer>> = input
         .candidates
