@@ -142,10 +142,7 @@ impl ChannelEstimate {
     /// ([`crate::stats::beta_quantile_within`]): cheaper where it is shown
     /// rounded.
     pub fn rate_ci_within(&self, tolerance: f64) -> [f64; 2] {
-        [
-            crate::stats::beta_quantile_within(0.025, self.alpha, self.beta, tolerance),
-            crate::stats::beta_quantile_within(0.975, self.alpha, self.beta, tolerance),
-        ]
+        crate::stats::beta_quantiles_within([0.025, 0.975], self.alpha, self.beta, tolerance)
     }
 }
 
