@@ -73,38 +73,48 @@ fn cdf_and_density(x: f64, a: f64, b: f64, ln_beta: f64, tolerance: f64) -> (f64
     (cdf, density)
 }
 
+/// The continued fraction of I_x(a, b) (Numerical Recipes' `betacf`),
+/// 1/(1 + d₁/(1 + d₂/(1 + ...))), by its convergents A/B from the forward
+/// recurrence A_n = A_(n-1) + d·A_(n-2) (and the same for B): no division
+/// on the chain from one term to the next, where the modified Lentz method
+/// has two. Stops once a full term changes the value by less than
+/// `tolerance`, relatively, compared without dividing.
 fn beta_cf(x: f64, a: f64, b: f64, tolerance: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    let mut c = 1.0;
-    let mut d = 1.0 - (a + b) * x / (a + 1.0);
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
-    let mut h = d;
+    // Convergents n-1 and n, begun at 1/1 and 1/(1 + d₁).
+    let (mut a_prev, mut b_prev) = (1.0, 1.0);
+    let (mut a_n, mut b_n) = (1.0, 1.0 - (a + b) * x / (a + 1.0));
     for m in 1..300 {
         let m = m as f64;
         let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2));
-        d = 1.0 + aa * d;
-        d = if d.abs() < TINY { TINY } else { d };
-        c = 1.0 + aa / c;
-        c = if c.abs() < TINY { TINY } else { c };
-        d = 1.0 / d;
-        h *= d * c;
-        let aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0));
-        d = 1.0 + aa * d;
-        d = if d.abs() < TINY { TINY } else { d };
-        c = 1.0 + aa / c;
-        c = if c.abs() < TINY { TINY } else { c };
-        d = 1.0 / d;
-        let delta = d * c;
-        h *= delta;
-        if (delta - 1.0).abs() < tolerance {
+        let even = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2));
+        let odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0));
+        let (a_mid, b_mid) = (a_n + even * a_prev, b_n + even * b_prev);
+        (a_prev, b_prev) = (a_mid, b_mid);
+        (a_n, b_n) = (a_mid + odd * a_n, b_mid + odd * b_n);
+        // |A_n/B_n ÷ A_(n-1)/B_(n-1) - 1| < tolerance.
+        let (now, before) = (a_n * b_prev, a_prev * b_n);
+        if (now - before).abs() < tolerance * before.abs() {
             break;
         }
+        // Kept in range by powers of two (exact); the ratios are unchanged.
+        const BIG: f64 = f64::from_bits((1023 + 256) << 52);
+        const SMALL: f64 = f64::from_bits((1023 - 256) << 52);
+        let size = b_n.abs();
+        if !(SMALL..=BIG).contains(&size) {
+            let scale = if size > 1.0 { SMALL } else { BIG };
+            a_prev *= scale;
+            b_prev *= scale;
+            a_n *= scale;
+            b_n *= scale;
+        }
     }
-    h
+    let h = a_n / b_n;
+    // A zero denominator (never seen) reads as the modified Lentz method's.
+    if h.is_finite() {
+        h
+    } else {
+        1e300
+    }
 }
 
 /// The p-quantile of Beta(a, b): Halley's method on [`beta_cdf`], kept
@@ -421,6 +431,80 @@ mod exp_tests {
 #[cfg(test)]
 mod quantile_tests {
     use super::*;
+
+    /// For whole-number shapes I_x(a, b) is a binomial tail: the chance of
+    /// at least a successes in a + b - 1 trials of chance x. The continued
+    /// fraction agrees with that sum (each term from logarithms of
+    /// factorials) on both sides of the mean, where it works on x and on
+    /// 1 - x, and for every tolerance within that tolerance.
+    #[test]
+    fn cdf_is_the_binomial_tail_for_whole_shapes() {
+        let ln_choose = |n: u32, k: u32| {
+            ln_gamma(f64::from(n) + 1.0)
+                - ln_gamma(f64::from(k) + 1.0)
+                - ln_gamma(f64::from(n - k) + 1.0)
+        };
+        for (a, b) in [
+            (1u32, 1u32),
+            (2, 30),
+            (5, 5),
+            (50, 3),
+            (400, 900),
+            (1, 40),
+            (12, 1),
+            (3, 7),
+        ] {
+            let n = a + b - 1;
+            for i in 1..100 {
+                let x = f64::from(i) / 100.0;
+                let tail: f64 = (a..=n)
+                    .map(|j| {
+                        (ln_choose(n, j)
+                            + f64::from(j) * x.ln()
+                            + f64::from(n - j) * (1.0 - x).ln())
+                        .exp()
+                    })
+                    .sum();
+                let (af, bf) = (f64::from(a), f64::from(b));
+                let got = beta_cdf(x, af, bf);
+                assert!(
+                    (got - tail).abs() < 1e-11,
+                    "I_{x}({a}, {b}): {got} vs {tail}"
+                );
+                let lb = ln_beta(af, bf);
+                for tolerance in [1e-4, 1e-8] {
+                    let near = beta_cdf_within(x, af, bf, lb, tolerance);
+                    assert!(
+                        (near - tail).abs() < tolerance,
+                        "I_{x}({a}, {b}) to {tolerance}: {near} vs {tail}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// I_x(a + 1, b) = I_x(a, b) - x^a (1 - x)^b / (a B(a, b)), for shapes
+    /// that are not whole numbers too.
+    #[test]
+    fn cdf_steps_down_with_a() {
+        for (a, b) in [
+            (0.6, 3.4),
+            (0.3, 0.3),
+            (2.5, 30.5),
+            (50.2, 3.1),
+            (400.5, 900.25),
+        ] {
+            for i in 1..100 {
+                let x = f64::from(i) / 100.0;
+                let step = (a * f64::ln(x) + b * (1.0 - x).ln() - ln_beta(a, b)).exp() / a;
+                let (up, here) = (beta_cdf(x, a + 1.0, b), beta_cdf(x, a, b));
+                assert!(
+                    (up - (here - step)).abs() < 1e-11,
+                    "x={x} Beta({a}, {b}): {up} vs {here} - {step}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn quantiles_invert_the_cdf_across_shapes() {
