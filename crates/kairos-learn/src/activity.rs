@@ -863,6 +863,24 @@ pub fn describe(week: &[f64]) -> String {
 mod tests {
     use super::*;
 
+    /// The smaller slope of one sign, 0 where the signs differ or one is 0.
+    #[test]
+    fn minmod_by_cases() {
+        for (a, b, want) in [
+            (1.0, 2.0, 1.0),
+            (3.0, 2.0, 2.0),
+            (-1.0, -2.0, -1.0),
+            (-3.0, -0.5, -0.5),
+            (1.0, -2.0, 0.0),
+            (-1.0, 2.0, 0.0),
+            (0.0, 2.0, 0.0),
+            (-2.0, 0.0, 0.0),
+            (2.0, 2.0, 2.0),
+        ] {
+            assert_eq!(minmod(a, b), want, "minmod({a}, {b})");
+        }
+    }
+
     fn trained() -> ActivityModel {
         let mut m = ActivityModel::untrained(ActivityParams::default());
         m.customers = 100;
