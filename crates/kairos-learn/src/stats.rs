@@ -365,7 +365,7 @@ pub fn exp_nonpositive(x: f64) -> f64 {
     let r = (x - n_f * LN2_64_HI) - n_f * LN2_64_LO;
     let r2 = r * r;
     let em1 = r + r2 * ((0.5 + r * (1.0 / 6.0)) + r2 * (1.0 / 24.0 + r * (1.0 / 120.0)));
-    // n in -65_408..=0: two's complement in the low bits of t.
+    // n in -65_371..=0 (x ≥ -708): two's complement in the low bits of t.
     let n = t.to_bits().wrapping_sub(SHIFT.to_bits()) as i64;
     let middle = EXP2_SIXTY_FOURTHS[(n & 63) as usize];
     // n div 64 in -1022..=0: 2^(n div 64) is a normal number.
