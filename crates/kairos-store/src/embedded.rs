@@ -25,7 +25,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use crate::cache::RecordCache;
 use crate::{
     converts, customer_tz, ArmCounts, Conversion, CustomerExport, CustomerHistory, CustomerRecord,
-    Exposure, HistoryVisitor, IngestOutcome, ReadBytes, Reservation, ReserveCheck, Result, Store,
+    Exposure, HistoryVisitor, IngestOutcome, MatchBytes, Reservation, ReserveCheck, Result, Store,
     StoreContext, StoreError, StoredBytes,
 };
 
@@ -539,22 +539,20 @@ fn scan_customer<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     Ok(())
 }
 
-/// The customer's stored reservations, and with `stored` (begun with the
-/// stored profile's bytes) the stored state they are part of.
+/// The customer's stored reservations, each also given to `visit` as
+/// stored (decision id, bytes), in key order.
 fn reservations_read<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     table: &T,
     customer: &str,
-    mut stored: Option<ReadBytes>,
-) -> Result<(Vec<Reservation>, Option<StoredBytes>)> {
+    mut visit: impl FnMut(&str, &[u8]),
+) -> Result<Vec<Reservation>> {
     let mut out = Vec::new();
     scan_customer(table, customer, |decision, v| {
-        if let Some(s) = &mut stored {
-            s.reservation(decision, v);
-        }
+        visit(decision, v);
         out.push(Reservation::decode(v)?);
         Ok(())
     })?;
-    Ok((out, stored.map(ReadBytes::done)))
+    Ok(out)
 }
 
 fn decode_exposure(bytes: &[u8]) -> Result<Exposure> {
@@ -911,9 +909,13 @@ impl Inner {
         let profile = tables.profiles.get(cid).map_err(StoreError::unavailable)?;
         let profile = profile.as_ref().map(|v| v.value());
         // The stored state is only compared when the check accepted one.
-        let compare = check.accepted().map(|_| StoredBytes::read(profile));
-        let (held, stored) = reservations_read(&tables.reservations, cid, compare)?;
-        let unchanged = matches!((check.accepted(), &stored), (Some(a), Some(b)) if a == b);
+        let mut compare = check.accepted().map(|a| a.matching(profile));
+        let held = reservations_read(&tables.reservations, cid, |decision, bytes| {
+            if let Some(m) = &mut compare {
+                m.reservation(decision, bytes);
+            }
+        })?;
+        let unchanged = compare.is_some_and(MatchBytes::done);
         let mut live = Vec::new();
         for old in held {
             if old.holds(now) {
@@ -970,11 +972,11 @@ impl Inner {
                 let profile_bytes = profiles.get(id.as_str()).map_err(StoreError::unavailable)?;
                 let profile_bytes = profile_bytes.as_ref().map(|v| v.value());
                 let profile = profile_bytes.map(decode_profile).transpose()?;
-                let (held, stored) = reservations_read(
-                    &reservations,
-                    id.as_str(),
-                    Some(StoredBytes::read(profile_bytes)),
-                )?;
+                let mut stored = StoredBytes::read(profile_bytes);
+                let held = reservations_read(&reservations, id.as_str(), |decision, bytes| {
+                    stored.reservation(decision, bytes);
+                })?;
+                let stored = Some(stored.done());
                 // A customer known only by a planned send still exists:
                 // decisions must see the room it holds.
                 if attributes.is_none() && profile.is_none() && held.is_empty() {

@@ -251,6 +251,53 @@ impl StoredBytes {
     }
 }
 
+impl StoredBytes {
+    /// Compares a state being read (the profile's stored bytes here, each
+    /// stored reservation with [`MatchBytes::reservation`]) with these
+    /// bytes, part by part, without copying it.
+    pub(crate) fn matching(&self, profile: Option<&[u8]>) -> MatchBytes<'_> {
+        let mut m = MatchBytes {
+            rest: &self.0,
+            same: true,
+        };
+        m.take(&[u8::from(profile.is_some())]);
+        m.part(profile.unwrap_or_default());
+        m
+    }
+}
+
+/// A state being compared with [`StoredBytes`]: what [`ReadBytes`] would
+/// write, checked against what is there.
+pub(crate) struct MatchBytes<'a> {
+    rest: &'a [u8],
+    same: bool,
+}
+
+impl MatchBytes<'_> {
+    fn take(&mut self, bytes: &[u8]) {
+        match self.rest.strip_prefix(bytes) {
+            Some(rest) if self.same => self.rest = rest,
+            _ => self.same = false,
+        }
+    }
+
+    fn part(&mut self, bytes: &[u8]) {
+        self.take(&(bytes.len() as u64).to_le_bytes());
+        self.take(bytes);
+    }
+
+    /// A stored reservation: its decision id and its bytes.
+    pub(crate) fn reservation(&mut self, decision: &str, bytes: &[u8]) {
+        self.part(decision.as_bytes());
+        self.part(bytes);
+    }
+
+    /// Whether the state read is exactly the stored bytes.
+    pub(crate) fn done(self) -> bool {
+        self.same && self.rest.is_empty()
+    }
+}
+
 /// [`StoredBytes`] being read.
 pub(crate) struct ReadBytes(Vec<u8>);
 
@@ -440,6 +487,55 @@ pub fn customer_tz(attributes: Option<&Customer>, default: Tz) -> Tz {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type State<'a> = (Option<&'a [u8]>, Vec<(&'a str, &'a [u8])>);
+
+    fn stored(state: &State<'_>) -> StoredBytes {
+        let mut read = StoredBytes::read(state.0);
+        for (d, b) in &state.1 {
+            read.reservation(d, b);
+        }
+        read.done()
+    }
+
+    fn matches(bytes: &StoredBytes, state: &State<'_>) -> bool {
+        let mut m = bytes.matching(state.0);
+        for (d, b) in &state.1 {
+            m.reservation(d, b);
+        }
+        m.done()
+    }
+
+    /// Comparing in place says what comparing two reads says: equal
+    /// exactly when every part is, lengths included.
+    #[test]
+    fn matching_in_place_is_equality_of_reads() {
+        let states: Vec<State<'_>> = vec![
+            (None, vec![]),
+            (Some(b""), vec![]),
+            (Some(b"profile"), vec![]),
+            (Some(b"profilf"), vec![]),
+            (Some(b"profile!"), vec![]),
+            (Some(b"profile"), vec![("d1", b"r1")]),
+            (Some(b"profile"), vec![("d1", b"r2")]),
+            (Some(b"profile"), vec![("d2", b"r1")]),
+            (Some(b"profile"), vec![("d1", b"r1"), ("d2", b"r2")]),
+            (Some(b"profile"), vec![("d1r", b"1")]),
+            (Some(b"profiled1"), vec![]),
+            (None, vec![("d1", b"r1")]),
+        ];
+        for a in &states {
+            let bytes = stored(a);
+            for b in &states {
+                assert_eq!(
+                    matches(&bytes, b),
+                    bytes == stored(b),
+                    "{a:?} against {b:?}"
+                );
+                assert_eq!(matches(&bytes, b), a == b, "{a:?} against {b:?}");
+            }
+        }
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
