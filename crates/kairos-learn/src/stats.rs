@@ -33,9 +33,10 @@ pub fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
-/// Regularized incomplete beta I_x(a, b) (continued fraction, Lentz's method).
+/// Regularized incomplete beta I_x(a, b) (its continued fraction, see
+/// `beta_cf`).
 pub fn beta_cdf(x: f64, a: f64, b: f64) -> f64 {
-    beta_cdf_with(x, a, b, ln_beta(a, b))
+    beta_cdf_within(x, a, b, ln_beta(a, b), 1e-14)
 }
 
 /// ln B(a, b).
@@ -43,13 +44,8 @@ fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }
 
-/// [`beta_cdf`] with ln B(a, b) already known.
-fn beta_cdf_with(x: f64, a: f64, b: f64, ln_beta: f64) -> f64 {
-    beta_cdf_within(x, a, b, ln_beta, 1e-14)
-}
-
-/// [`beta_cdf_with`], the continued fraction stopped once a term changes
-/// it by less than `tolerance`, relatively.
+/// [`beta_cdf`] with ln B(a, b) already known, the continued fraction
+/// stopped once a term changes it by less than `tolerance`, relatively.
 fn beta_cdf_within(x: f64, a: f64, b: f64, ln_beta: f64, tolerance: f64) -> f64 {
     if x <= 0.0 {
         return 0.0;
