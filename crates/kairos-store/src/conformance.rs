@@ -82,6 +82,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     reservations_check_the_state_they_are_made_in(&*store, &*store).await;
     concurrent_reservations_cannot_share_the_last_place(Arc::clone(&store)).await;
     many_at_once(&*store).await;
+    many_in_any_order_read_as_one_at_a_time(&*store).await;
     experiments_and_exposures(&*store).await;
     concurrent_ingest_counts_once(store).await;
 }
@@ -935,6 +936,86 @@ pub async fn many_at_once(store: &dyn Store) {
     assert_eq!(many[0].as_ref().map(|r| r.reservations.len()), Some(1));
     assert_eq!(store.delete_customer(&missing).await.ok(), Some(true));
     assert!(store.customer(&missing).await.ok().flatten().is_none());
+}
+
+/// Customers read together, in any order, with repeats, customers whose
+/// ids extend another's, customers far apart and close together, come back
+/// in the order asked, each as it reads alone.
+pub async fn many_in_any_order_read_as_one_at_a_time(store: &dyn Store) {
+    let base = unique("order");
+    let id = |suffix: String| {
+        CustomerId::parse(format!("{base}{suffix}")).unwrap_or_else(|e| panic!("{e}"))
+    };
+    // 90 customers; each third has events, each fifth attributes, each
+    // seventh one to three reservations; some have nothing at all.
+    let known: Vec<CustomerId> = (0..90).map(|k| id(format!("-{k}"))).collect();
+    for (k, c) in known.iter().enumerate() {
+        if k % 3 == 0 {
+            let e = event(c, "open", "app_open", monday_evening_kl(0));
+            store
+                .ingest(vec![e])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        if k % 5 == 0 {
+            let p = patch(serde_json::json!({"timezone": "Asia/Kolkata", "traits": {"plan": k}}));
+            store
+                .put_customer(c, p, now())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        for d in 0..(if k % 7 == 0 { 1 + k % 3 } else { 0 }) {
+            let r = reservation(&format!("{c}-d{d}"), now() + Duration::days(1));
+            let held = store
+                .reserve(c, r, now(), ReserveCheck::new(|_, _| true))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(held);
+        }
+    }
+    // Asked: every customer once in a scrambled order, a run of neighbours
+    // twice, every eleventh again, the bare prefix and ids that extend a
+    // known one (none stored).
+    let mut asked: Vec<CustomerId> = (0..90).map(|k| known[k * 37 % 90].clone()).collect();
+    asked.extend(known[40..52].iter().rev().cloned());
+    asked.extend(known.iter().step_by(11).cloned());
+    asked.extend([
+        id(String::new()),
+        id("-1x".into()),
+        id("-89-".into()),
+        id("-0".into()),
+    ]);
+    // Stored: the customers with events, attributes or reservations.
+    let stored = |c: &CustomerId| {
+        (0..90).any(|k| &known[k] == c && (k % 3 == 0 || k % 5 == 0 || k % 7 == 0))
+    };
+    // Also a few far apart: every 23rd, last first.
+    let sparse: Vec<CustomerId> = known.iter().step_by(23).rev().cloned().collect();
+    for asked in [asked, sparse] {
+        let many = store
+            .customers(asked.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(many.len(), asked.len());
+        let mut found = 0;
+        for (c, record) in asked.iter().zip(&many) {
+            let alone = store.customer(c).await.unwrap_or_else(|e| panic!("{e}"));
+            // A cached record keeps no stored bytes: compare those only when read.
+            let record = record.clone().map(|mut r| {
+                if alone.as_ref().is_some_and(|a| a.stored.is_none()) {
+                    r.stored = None;
+                }
+                r
+            });
+            assert_eq!(record, alone, "{c} read with others as alone");
+            if let Some(r) = &record {
+                assert_eq!(&r.customer_id, c);
+                found += 1;
+            }
+        }
+        assert_eq!(found, asked.iter().filter(|c| stored(c)).count());
+        assert!(found * 3 > asked.len(), "{found} of {}", asked.len());
+    }
 }
 
 pub async fn experiments_and_exposures(store: &dyn Store) {
