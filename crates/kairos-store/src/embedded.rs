@@ -539,139 +539,15 @@ fn scan_customer<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
     Ok(())
 }
 
-/// Keys whose first part is a customer id.
-trait CustomerKey: redb::Key + 'static {
-    /// The least key of `customer`.
-    fn least(customer: &str) -> Self::SelfType<'_>;
-    /// The customer a key belongs to.
-    fn customer<'a>(key: &Self::SelfType<'a>) -> &'a str;
-}
-
-impl CustomerKey for &'static str {
-    fn least(customer: &str) -> &str {
-        customer
-    }
-    fn customer<'a>(key: &Self::SelfType<'a>) -> &'a str {
-        key
-    }
-}
-
-impl CustomerKey for (&'static str, &'static str) {
-    fn least(customer: &str) -> (&str, &str) {
-        (customer, "")
-    }
-    fn customer<'a>(key: &Self::SelfType<'a>) -> &'a str {
-        key.0
-    }
-}
-
-/// Entries a [`Walk`] steps over before it descends from the root instead.
-const WALK_STEPS: usize = 16;
-
-type Entries<'t, K> = std::iter::Peekable<redb::Range<'t, K, &'static [u8]>>;
-
-/// One forward pass over a table keyed by customer, for customers asked in
-/// ascending order: a customer whose entries lie a few entries ahead is
-/// reached by stepping along the leaf page the walk is on, where a lookup
-/// would descend from the root again.
-struct Walk<'t, K: CustomerKey> {
-    entries: Option<Entries<'t, K>>,
-}
-
-impl<'t, K: CustomerKey> Walk<'t, K> {
-    fn new() -> Self {
-        Self { entries: None }
-    }
-
-    /// The entries from the first of `customer` on (or from where it would
-    /// be); `customer` must not come before any customer asked before.
-    fn seek<T: ReadableTable<K, &'static [u8]>>(
-        &mut self,
-        table: &'t T,
-        customer: &str,
-    ) -> Result<&mut Entries<'t, K>> {
-        let kept = (self.entries.take())
-            .and_then(|mut entries| reach(&mut entries, customer).then_some(entries));
-        let entries = match kept {
-            Some(entries) => entries,
-            None => table
-                .range(K::least(customer)..)
-                .map_err(StoreError::unavailable)?
-                .peekable(),
-        };
-        Ok(self.entries.insert(entries))
-    }
-}
-
-/// Steps over at most [`WALK_STEPS`] entries of customers before
-/// `customer`; whether that reached its place.
-fn reach<K: CustomerKey>(entries: &mut Entries<'_, K>, customer: &str) -> bool {
-    for _ in 0..WALK_STEPS {
-        match entries.peek() {
-            Some(Ok((k, _))) if K::customer(&k.value()) < customer => entries.next(),
-            _ => return true,
-        };
-    }
-    false
-}
-
-type Entry<'t, K> = (
-    redb::AccessGuard<'t, K>,
-    redb::AccessGuard<'t, &'static [u8]>,
-);
-
-/// The next entry if it belongs to `customer` (or fails to read).
-fn next_of<'t, K: CustomerKey>(
-    entries: &mut Entries<'t, K>,
+/// The customer's stored reservations, each also given to `visit` as
+/// stored (decision id, bytes), in key order.
+fn reservations_read<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
+    table: &T,
     customer: &str,
-) -> Result<Option<Entry<'t, K>>> {
-    let theirs = match entries.peek() {
-        Some(Ok((k, _))) => K::customer(&k.value()) == customer,
-        Some(Err(_)) => true,
-        None => false,
-    };
-    if !theirs {
-        return Ok(None);
-    }
-    entries.next().transpose().map_err(StoreError::unavailable)
-}
-
-impl<'t> Walk<'t, &'static str> {
-    /// The value stored under `customer`.
-    fn get<T: ReadableTable<&'static str, &'static [u8]>>(
-        &mut self,
-        table: &'t T,
-        customer: &str,
-    ) -> Result<Option<redb::AccessGuard<'t, &'static [u8]>>> {
-        Ok(next_of(self.seek(table, customer)?, customer)?.map(|(_, v)| v))
-    }
-}
-
-impl<'t> Walk<'t, (&'static str, &'static str)> {
-    /// Calls `visit` with the second key part and the value of each entry
-    /// of `customer`, in key order.
-    fn scan<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
-        &mut self,
-        table: &'t T,
-        customer: &str,
-        mut visit: impl FnMut(&str, &[u8]) -> Result<()>,
-    ) -> Result<()> {
-        let entries = self.seek(table, customer)?;
-        while let Some((k, v)) = next_of(entries, customer)? {
-            visit(k.value().1, v.value())?;
-        }
-        Ok(())
-    }
-}
-
-/// The customer's stored reservations, as `scan` reads them (decision id,
-/// bytes) in key order, each also given to `visit` as stored.
-fn reservations_read(
-    scan: impl FnOnce(&mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()>,
     mut visit: impl FnMut(&str, &[u8]),
 ) -> Result<Vec<Reservation>> {
     let mut out = Vec::new();
-    scan(&mut |decision, v| {
+    scan_customer(table, customer, |decision, v| {
         visit(decision, v);
         out.push(Reservation::decode(v)?);
         Ok(())
@@ -1034,14 +910,11 @@ impl Inner {
         let profile = profile.as_ref().map(|v| v.value());
         // The stored state is only compared when the check accepted one.
         let mut compare = check.accepted().map(|a| a.matching(profile));
-        let held = reservations_read(
-            |each| scan_customer(&tables.reservations, cid, each),
-            |decision, bytes| {
-                if let Some(m) = &mut compare {
-                    m.reservation(decision, bytes);
-                }
-            },
-        )?;
+        let held = reservations_read(&tables.reservations, cid, |decision, bytes| {
+            if let Some(m) = &mut compare {
+                m.reservation(decision, bytes);
+            }
+        })?;
         let unchanged = compare.is_some_and(MatchBytes::done);
         let mut live = Vec::new();
         for old in held {
@@ -1080,10 +953,6 @@ impl Inner {
         }
     }
 
-    /// The records of `ids`, read in key order: one forward walk over each
-    /// table, so customers that lie close together in it (a campaign's list
-    /// sorted by id, or nearly) cost a step along a page each rather than a
-    /// lookup from the root.
     fn customers(&self, ids: &[CustomerId]) -> Result<Vec<Option<CustomerRecord>>> {
         let txn = self.db()?.begin_read().map_err(StoreError::unavailable)?;
         let customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
@@ -1091,45 +960,37 @@ impl Inner {
         let reservations = txn
             .open_table(RESERVATIONS)
             .map_err(StoreError::unavailable)?;
-        let (mut attributes_at, mut profiles_at, mut reservations_at) =
-            (Walk::new(), Walk::new(), Walk::new());
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_unstable_by_key(|&i| ids[i].as_str());
-        let mut out = vec![None; ids.len()];
-        let mut last: Option<usize> = None;
-        for i in order {
-            let id = ids[i].as_str();
-            if let Some(l) = last.filter(|&l| ids[l].as_str() == id) {
-                out[i] = out[l].clone();
-                continue;
-            }
-            last = Some(i);
-            let attributes = attributes_at
-                .get(&customers, id)?
-                .map(|v| decode_customer(v.value()))
-                .transpose()?;
-            let profile_bytes = profiles_at.get(&profiles, id)?;
-            let profile_bytes = profile_bytes.as_ref().map(|v| v.value());
-            let profile = profile_bytes.map(decode_profile).transpose()?;
-            let mut stored = StoredBytes::read(profile_bytes);
-            let held = reservations_read(
-                |each| reservations_at.scan(&reservations, id, each),
-                |decision, bytes| stored.reservation(decision, bytes),
-            )?;
-            // A customer known only by a planned send still exists:
-            // decisions must see the room it holds.
-            if attributes.is_none() && profile.is_none() && held.is_empty() {
-                continue;
-            }
-            out[i] = Some(CustomerRecord {
-                customer_id: ids[i].clone(),
-                attributes,
-                profile: profile.unwrap_or_default(),
-                reservations: held,
-                stored: Some(stored.done()),
-            });
-        }
-        Ok(out)
+        ids.iter()
+            .map(|id| {
+                let attributes = match customers
+                    .get(id.as_str())
+                    .map_err(StoreError::unavailable)?
+                {
+                    Some(v) => Some(decode_customer(v.value())?),
+                    None => None,
+                };
+                let profile_bytes = profiles.get(id.as_str()).map_err(StoreError::unavailable)?;
+                let profile_bytes = profile_bytes.as_ref().map(|v| v.value());
+                let profile = profile_bytes.map(decode_profile).transpose()?;
+                let mut stored = StoredBytes::read(profile_bytes);
+                let held = reservations_read(&reservations, id.as_str(), |decision, bytes| {
+                    stored.reservation(decision, bytes);
+                })?;
+                let stored = Some(stored.done());
+                // A customer known only by a planned send still exists:
+                // decisions must see the room it holds.
+                if attributes.is_none() && profile.is_none() && held.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(CustomerRecord {
+                    customer_id: id.clone(),
+                    attributes,
+                    profile: profile.unwrap_or_default(),
+                    reservations: held,
+                    stored,
+                }))
+            })
+            .collect()
     }
 
     fn reservation(&self, decision_id: &str) -> Result<Option<(CustomerId, Reservation)>> {
