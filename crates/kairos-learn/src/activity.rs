@@ -391,15 +391,17 @@ impl ActivityModel {
                 }
                 let keep = n / (n + gamma);
                 let lend = gamma / n;
-                c.chunks_exact(24)
+                let mut mixed = vec![0.0; H];
+                for ((out, day), given) in mixed
+                    .chunks_exact_mut(24)
+                    .zip(c.chunks_exact(24))
                     .zip(self.day_given_hour.chunks_exact(24))
-                    .flat_map(|(day, given)| {
-                        day.iter()
-                            .zip(given)
-                            .zip(&by_hour)
-                            .map(move |((v, g), b)| keep * (v + lend * (b * g)))
-                    })
-                    .collect()
+                {
+                    for (((o, v), g), b) in out.iter_mut().zip(day).zip(given).zip(&by_hour) {
+                        *o = keep * (v + lend * (b * g));
+                    }
+                }
+                mixed
             } else {
                 c.to_vec()
             };
@@ -516,29 +518,30 @@ pub fn day_likeness(c: &[f64], concentration: f64) -> DayLikeness {
     // `t` comes with the level below.
     let day = |d: usize| &c[d * 24..d * 24 + 24];
     let mut term = [[0.0f64; 24]; 7];
-    let alone_hours: [f64; 7] = std::array::from_fn(|d| {
+    // Each day's active hours, a bit per hour, and the sum of its terms.
+    let mut active = [0u32; 7];
+    let own: [f64; 7] = std::array::from_fn(|d| {
         let mut ll = 0.0;
         for (h, &v) in day(d).iter().enumerate() {
             if v > 0.0 {
                 term[d][h] = ln_gamma(a[h] + v) - ln_gamma_a[h];
                 ll += term[d][h];
+                active[d] |= 1 << h;
             }
         }
-        ll + ln_gamma_conc
+        ll
     });
+    let alone_hours = own.map(|ll| ll + ln_gamma_conc);
+    // Two days together: both days' own terms, but at the hours both are
+    // active in, the term of the hour's two counts together instead.
     let together_hours = |d: usize, e: usize| -> f64 {
-        let mut ll = 0.0;
-        for (h, (&x, &y)) in day(d).iter().zip(day(e)).enumerate() {
-            let v = x.max(0.0) + y.max(0.0);
-            if v > 0.0 {
-                ll += if x > 0.0 && y > 0.0 {
-                    ln_gamma(a[h] + v) - ln_gamma_a[h]
-                } else if x > 0.0 {
-                    term[d][h]
-                } else {
-                    term[e][h]
-                };
-            }
+        let mut ll = own[d] + own[e];
+        let mut both = active[d] & active[e];
+        while both != 0 {
+            let h = both.trailing_zeros() as usize;
+            both &= both - 1;
+            let v = c[d * 24 + h] + c[e * 24 + h];
+            ll += (ln_gamma(a[h] + v) - ln_gamma_a[h]) - (term[d][h] + term[e][h]);
         }
         ll + ln_gamma_conc
     };
