@@ -1,5 +1,8 @@
 //! One decision in-process: 5 channels, a 7-day window (672 slots), quiet
-//! hours, frequency caps with 8 weeks of sends, with and without a response model.
+//! hours, frequency caps with 8 weeks of sends, with and without a response
+//! model; and decisions for 300 simulated customers in turn, each with
+//! their own history (habits, zones, reachability, sends), as a campaign
+//! meets them.
 //!
 //! `cargo bench -p kairos-decide`
 
@@ -15,7 +18,9 @@ use kairos_decide::{
     decide, Candidate, ChannelStatus, DecideParams, DecisionInput, ResponseScorer, Window,
 };
 use kairos_learn::train::{TrainOptions, Trainer};
-use kairos_learn::{BetaPrior, ChannelEstimate, ChannelStats, ModelBundle};
+use kairos_learn::{
+    BetaPrior, ChannelEstimate, ChannelStats, ModelBundle, ProfileConfig, ProfileState, QuarterMass,
+};
 
 const BUILTIN: &str = include_str!("../../../models/default/model.json");
 
@@ -99,6 +104,7 @@ fn bench(c: &mut Criterion) {
     }
     // The costlier form of the exposure scoring: each channel's past sends
     // read for their presence.
+    let as_trained = trained.response.clone();
     let mut trained = trained;
     if let Some(e) = trained.response.as_mut().and_then(|r| r.exposure.as_mut()) {
         e.sends_at_typical = true;
@@ -173,6 +179,132 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Every simulated customer in turn, as a campaign meets them: their own
+    // profile from their history, posterior, sends and reachability, scored
+    // by the trained response model; the processor cannot learn one
+    // customer's branches.
+    let cfg = ProfileConfig::default();
+    let customers: Vec<Customer> = pop
+        .customers
+        .iter()
+        .map(|c| {
+            let events = by_customer
+                .get(c.id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let (profile, _) = ProfileState::from_events(events, c.tz, &cfg);
+            let activity = trained.activity.posterior(&profile.activity);
+            let mass = QuarterMass::with_quarters(&activity.hour_of_week, &profile.quarter_of_day);
+            let mut caps = CapState::default();
+            for (ch, stats) in Channel::ALL.iter().zip(&profile.channels) {
+                for t in &stats.recent_sends {
+                    caps.add(*ch, *t);
+                }
+            }
+            let candidates = Channel::ALL
+                .iter()
+                .map(|&ch| Candidate {
+                    channel: ch,
+                    status: if c.reachable[ch.index()] {
+                        ChannelStatus::Allowed
+                    } else {
+                        ChannelStatus::Unreachable
+                    },
+                    estimate: ChannelEstimate::new(
+                        &profile.channels[ch.index()],
+                        trained.channels.get(ch),
+                    ),
+                })
+                .collect();
+            Customer {
+                tz: c.tz,
+                weekly_activity: profile.weekly_activity(cfg.half_life_days),
+                days_since_active: profile
+                    .last_active_at
+                    .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
+                last_active_at: profile.last_active_at,
+                sends_7d: caps.count_between(now - Duration::days(7), now) as f64,
+                activity,
+                mass,
+                caps,
+                candidates,
+            }
+        })
+        .collect();
+    let inputs: Vec<DecisionInput> = customers
+        .iter()
+        .map(|c| DecisionInput {
+            weekly_activity: c.weekly_activity,
+            now,
+            tz: c.tz,
+            tz_assumed: false,
+            window,
+            candidates: c.candidates.clone(),
+            activity: &c.activity,
+            activity_mass: Some(&c.mass),
+            prior_untrained: false,
+            segment_label: None,
+            response: as_trained.as_ref(),
+            days_since_active: c.days_since_active,
+            sends_7d: c.sends_7d,
+            cap_state: &c.caps,
+            last_active_at: c.last_active_at,
+            quiet_hours: params.quiet_hours,
+        })
+        .collect();
+    let sends = inputs
+        .iter()
+        .filter(|i| decide(i, &params).channel.is_some())
+        .count();
+    assert!(
+        sends * 2 > inputs.len(),
+        "{sends} sends of {}",
+        inputs.len()
+    );
+    let mut group = c.benchmark_group("decide_300_customers_in_turn");
+    group.throughput(criterion::Throughput::Elements(inputs.len() as u64));
+    group.bench_function("one_thread", |b| {
+        b.iter(|| {
+            for input in &inputs {
+                black_box(decide(black_box(input), &params));
+            }
+        })
+    });
+    group.throughput(criterion::Throughput::Elements(2 * inputs.len() as u64));
+    group.bench_function("two_threads", |b| {
+        b.iter_custom(|iters| {
+            let started = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for half in [0, inputs.len() / 2] {
+                    let inputs = &inputs;
+                    let params = &params;
+                    s.spawn(move || {
+                        // The two threads start half the population apart.
+                        for _ in 0..iters {
+                            for input in inputs[half..].iter().chain(&inputs[..half]) {
+                                black_box(decide(black_box(input), params));
+                            }
+                        }
+                    });
+                }
+            });
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+/// A simulated customer as a decision reads them.
+struct Customer {
+    tz: Tz,
+    weekly_activity: f64,
+    days_since_active: f64,
+    last_active_at: Option<DateTime<chrono::Utc>>,
+    sends_7d: f64,
+    activity: kairos_learn::ActivityPosterior,
+    mass: QuarterMass,
+    caps: CapState,
+    candidates: Vec<Candidate>,
 }
 
 criterion_group!(benches, bench);
