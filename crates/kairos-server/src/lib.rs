@@ -8,6 +8,7 @@ mod body;
 pub mod config;
 mod derived;
 mod error;
+mod json;
 pub mod metrics;
 pub mod openapi;
 mod routes;

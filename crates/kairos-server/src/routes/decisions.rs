@@ -658,7 +658,7 @@ mod erased_line {
     }
     impl<T: serde::Serialize> Line for T {
         fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-            serde_json::to_writer(out, self)
+            crate::json::write(self, out)
         }
     }
 }
