@@ -194,6 +194,28 @@ impl<'b, 'a> Json<'a> {
     }
 }
 
+/// The integer methods of a serializer, each writing its number by
+/// `$how` (the number as it is, or in quotes as a map key).
+macro_rules! integers_by {
+    ($how:ident) => {
+        integers_by!($how: serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
+            serialize_i64(i64), serialize_i128(i128), serialize_u8(u8), serialize_u16(u16),
+            serialize_u32(u32), serialize_u64(u64), serialize_u128(u128));
+    };
+    ($how:ident: $($method:ident($t:ty)),*) => {$(
+        fn $method(self, v: $t) -> Result {
+            self.$how(v)
+        }
+    )*};
+}
+
+impl Json<'_> {
+    fn number(&mut self, v: impl Display) -> Result {
+        display(self.out, v);
+        Ok(())
+    }
+}
+
 impl<'b, 'a> ser::Serializer for &'b mut Json<'a> {
     type Ok = ();
     type Error = Unsupported;
@@ -205,49 +227,10 @@ impl<'b, 'a> ser::Serializer for &'b mut Json<'a> {
     type SerializeStruct = Compound<'b, 'a>;
     type SerializeStructVariant = Compound<'b, 'a>;
 
+    integers_by!(number);
     fn serialize_bool(self, v: bool) -> Result {
         self.out
             .extend_from_slice(if v { b"true" } else { b"false" });
-        Ok(())
-    }
-    fn serialize_i8(self, v: i8) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result {
-        display(self.out, v);
-        Ok(())
-    }
-    fn serialize_u128(self, v: u128) -> Result {
-        display(self.out, v);
         Ok(())
     }
     fn serialize_f32(self, v: f32) -> Result {
@@ -366,53 +349,29 @@ impl Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-    fn end(self) -> Result {
-        self.close(b']');
-        Ok(())
-    }
+/// The four kinds of array: elements, then `]`.
+macro_rules! array {
+    ($($kind:ident :: $method:ident),*) => {$(
+        impl ser::$kind for Compound<'_, '_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+                self.element(value)
+            }
+            fn end(self) -> Result {
+                self.close(b']');
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-    fn end(self) -> Result {
-        self.close(b']');
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-    fn end(self) -> Result {
-        self.close(b']');
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.element(value)
-    }
-    fn end(self) -> Result {
-        self.close(b']');
-        Ok(())
-    }
-}
+array!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
@@ -434,29 +393,28 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
-        self.field(key, value)
-    }
-    fn end(self) -> Result {
-        self.close(b'}');
-        Ok(())
-    }
+/// The two kinds of object with named fields: fields, then `}`.
+macro_rules! object {
+    ($($kind:ident),*) => {$(
+        impl ser::$kind for Compound<'_, '_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result {
+                self.field(key, value)
+            }
+            fn end(self) -> Result {
+                self.close(b'}');
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
-        self.field(key, value)
-    }
-    fn end(self) -> Result {
-        self.close(b'}');
-        Ok(())
-    }
-}
+object!(SerializeStruct, SerializeStructVariant);
 
 /// A map key: a string, a number in quotes or a unit variant's name;
 /// anything else is [`Unsupported`] (and [`write`] hands the value to
@@ -510,36 +468,7 @@ impl ser::Serializer for MapKey<'_> {
     ) -> Result {
         value.serialize(self)
     }
-    fn serialize_i8(self, v: i8) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result {
-        self.quoted(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result {
-        self.quoted(v)
-    }
+    integers_by!(quoted);
     fn serialize_bool(self, _v: bool) -> Result {
         unsupported()
     }
