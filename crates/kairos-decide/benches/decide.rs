@@ -2,7 +2,8 @@
 //! hours, frequency caps with 8 weeks of sends, with and without a response
 //! model; and decisions for 300 simulated customers in turn, each with
 //! their own history (habits, zones, reachability, sends), as a campaign
-//! meets them.
+//! meets them, first from what the server keeps for them and then from their
+//! stored profiles (the posterior and the rest derived in the timed loop).
 //!
 //! `cargo bench -p kairos-decide`
 
@@ -185,72 +186,65 @@ fn bench(c: &mut Criterion) {
     // by the trained response model; the processor cannot learn one
     // customer's branches.
     let cfg = ProfileConfig::default();
-    let customers: Vec<Customer> = pop
+    let profiles: Vec<(ProfileState, [bool; 5], Tz)> = pop
         .customers
         .iter()
         .map(|c| {
             let events = by_customer
                 .get(c.id.as_str())
                 .map_or(&[][..], Vec::as_slice);
-            let (profile, _) = ProfileState::from_events(events, c.tz, &cfg);
-            let activity = trained.activity.posterior(&profile.activity);
-            let mass = QuarterMass::with_quarters(&activity.hour_of_week, &profile.quarter_of_day);
-            let mut caps = CapState::default();
-            for (ch, stats) in Channel::ALL.iter().zip(&profile.channels) {
-                for t in &stats.recent_sends {
-                    caps.add(*ch, *t);
-                }
-            }
-            let candidates = Channel::ALL
-                .iter()
-                .map(|&ch| Candidate {
-                    channel: ch,
-                    status: if c.reachable[ch.index()] {
-                        ChannelStatus::Allowed
-                    } else {
-                        ChannelStatus::Unreachable
-                    },
-                    estimate: ChannelEstimate::new(
-                        &profile.channels[ch.index()],
-                        trained.channels.get(ch),
-                    ),
-                })
-                .collect();
-            Customer {
-                tz: c.tz,
-                weekly_activity: profile.weekly_activity(cfg.half_life_days),
-                days_since_active: profile
-                    .last_active_at
-                    .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
-                last_active_at: profile.last_active_at,
-                sends_7d: caps.count_between(now - Duration::days(7), now) as f64,
-                activity,
-                mass,
-                caps,
-                candidates,
-            }
+            (
+                ProfileState::from_events(events, c.tz, &cfg).0,
+                c.reachable,
+                c.tz,
+            )
         })
         .collect();
+    // What a decision derives from a stored profile before it scores: the
+    // posterior and its quarter-hour masses, the caps' sends, each
+    // channel's rate.
+    let derive = |(profile, reachable, tz): &(ProfileState, [bool; 5], Tz)| {
+        let activity = trained.activity.posterior(&profile.activity);
+        let mass = QuarterMass::with_quarters(&activity.hour_of_week, &profile.quarter_of_day);
+        let mut caps = CapState::default();
+        for (ch, stats) in Channel::ALL.iter().zip(&profile.channels) {
+            for t in &stats.recent_sends {
+                caps.add(*ch, *t);
+            }
+        }
+        let candidates = Channel::ALL
+            .iter()
+            .map(|&ch| Candidate {
+                channel: ch,
+                status: if reachable[ch.index()] {
+                    ChannelStatus::Allowed
+                } else {
+                    ChannelStatus::Unreachable
+                },
+                estimate: ChannelEstimate::new(
+                    &profile.channels[ch.index()],
+                    trained.channels.get(ch),
+                ),
+            })
+            .collect();
+        Customer {
+            tz: *tz,
+            weekly_activity: profile.weekly_activity(cfg.half_life_days),
+            days_since_active: profile
+                .last_active_at
+                .map_or(30.0, |l| (now - l).num_seconds().max(0) as f64 / 86_400.0),
+            last_active_at: profile.last_active_at,
+            sends_7d: caps.count_between(now - Duration::days(7), now) as f64,
+            activity,
+            mass,
+            caps,
+            candidates,
+        }
+    };
+    let customers: Vec<Customer> = profiles.iter().map(derive).collect();
     let inputs: Vec<DecisionInput> = customers
         .iter()
-        .map(|c| DecisionInput {
-            weekly_activity: c.weekly_activity,
-            now,
-            tz: c.tz,
-            tz_assumed: false,
-            window,
-            candidates: c.candidates.clone(),
-            activity: &c.activity,
-            activity_mass: Some(&c.mass),
-            prior_untrained: false,
-            segment_label: None,
-            response: as_trained.as_ref(),
-            days_since_active: c.days_since_active,
-            sends_7d: c.sends_7d,
-            cap_state: &c.caps,
-            last_active_at: c.last_active_at,
-            quiet_hours: params.quiet_hours,
-        })
+        .map(|c| c_input(c, now, window, as_trained.as_ref(), params.quiet_hours))
         .collect();
     let sends = inputs
         .iter()
@@ -292,6 +286,48 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The same customers from their stored profiles: each decision first
+    // derives what it scores with (as `derive` above), as the server does
+    // for a customer it has not cached; only the store's IO and the answer's
+    // JSON are left out.
+    let decide_from = |p: &(ProfileState, [bool; 5], Tz)| {
+        let c = derive(p);
+        decide(
+            &c_input(&c, now, window, as_trained.as_ref(), params.quiet_hours),
+            &params,
+        )
+    };
+    let mut group = c.benchmark_group("decide_300_customers_from_profiles");
+    group.throughput(criterion::Throughput::Elements(profiles.len() as u64));
+    group.bench_function("one_thread", |b| {
+        b.iter(|| {
+            for p in &profiles {
+                black_box(decide_from(black_box(p)));
+            }
+        })
+    });
+    group.throughput(criterion::Throughput::Elements(2 * profiles.len() as u64));
+    group.bench_function("two_threads", |b| {
+        b.iter_custom(|iters| {
+            let started = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for half in [0, profiles.len() / 2] {
+                    let profiles = &profiles;
+                    let decide_from = &decide_from;
+                    s.spawn(move || {
+                        for _ in 0..iters {
+                            for p in profiles[half..].iter().chain(&profiles[..half]) {
+                                black_box(decide_from(black_box(p)));
+                            }
+                        }
+                    });
+                }
+            });
+            started.elapsed()
+        })
+    });
+    group.finish();
 }
 
 /// A simulated customer as a decision reads them.
@@ -305,6 +341,35 @@ struct Customer {
     mass: QuarterMass,
     caps: CapState,
     candidates: Vec<Candidate>,
+}
+
+/// The decision input for a customer, with the request's instant, window
+/// and quiet hours.
+fn c_input<'a>(
+    c: &'a Customer,
+    now: DateTime<chrono::Utc>,
+    window: Window,
+    response: Option<&'a kairos_learn::response::ResponseModel>,
+    quiet_hours: Option<kairos_decide::QuietHours>,
+) -> DecisionInput<'a> {
+    DecisionInput {
+        weekly_activity: c.weekly_activity,
+        now,
+        tz: c.tz,
+        tz_assumed: false,
+        window,
+        candidates: c.candidates.clone(),
+        activity: &c.activity,
+        activity_mass: Some(&c.mass),
+        prior_untrained: false,
+        segment_label: None,
+        response,
+        days_since_active: c.days_since_active,
+        sends_7d: c.sends_7d,
+        cap_state: &c.caps,
+        last_active_at: c.last_active_at,
+        quiet_hours,
+    }
 }
 
 criterion_group!(benches, bench);
