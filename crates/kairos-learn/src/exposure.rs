@@ -98,9 +98,9 @@ pub fn typical_presences(mass: &QuarterMass, lens: &[usize], activity: f64, out:
     // The presences are summed four at a time.
     const _: () = assert!(HOURS % 4 == 0);
     out.clear();
-    let whole_hours = lens
-        .iter()
-        .all(|&l| l > 0 && l % 4 == 0 && l <= QUARTERS_PER_WEEK);
+    // A length of 0 (a channel without a scorer) is a whole number of
+    // hours too: no factor, a presence of 0, as alone.
+    let whole_hours = lens.iter().all(|&l| l % 4 == 0 && l <= QUARTERS_PER_WEEK);
     let activity = activity.max(0.0);
     if lens.len() < 2 || !whole_hours {
         out.extend(lens.iter().map(|&l| typical_presence(mass, l, activity)));
@@ -1127,7 +1127,8 @@ mod tests {
     }
 
     /// Several lengths at once, from shared hourly factors, give what each
-    /// gives alone; lengths that are not whole hours are each computed alone.
+    /// gives alone (a length of 0 among them too); lengths that are not
+    /// whole hours are each computed alone.
     #[test]
     fn typical_presences_match_one_length_at_a_time() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
@@ -1139,7 +1140,16 @@ mod tests {
             let total: f64 = week.iter().sum();
             let week: Vec<f64> = week.iter().map(|v| v / total).collect();
             let mass = QuarterMass::new(&week);
-            for lens in [&[16, 4, 96][..], &[4, 672], &[16], &[4, 6, 96], &[]] {
+            for lens in [
+                &[16, 4, 96][..],
+                &[4, 672],
+                &[16],
+                &[4, 6, 96],
+                &[],
+                &[16, 0, 4],
+                &[0, 96],
+                &[0],
+            ] {
                 typical_presences(&mass, lens, activity, &mut out);
                 assert_eq!(out.len(), lens.len());
                 for (&len, &got) in lens.iter().zip(&out) {
