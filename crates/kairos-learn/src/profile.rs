@@ -238,9 +238,14 @@ impl ProfileState {
 /// `f(x) = (1 - 2^-x) / (x · ln 2) = ratio`, between 1e-6 and 1e3 (the
 /// nearer end where there is none inside). Newton's method on ln x (f falls
 /// from 1 towards 0 and d f / d ln x = 2^-x - f(x), from the same
-/// exponential), kept inside a shrinking bracket: about five steps where
-/// 36 halvings of the bracket used to read f 36 times.
+/// exponential), kept inside a shrinking bracket: at most six steps for
+/// histories longer than 1e-4 half-lives.
 fn history_half_lives(ratio: f64) -> f64 {
+    history_half_lives_in_steps(ratio).0
+}
+
+/// [`history_half_lives`], and the number of Newton (or halving) steps it took.
+fn history_half_lives_in_steps(ratio: f64) -> (f64, usize) {
     const C: f64 = std::f64::consts::LN_2;
     // ln 1e-6 and ln 1e3.
     let (mut lo, mut hi) = (-13.815_510_557_964_274_f64, 6.907_755_278_982_137_f64);
@@ -248,7 +253,7 @@ fn history_half_lives(ratio: f64) -> f64 {
     let mut u = ((1.0 / ratio.max(1e-300) - 1.0) * 2.0 / C)
         .clamp(1e-6, 1e3)
         .ln();
-    for _ in 0..100 {
+    for step in 1..=100 {
         let x = u.exp();
         // 1 - 2^-x without the cancellation of short histories.
         let gone = -(-x * C).exp_m1();
@@ -262,15 +267,22 @@ fn history_half_lives(ratio: f64) -> f64 {
         }
         let slope = e - f;
         let mut next = u - g / slope;
+        // Converged, whichever side of the bracket the last step lands on:
+        // at the root `g` is 0 (or rounding) and the step with it, and a
+        // step to the bracket's edge must not be taken for a failed one
+        // (a halving from there took some 40 more steps).
+        if next.is_finite() && (next - u).abs() < 1e-12 {
+            return (next.exp(), step);
+        }
         if !(next.is_finite() && next > lo && next < hi) {
             next = 0.5 * (lo + hi);
         }
-        if (next - u).abs() < 1e-12 || hi - lo < 1e-12 {
-            return next.exp();
+        if hi - lo < 1e-12 {
+            return (next.exp(), step);
         }
         u = next;
     }
-    u.exp()
+    (u.exp(), 100)
 }
 
 /// 2^(-age/h) for an age in seconds and a half-life in days.
@@ -747,6 +759,26 @@ mod tests {
         // No root inside: the nearer end.
         assert!((history_half_lives(1.0) / 1e-6 - 1.0).abs() < 1e-9);
         assert!((history_half_lives(1e-9) / 1e3 - 1.0).abs() < 1e-9);
+    }
+
+    /// Newton's method finds the history length in a few steps wherever
+    /// the root lies, also where the decay ratio is met exactly on a step
+    /// (an exact hit used to be taken for a step off the bracket, and 40
+    /// halvings followed).
+    #[test]
+    fn history_length_takes_few_steps() {
+        let f = |x: f64| -(-x * std::f64::consts::LN_2).exp_m1() / (x * std::f64::consts::LN_2);
+        for k in 1..2000 {
+            let x = 10f64.powf(-5.9 + 8.8 * k as f64 / 2000.0);
+            let (solved, steps) = history_half_lives_in_steps(f(x));
+            assert!((solved / x - 1.0).abs() < 1e-8, "x {x}: {solved}");
+            // Below 1e-4 half-lives (minutes) f is flat to within 1e-4.
+            let most = if x >= 1e-4 { 6 } else { 12 };
+            assert!(steps <= most, "x {x}: {steps} steps");
+        }
+        // 7 days at a half-life of 30: the case that took 42 steps.
+        let (_, steps) = history_half_lives_in_steps(f(7.0 / 30.0));
+        assert!(steps <= 6, "{steps} steps");
     }
 
     /// A steady 4 activities a week reads as about 4 a week after 2 weeks and
