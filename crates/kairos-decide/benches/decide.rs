@@ -208,9 +208,7 @@ fn bench(c: &mut Criterion) {
         let mass = QuarterMass::with_quarters(&activity.hour_of_week, &profile.quarter_of_day);
         let mut caps = CapState::default();
         for (ch, stats) in Channel::ALL.iter().zip(&profile.channels) {
-            for t in &stats.recent_sends {
-                caps.add(*ch, *t);
-            }
+            caps.add_many(*ch, &stats.recent_sends);
         }
         let candidates = Channel::ALL
             .iter()

@@ -107,6 +107,16 @@ impl CapState {
         v.insert(pos, at);
     }
 
+    /// [`CapState::add`] for each of `times`: appended at once, and put in
+    /// order only if they are not (a profile keeps its sends oldest first).
+    pub fn add_many(&mut self, channel: Channel, times: &[DateTime<Utc>]) {
+        let v = &mut self.sends[channel.index()];
+        v.extend(times.iter().map(DateTime::timestamp));
+        if !v.is_sorted() {
+            v.sort_unstable();
+        }
+    }
+
     /// How many sends, on every channel, fall in `(after, until]`, to the
     /// second (sends are kept in whole seconds).
     pub fn count_between(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> usize {
@@ -425,6 +435,26 @@ mod agree {
     use super::*;
     use proptest::prelude::*;
     proptest! {
+        /// Sends added together, in any order and onto any others, are the
+        /// sends added one at a time.
+        #[test]
+        fn many_at_once_as_one_at_a_time(
+            before in proptest::collection::vec((0usize..5, -20_000i64..20_000), 0..8),
+            many in proptest::collection::vec(-20_000i64..20_000, 0..12),
+            sorted in any::<bool>(),
+            c in 0usize..5,
+        ) {
+            let base = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+            let mut one = CapState::default();
+            for (c, m) in &before { one.add(Channel::ALL[*c], base + chrono::Duration::minutes(*m)); }
+            let mut together = one.clone();
+            let mut times: Vec<DateTime<Utc>> = many.iter().map(|m| base + chrono::Duration::minutes(*m)).collect();
+            if sorted { times.sort(); }
+            for t in &times { one.add(Channel::ALL[c], *t); }
+            together.add_many(Channel::ALL[c], &times);
+            prop_assert_eq!(one, together);
+        }
+
         #[test]
         fn prepared_and_direct_agree(sends in proptest::collection::vec((0usize..5, -20_000i64..20_000), 0..12), t in -10_000i64..10_000) {
             let base = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();

@@ -207,9 +207,7 @@ fn cap_state(
 ) -> CapState {
     let mut caps = CapState::default();
     for (c, stats) in Channel::ALL.iter().zip(&profile.channels) {
-        for t in &stats.recent_sends {
-            caps.add(*c, *t);
-        }
+        caps.add_many(*c, &stats.recent_sends);
     }
     for r in reservations.iter().filter(|r| r.holds(now)) {
         caps.add(r.channel, r.send_at);
