@@ -25,6 +25,12 @@ use kairos_learn::{
 
 const BUILTIN: &str = include_str!("../../../models/default/model.json");
 
+/// The allocator of the kairos binary (`src/main.rs`): a decision allocates
+/// its posterior, explanations and answer, and in-process decisions are
+/// measured as the server makes them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
         .map(|t| t.to_utc())
