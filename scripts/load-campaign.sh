@@ -2,11 +2,13 @@
 # A million-recipient campaign over HTTP: POST /v1/decisions/batch in requests
 # of 100,000 customers (the API's limit), all answers streamed back and counted.
 #
-#   [CONCURRENCY=1] [TRAIN=1] [KAIROS_BIN=path] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
+#   [CONCURRENCY=1] [TRAIN=1] [WEEKS=1] [KAIROS_BIN=path] scripts/load-campaign.sh [CUSTOMERS] [DATA_DIR]
 #
 # The first run seeds DATA_DIR (default /tmp/kairos-load) with simulated
 # customers and a week of history each (`kairos simulate --data`); later runs
-# reuse it. With TRAIN=1 the models are first trained on that history
+# reuse it. WEEKS=8 seeds 8 weeks each instead, as `kairos simulate` scores
+# them (two sends a week per channel rather than one): longer histories,
+# costlier profiles and posteriors (a million take about an hour to seed). With TRAIN=1 the models are first trained on that history
 # (`kairos train`, once per directory), so every decision is scored by the
 # trained response model; a directory never trained decides with the model
 # shipped with Kairos, which has none (the formula).
@@ -33,13 +35,20 @@ else
   BIN="${CARGO_TARGET_DIR:-target}/release/kairos"
 fi
 
-if [ ! -f "$DATA/.seeded-$CUSTOMERS" ]; then
+WEEKS=${WEEKS:-1}
+SEEDED="$DATA/.seeded-$CUSTOMERS"
+SENDS_PER_WEEK=1
+if [ "$WEEKS" != 1 ]; then
+  SEEDED="$SEEDED-${WEEKS}w"
+  SENDS_PER_WEEK=2
+fi
+if [ ! -f "$SEEDED" ]; then
   rm -rf "$DATA"
-  echo "seeding $CUSTOMERS customers into $DATA ..."
+  echo "seeding $CUSTOMERS customers with $WEEKS weeks of history into $DATA ..."
   start=$(date +%s.%N)
-  $BIN simulate --customers "$CUSTOMERS" --weeks 1 --sends-per-week 1 --data "$DATA"
+  $BIN simulate --customers "$CUSTOMERS" --weeks "$WEEKS" --sends-per-week "$SENDS_PER_WEEK" --data "$DATA"
   echo "seeded in $(echo "$(date +%s.%N) - $start" | bc) s"
-  touch "$DATA/.seeded-$CUSTOMERS"
+  touch "$SEEDED"
 fi
 
 export KAIROS__MODELS__DIR="$DATA/models"
