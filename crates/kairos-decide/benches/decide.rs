@@ -248,7 +248,7 @@ fn bench(c: &mut Criterion) {
     let customers: Vec<Customer> = profiles.iter().map(derive).collect();
     let inputs: Vec<DecisionInput> = customers
         .iter()
-        .map(|c| c_input(c, now, window, as_trained.as_ref(), params.quiet_hours))
+        .map(|c| decision_input(c, now, window, as_trained.as_ref(), params.quiet_hours))
         .collect();
     let sends = inputs
         .iter()
@@ -298,7 +298,7 @@ fn bench(c: &mut Criterion) {
     let decide_from = |p: &(ProfileState, [bool; 5], Tz)| {
         let c = derive(p);
         decide(
-            &c_input(&c, now, window, as_trained.as_ref(), params.quiet_hours),
+            &decision_input(&c, now, window, as_trained.as_ref(), params.quiet_hours),
             &params,
         )
     };
@@ -349,7 +349,7 @@ struct Customer {
 
 /// The decision input for a customer, with the request's instant, window
 /// and quiet hours.
-fn c_input<'a>(
+fn decision_input<'a>(
     c: &'a Customer,
     now: DateTime<chrono::Utc>,
     window: Window,
