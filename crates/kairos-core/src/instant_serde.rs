@@ -73,10 +73,65 @@ pub mod vec {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DateTime<Utc>>, D::Error> {
-        Ok(Vec::<Compact>::deserialize(d)?
-            .into_iter()
-            .map(|c| c.0)
-            .collect())
+        if d.is_human_readable() {
+            Vec::<DateTime<Utc>>::deserialize(d)
+        } else {
+            d.deserialize_seq(Instants)
+        }
+    }
+
+    /// A binary list of instants, read straight into `DateTime`s. A
+    /// profile's instants are its recent sends, days apart: each date is
+    /// found from the one before it (within a year, an ordinal moved)
+    /// rather than from the epoch.
+    struct Instants;
+
+    impl<'de> serde::de::Visitor<'de> for Instants {
+        type Value = Vec<DateTime<Utc>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence of (seconds, nanoseconds) since the Unix epoch")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            // No more room than the bytes could hold: a hostile length is not trusted.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            let mut last: Option<(i64, chrono::NaiveDate)> = None;
+            while let Some((secs, nanos)) = seq.next_element::<(i64, u32)>()? {
+                let t = from_parts(secs, nanos, &mut last).ok_or_else(|| {
+                    A::Error::custom(format!("instant out of range: {secs}s {nanos}ns"))
+                })?;
+                out.push(t);
+            }
+            Ok(out)
+        }
+    }
+
+    /// `DateTime::from_timestamp(secs, nanos)`, its date moved from `last`'s
+    /// (the day number and date of the instant before) when that is less
+    /// than a year away; `last` becomes this instant's.
+    fn from_parts(
+        secs: i64,
+        nanos: u32,
+        last: &mut Option<(i64, chrono::NaiveDate)>,
+    ) -> Option<DateTime<Utc>> {
+        let day = secs.div_euclid(86_400);
+        let date = match *last {
+            Some((d, date)) if d == day => date,
+            Some((d, date)) if (day - d).abs() <= 366 => {
+                date.checked_add_signed(chrono::TimeDelta::try_days(day - d)?)?
+            }
+            _ => DateTime::from_timestamp(secs, nanos)?.date_naive(),
+        };
+        let time = chrono::NaiveTime::from_num_seconds_from_midnight_opt(
+            secs.rem_euclid(86_400) as u32,
+            nanos,
+        )?;
+        *last = Some((day, date));
+        Some(date.and_time(time).and_utc())
     }
 }
 
@@ -128,6 +183,55 @@ mod tests {
         assert_eq!(json["none"], serde_json::Value::Null);
         assert_eq!(json["many"], serde_json::json!(s.many));
         assert_eq!(serde_json::from_value::<Sample>(json).ok(), Some(s));
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Many(#[serde(with = "vec")] Vec<DateTime<Utc>>);
+
+    proptest::proptest! {
+        /// Lists of instants near one another (a day, a month or a year
+        /// apart, across year ends and leap days) and far apart, with any
+        /// nanoseconds, come back exactly, each as chrono reads it alone.
+        #[test]
+        fn lists_read_back_as_each_instant_alone(
+            start in -70_000_000_000i64..70_000_000_000,
+            steps in proptest::collection::vec((-40_000_000i64..40_000_000, 0u32..1_000_000_000, proptest::prelude::any::<bool>()), 0..40),
+        ) {
+            let mut secs = start;
+            let mut many = Vec::new();
+            for (step, nanos, far) in steps {
+                secs = if far { step * 3_000 } else { secs.saturating_add(step) };
+                if let Some(t) = DateTime::from_timestamp(secs, nanos) {
+                    many.push(t);
+                }
+            }
+            let bytes = postcard::to_stdvec(&Many(many.clone())).unwrap_or_default();
+            let back = postcard::from_bytes::<Many>(&bytes).map(|m| m.0);
+            proptest::prop_assert_eq!(back.ok(), Some(many));
+        }
+    }
+
+    #[test]
+    fn a_list_with_an_instant_out_of_range_is_an_error() {
+        let ok = (1_800_000_000i64, 0u32);
+        for bad in [
+            (i64::MAX, 0u32),
+            (1_800_000_100, 2_000_000_000),
+            (i64::MIN, 0),
+        ] {
+            let bytes = postcard::to_stdvec(&vec![ok, bad]).unwrap_or_default();
+            assert!(postcard::from_bytes::<Many>(&bytes).is_err(), "{bad:?}");
+        }
+        // A leap second, as chrono takes it from a timestamp.
+        let leap = (1_800_000_059i64 - 1_800_000_059 % 60 + 59, 1_500_000_000u32);
+        let bytes = postcard::to_stdvec(&vec![ok, leap]).unwrap_or_default();
+        assert_eq!(
+            postcard::from_bytes::<Many>(&bytes).ok().map(|m| m.0),
+            [ok, leap]
+                .iter()
+                .map(|&(s, n)| DateTime::from_timestamp(s, n))
+                .collect::<Option<Vec<_>>>()
+        );
     }
 
     #[test]
