@@ -73,65 +73,10 @@ pub mod vec {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DateTime<Utc>>, D::Error> {
-        if d.is_human_readable() {
-            Vec::<DateTime<Utc>>::deserialize(d)
-        } else {
-            d.deserialize_seq(Instants)
-        }
-    }
-
-    /// A binary list of instants, read straight into `DateTime`s. A
-    /// profile's instants are its recent sends, days apart: each date is
-    /// found from the one before it (within a year, an ordinal moved)
-    /// rather than from the epoch.
-    struct Instants;
-
-    impl<'de> serde::de::Visitor<'de> for Instants {
-        type Value = Vec<DateTime<Utc>>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a sequence of (seconds, nanoseconds) since the Unix epoch")
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            // No more room than the bytes could hold: a hostile length is not trusted.
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            let mut last: Option<(i64, chrono::NaiveDate)> = None;
-            while let Some((secs, nanos)) = seq.next_element::<(i64, u32)>()? {
-                let t = from_parts(secs, nanos, &mut last).ok_or_else(|| {
-                    A::Error::custom(format!("instant out of range: {secs}s {nanos}ns"))
-                })?;
-                out.push(t);
-            }
-            Ok(out)
-        }
-    }
-
-    /// `DateTime::from_timestamp(secs, nanos)`, its date moved from `last`'s
-    /// (the day number and date of the instant before) when that is less
-    /// than a year away; `last` becomes this instant's.
-    fn from_parts(
-        secs: i64,
-        nanos: u32,
-        last: &mut Option<(i64, chrono::NaiveDate)>,
-    ) -> Option<DateTime<Utc>> {
-        let day = secs.div_euclid(86_400);
-        let date = match *last {
-            Some((d, date)) if d == day => date,
-            Some((d, date)) if (day - d).abs() <= 366 => {
-                date.checked_add_signed(chrono::TimeDelta::try_days(day - d)?)?
-            }
-            _ => DateTime::from_timestamp(secs, nanos)?.date_naive(),
-        };
-        let time = chrono::NaiveTime::from_num_seconds_from_midnight_opt(
-            secs.rem_euclid(86_400) as u32,
-            nanos,
-        )?;
-        *last = Some((day, date));
-        Some(date.and_time(time).and_utc())
+        Ok(Vec::<Compact>::deserialize(d)?
+            .into_iter()
+            .map(|c| c.0)
+            .collect())
     }
 }
 
