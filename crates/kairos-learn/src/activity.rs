@@ -379,7 +379,7 @@ impl ActivityModel {
     fn personal_pooled(&self, c: &[f64]) -> Vec<f64> {
         let gamma = self.params.day_strength;
         let n: f64 = c.iter().sum();
-        let mixed: Vec<f64> =
+        let mixed: std::borrow::Cow<'_, [f64]> =
             if gamma > 0.0 && n > 0.0 && c.len() == H && self.day_given_hour.len() == H {
                 // Each hour `n·(v + γ·u)/(n + γ)`, `u` the customer's count at
                 // that hour of the day spread over the days as the population's.
@@ -401,9 +401,9 @@ impl ActivityModel {
                         *o = keep * (v + lend * (b * g));
                     }
                 }
-                mixed
+                std::borrow::Cow::Owned(mixed)
             } else {
-                c.to_vec()
+                std::borrow::Cow::Borrowed(c)
             };
         smooth64(&mixed, self.params.bandwidth_hours)
     }
@@ -447,11 +447,12 @@ impl ActivityModel {
         } else {
             vec![0.0; H]
         };
-        let mut p: Vec<f64> = personal
-            .iter()
-            .zip(&prior)
-            .map(|(m, q)| m + alpha * q)
-            .collect();
+        // The personal part becomes the posterior in place.
+        let mut p = personal;
+        p.truncate(prior.len());
+        for (m, q) in p.iter_mut().zip(&prior) {
+            *m += alpha * q;
+        }
         let total: f64 = p.iter().sum();
         p.iter_mut().for_each(|v| *v /= total);
         let personal_weight = n / (n + alpha);
@@ -822,12 +823,15 @@ pub fn smooth64(counts: &[f64], bandwidth_hours: f64) -> Vec<f64> {
             *o += c * w;
         }
     }
-    let mut out = wide[reach..reach + n].to_vec();
+    // Folded in the buffer itself (the kernel is shorter than the week, so
+    // the two ends' targets do not meet), then the week moved to its front.
     for k in 0..reach {
-        out[n - reach + k] += wide[k];
-        out[k] += wide[n + reach + k];
+        wide[n + k] += wide[k];
+        wide[reach + k] += wide[n + reach + k];
     }
-    out
+    wide.copy_within(reach..reach + n, 0);
+    wide.truncate(n);
+    wide
 }
 
 /// A human label for a week distribution: "weekday evenings", "weekend mornings", ...
