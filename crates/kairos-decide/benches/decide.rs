@@ -271,22 +271,9 @@ fn bench(c: &mut Criterion) {
     group.throughput(criterion::Throughput::Elements(2 * inputs.len() as u64));
     group.bench_function("two_threads", |b| {
         b.iter_custom(|iters| {
-            let started = std::time::Instant::now();
-            std::thread::scope(|s| {
-                for half in [0, inputs.len() / 2] {
-                    let inputs = &inputs;
-                    let params = &params;
-                    s.spawn(move || {
-                        // The two threads start half the population apart.
-                        for _ in 0..iters {
-                            for input in inputs[half..].iter().chain(&inputs[..half]) {
-                                black_box(decide(black_box(input), params));
-                            }
-                        }
-                    });
-                }
-            });
-            started.elapsed()
+            on_two_threads(&inputs, iters, |input| {
+                black_box(decide(black_box(input), &params));
+            })
         })
     });
     group.finish();
@@ -314,21 +301,9 @@ fn bench(c: &mut Criterion) {
     group.throughput(criterion::Throughput::Elements(2 * profiles.len() as u64));
     group.bench_function("two_threads", |b| {
         b.iter_custom(|iters| {
-            let started = std::time::Instant::now();
-            std::thread::scope(|s| {
-                for half in [0, profiles.len() / 2] {
-                    let profiles = &profiles;
-                    let decide_from = &decide_from;
-                    s.spawn(move || {
-                        for _ in 0..iters {
-                            for p in profiles[half..].iter().chain(&profiles[..half]) {
-                                black_box(decide_from(black_box(p)));
-                            }
-                        }
-                    });
-                }
-            });
-            started.elapsed()
+            on_two_threads(&profiles, iters, |p| {
+                black_box(decide_from(black_box(p)));
+            })
         })
     });
     group.finish();
@@ -345,6 +320,25 @@ struct Customer {
     mass: QuarterMass,
     caps: CapState,
     candidates: Vec<Candidate>,
+}
+
+/// `iters` passes of `f` over every one of `items` on each of two threads,
+/// the threads starting half the items apart; the time they took.
+fn on_two_threads<T: Sync>(items: &[T], iters: u64, f: impl Fn(&T) + Sync) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for half in [0, items.len() / 2] {
+            let f = &f;
+            s.spawn(move || {
+                for _ in 0..iters {
+                    for item in items[half..].iter().chain(&items[..half]) {
+                        f(item);
+                    }
+                }
+            });
+        }
+    });
+    started.elapsed()
 }
 
 /// The decision input for a customer, with the request's instant, window
