@@ -430,39 +430,25 @@ impl OffsetTable {
 
     /// The table of `tz`, built on first use and kept for the process (a
     /// zone's table is a few kilobytes, and there are some 600 zones). Each
-    /// thread remembers the last zone it asked for, so that deciding for
-    /// customers of one zone takes neither the lock nor a hash.
+    /// zone has its own slot, found by the zone's place in chrono-tz's list:
+    /// once built, a table is read with one atomic load and no lock, so
+    /// threads deciding for customers of many zones never write to a shared
+    /// cache line (a lock taken per zone change kept one line moving between
+    /// the cores).
     fn of(tz: Tz) -> &'static Self {
-        use std::cell::Cell;
-        use std::collections::HashMap;
-        use std::sync::{Mutex, OnceLock};
-        static TABLES: OnceLock<Mutex<HashMap<Tz, &'static OffsetTable>>> = OnceLock::new();
-        thread_local! {
-            static LAST: Cell<Option<(Tz, &'static OffsetTable)>> = const { Cell::new(None) };
-        }
-        if let Some((last, table)) = LAST.get() {
-            if last == tz {
-                return table;
-            }
-        }
-        let tables = TABLES.get_or_init(Default::default);
-        let known = tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&tz)
-            .copied();
-        let table = known.unwrap_or_else(|| {
-            // Built outside the lock: two first decisions in one zone may
-            // both build it, and keep the first.
-            let built = Self::build(tz);
-            *tables
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(tz)
-                .or_insert_with(|| Box::leak(Box::new(built)))
+        use std::sync::OnceLock;
+        static TABLES: OnceLock<Vec<OnceLock<&'static OffsetTable>>> = OnceLock::new();
+        let slots = TABLES.get_or_init(|| {
+            (0..chrono_tz::TZ_VARIANTS.len())
+                .map(|_| OnceLock::new())
+                .collect()
         });
-        LAST.set(Some((tz, table)));
-        table
+        let build = || -> &'static OffsetTable { Box::leak(Box::new(Self::build(tz))) };
+        match slots.get(tz as usize) {
+            Some(slot) => slot.get_or_init(build),
+            // Not in the list (never for chrono-tz's zones): built each time.
+            None => build(),
+        }
     }
 
     /// The offset at `secs` and the span it holds for, `(offset, from,
@@ -698,6 +684,44 @@ mod clock_tests {
         // New York changes twice a year through the range.
         let ny = OffsetTable::of("America/New_York".parse().unwrap_or(Tz::UTC));
         assert_eq!(ny.starts.len(), 1 + 2 * 60);
+    }
+
+    /// Each of chrono-tz's zones has a slot of its own, and gets its own
+    /// table from it, from any thread.
+    #[test]
+    fn every_zone_has_its_own_table_slot() {
+        let n = chrono_tz::TZ_VARIANTS.len();
+        let mut seen = vec![false; n];
+        for tz in chrono_tz::TZ_VARIANTS {
+            let i = tz as usize;
+            assert!(i < n && !seen[i], "{tz:?} at {i}");
+            seen[i] = true;
+        }
+        let zones = ["America/New_York", "Asia/Kolkata", "Europe/London"];
+        let tables: Vec<Vec<usize>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        zones
+                            .iter()
+                            .map(|z| {
+                                let tz: Tz = z.parse().unwrap_or(Tz::UTC);
+                                std::ptr::from_ref(OffsetTable::of(tz)) as usize
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        assert_eq!(tables[0], tables[1], "one table per zone, shared");
+        assert_eq!(tables[0].len(), 3);
+        assert!(tables[0][0] != tables[0][1] && tables[0][1] != tables[0][2]);
+        let kolkata = OffsetTable::of(Tz::Asia__Kolkata);
+        assert_eq!(kolkata.offset(Tz::Asia__Kolkata, 1_800_000_000), 19_800);
     }
 
     /// Every quarter hour across DST changes, read in order as the engine
