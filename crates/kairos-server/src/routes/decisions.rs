@@ -10,7 +10,7 @@ use kairos_decide::{
     channel_status, decide, Action, Alternative, Candidate, DecisionBasis, DecisionInput,
     QuietHours, Suppression, SuppressionReason, Window,
 };
-use kairos_learn::{ChannelEstimate, ProfileState};
+use kairos_learn::{ChannelEstimate, ModelBundle, ProfileState};
 use kairos_store::{CustomerRecord, Reservation, ReserveCheck, StoreError};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -228,6 +228,7 @@ pub struct Planned {
 /// Decides for one customer from their stored record: CPU only, no IO.
 pub fn plan(
     state: &AppState,
+    models: &std::sync::Arc<ModelBundle>,
     id: &CustomerId,
     record: Option<CustomerRecord>,
     shared: &Shared,
@@ -243,10 +244,9 @@ pub fn plan(
         Some(Ok(tz)) => (tz, false),
         _ => (params.default_tz, true),
     };
-    let models = state.models();
     let derived = crate::derived::derived_for(
         state,
-        &models,
+        models,
         id,
         &profile,
         attributes.as_ref(),
@@ -385,7 +385,7 @@ pub async fn decide_for(
             Err(e) => return Err(e.into()),
         };
         let for_variant = shared.experiment.as_ref().and(record.clone());
-        let planned = plan(state, &id, record, shared, now);
+        let planned = plan(state, &state.models(), &id, record, shared, now);
         if let Some((reservation, check)) = planned.reservation {
             match state.store.reserve(&id, reservation, now, check).await {
                 Ok(true) => {}
@@ -417,7 +417,7 @@ pub fn degraded(
     why: &str,
 ) -> DecisionResponse {
     tracing::warn!(customer_id = %id, reason = why, "decision degraded: store unreachable");
-    let mut response = plan(state, id, None, shared, now).response;
+    let mut response = plan(state, &state.models(), id, None, shared, now).response;
     response.degraded = Some(true);
     response.reasons.push(
         "The customer store is unreachable: decided from population patterns alone; \
@@ -689,10 +689,13 @@ async fn decide_chunk(
         };
         let (st, sh, planned_ids) = (state.clone(), std::sync::Arc::clone(&shared), ids.clone());
         let planned: Vec<Planned> = tokio::task::spawn_blocking(move || {
+            // The models once per chunk: taking them per customer would move
+            // the lock's and the bundle's counts between the cores each time.
+            let models = st.models();
             planned_ids
                 .iter()
                 .zip(records)
-                .map(|(id, rec)| plan(&st, id, rec, &sh, now))
+                .map(|(id, rec)| plan(&st, &models, id, rec, &sh, now))
                 .collect()
         })
         .await
