@@ -8,7 +8,10 @@
 # customers and a week of history each (`kairos simulate --data`); later runs
 # reuse it. WEEKS=8 seeds 8 weeks each instead, as `kairos simulate` scores
 # them (two sends a week per channel rather than one): longer histories,
-# costlier profiles and posteriors (a million take about an hour to seed). With TRAIN=1 the models are first trained on that history
+# costlier profiles and posteriors (a million take about an hour to seed).
+# Seeding writes events only, not the customers' attributes: every customer
+# is decided in the configured default zone, with every channel allowed.
+# With TRAIN=1 the models are first trained on that history
 # (`kairos train`, once per directory), so every decision is scored by the
 # trained response model; a directory never trained decides with the model
 # shipped with Kairos, which has none (the formula).
