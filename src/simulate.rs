@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::Args;
-use kairos_core::Channel;
+use kairos_core::{Channel, CustomerPatch};
 use kairos_decide::sim::{baselines, generate, informed_ceiling, score_policies, SimConfig};
 use serde_json::{json, Value};
 
@@ -29,8 +29,9 @@ pub struct SimulateArgs {
     /// Write customers.ndjson, events.ndjson and truth.json here.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Load the customers' histories straight into this data directory (no
-    /// server may be running on it), generated in parts of 20,000 customers.
+    /// Load the customers' attributes and histories straight into this data
+    /// directory (no server may be running on it), generated in parts of
+    /// 20,000 customers.
     #[arg(long, conflicts_with_all = ["server", "out"])]
     data: Option<PathBuf>,
     /// Load the customers and their history into this running server.
@@ -76,7 +77,8 @@ impl Client {
     }
 }
 
-/// Writes a large population straight into a data directory, part by part.
+/// Writes a large population (attributes, then events) straight into a data
+/// directory, part by part.
 fn load_into_data_dir(
     args: &SimulateArgs,
     dir: &std::path::Path,
@@ -102,6 +104,17 @@ fn load_into_data_dir(
             sends_per_week: args.sends_per_week,
             id_offset: first,
         });
+        // Attributes first: the events are then counted in each customer's
+        // own zone, with no profile to recompute.
+        let patches = pop
+            .customers
+            .iter()
+            .map(|c| {
+                let id = kairos_core::CustomerId::parse(c.id.clone())?;
+                Ok((id, serde_json::from_value::<CustomerPatch>(c.attributes())?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        rt.block_on(state.store.put_customers(patches, end))?;
         for chunk in pop.events.chunks(20_000) {
             rt.block_on(state.store.ingest(chunk.to_vec()))?;
         }
@@ -110,7 +123,7 @@ fn load_into_data_dir(
     }
     bar.finish_and_clear();
     eprintln!(
-        "{} customers, {events} events written to {}",
+        "{} customers (attributes and {events} events) written to {}",
         args.customers,
         dir.display()
     );

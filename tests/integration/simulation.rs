@@ -7,7 +7,7 @@ use kairos_core::Channel;
 use kairos_decide::sim::{
     baselines, generate, informed_ceiling, score_policies, PolicyScore, SimConfig,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -365,4 +365,91 @@ fn simulate_scores_a_running_server() {
     ] {
         assert!(kairos[0] > row(baseline)[0] + 20.0, "{baseline}:\n{stdout}");
     }
+}
+
+/// `kairos simulate --data DIR` writes each customer's attributes before
+/// its events: the zones are set, and the events were counted in them (a
+/// zone changed away and back recomputes the same profile).
+#[test]
+fn simulate_loads_a_data_directory_with_attributes() {
+    use std::process::Command;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["simulate", "--customers", "40", "--weeks", "2", "--data"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kairos simulate: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = crate::durability::Server::start_with(
+        dir.path(),
+        Command::new(env!("CARGO_BIN_EXE_kairos")),
+    );
+    let get = |id: &str| -> Value {
+        let mut resp = ureq::get(&format!("{}/v1/customers/{id}", server.base))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {id}: {e}"));
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let put = |id: &str, body: Value| {
+        ureq::put(&format!("{}/v1/customers/{id}", server.base))
+            .send_json(&body)
+            .unwrap_or_else(|e| panic!("PUT {id}: {e}"));
+    };
+    let customers: Vec<Value> = (0..40).map(|i| get(&format!("sim-{i:05}"))).collect();
+    let zones: std::collections::BTreeSet<&str> = customers
+        .iter()
+        .filter_map(|c| c["timezone"].as_str())
+        .collect();
+    assert_eq!(
+        customers
+            .iter()
+            .filter(|c| c["timezone"].is_string())
+            .count(),
+        40,
+        "every customer has a zone"
+    );
+    assert!(zones.len() >= 4, "several zones: {zones:?}");
+    for c in &customers {
+        let channels = c["channels"].as_object().map(|m| m.len());
+        assert_eq!(
+            channels,
+            Some(5),
+            "reachability and consent per channel: {c}"
+        );
+    }
+    let (id, zone, before) = customers
+        .iter()
+        .find_map(|c| {
+            let zone = c["timezone"].as_str()?;
+            let events = c["profile"]["events"].as_u64()?;
+            // London keeps UTC's offset in winter: counted the same in both.
+            let shifted = !matches!(zone, "UTC" | "Europe/London");
+            (shifted && events > 0).then(|| {
+                (
+                    c["customer_id"].as_str().unwrap_or_default().to_string(),
+                    zone.to_string(),
+                    c["profile"]["activity"]["hour_of_week"].clone(),
+                )
+            })
+        })
+        .unwrap_or_else(|| panic!("no customer with events outside UTC"));
+    put(&id, json!({"timezone": "UTC"}));
+    assert_ne!(
+        get(&id)["profile"]["activity"]["hour_of_week"],
+        before,
+        "{id}: counted again in UTC"
+    );
+    put(&id, json!({"timezone": zone}));
+    assert_eq!(
+        get(&id)["profile"]["activity"]["hour_of_week"],
+        before,
+        "{id}: counted in {zone} when loaded"
+    );
 }

@@ -239,6 +239,15 @@ impl Store for InstrumentedStore {
             .await
     }
 
+    async fn put_customers(
+        &self,
+        patches: Vec<(CustomerId, CustomerPatch)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Customer>> {
+        self.timed("put_customers", self.inner.put_customers(patches, now))
+            .await
+    }
+
     async fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>> {
         self.timed("customer", self.inner.customer(id)).await
     }

@@ -70,6 +70,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     profile_in_local_time(&*store).await;
     time_zone_change_recomputes(&*store).await;
     customer_attributes_merge(&*store).await;
+    many_customers_patched_at_once(&*store).await;
     one_response_per_message(&*store).await;
     delete_erases_everything(&*store).await;
     customers_whose_ids_extend_another_stay_apart(&*store).await;
@@ -217,6 +218,63 @@ pub async fn customer_attributes_merge(store: &dyn Store) {
         .unwrap_or_else(|| panic!("missing"));
     assert_eq!(rec.attributes, Some(updated));
     assert_eq!(rec.profile.events, 0);
+}
+
+/// Patches for many customers in one write land as the same patches one at
+/// a time would: in order, a zone change recomputing the profile.
+pub async fn many_customers_patched_at_once(store: &dyn Store) {
+    let (a, b, c) = (unique("many-a"), unique("many-b"), unique("many-c"));
+    // a's event arrives before its zone: counted in UTC until the patch.
+    store
+        .ingest(vec![event(&a, "open", "app_open", monday_evening_kl(0))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answers = store
+        .put_customers(
+            vec![
+                (a.clone(), patch(serde_json::json!({"timezone": "Asia/Kuala_Lumpur"}))),
+                (b.clone(), patch(serde_json::json!({"timezone": "Europe/London", "traits": {"plan": "gold"}}))),
+                (a.clone(), patch(serde_json::json!({"channels": {"push": {"reachable": false}}}))),
+                (c.clone(), patch(serde_json::json!({}))),
+            ],
+            now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answers.len(), 4);
+    assert_eq!(answers[0].customer_id, a);
+    assert!(answers[0].channels.is_empty(), "a's first patch alone");
+    assert_eq!(answers[2].timezone.as_deref(), Some("Asia/Kuala_Lumpur"));
+    assert_eq!(
+        answers[2]
+            .channels
+            .get(&Channel::Push)
+            .and_then(|p| p.reachable),
+        Some(false),
+        "a's second patch over its first"
+    );
+    assert_eq!(
+        answers[1].traits.get("plan"),
+        Some(&serde_json::json!("gold"))
+    );
+    assert_eq!(answers[3].customer_id, c);
+    for (id, answer) in [(&a, &answers[2]), (&b, &answers[1]), (&c, &answers[3])] {
+        let rec = store.customer(id).await.ok().flatten();
+        assert_eq!(
+            rec.and_then(|r| r.attributes).as_ref(),
+            Some(answer),
+            "{id}"
+        );
+    }
+    let profile = store.customer(&a).await.ok().flatten().map(|r| r.profile);
+    let profile = profile.unwrap_or_default();
+    assert_eq!(
+        (profile.activity[11], profile.activity[19]),
+        (0.0, 1.0),
+        "a's profile recomputed in Kuala Lumpur time"
+    );
+    let none = store.put_customers(Vec::new(), now()).await;
+    assert_eq!(none.ok().map(|v| v.len()), Some(0));
 }
 
 pub async fn one_response_per_message(store: &dyn Store) {

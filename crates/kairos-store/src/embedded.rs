@@ -772,9 +772,37 @@ impl Inner {
         patch: CustomerPatch,
         now: DateTime<Utc>,
     ) -> Result<Customer> {
-        let cid = id.as_str();
         let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
-        let updated = {
+        let updated = self.merge_customer(&txn, id, patch, now)?;
+        txn.commit().map_err(StoreError::unavailable)?;
+        Ok(updated)
+    }
+
+    fn put_customers(
+        &self,
+        patches: Vec<(CustomerId, CustomerPatch)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Customer>> {
+        let txn = self.db()?.begin_write().map_err(StoreError::unavailable)?;
+        let updated = patches
+            .into_iter()
+            .map(|(id, patch)| self.merge_customer(&txn, &id, patch, now))
+            .collect::<Result<Vec<_>>>()?;
+        txn.commit().map_err(StoreError::unavailable)?;
+        Ok(updated)
+    }
+
+    /// Merges `patch` into the customer inside `txn`, recomputing the
+    /// profile when the time zone changes.
+    fn merge_customer(
+        &self,
+        txn: &WriteTransaction,
+        id: &CustomerId,
+        patch: CustomerPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Customer> {
+        let cid = id.as_str();
+        {
             let mut customers = txn.open_table(CUSTOMERS).map_err(StoreError::unavailable)?;
             let current = match customers.get(cid).map_err(StoreError::unavailable)? {
                 Some(v) => Some(decode_customer(v.value())?),
@@ -789,15 +817,13 @@ impl Inner {
             let new_tz = customer_tz(Some(&updated), self.default_tz);
             drop(customers);
             if new_tz != old_tz {
-                let n = self.recompute(&txn, cid, new_tz, &self.config())?;
+                let n = self.recompute(txn, cid, new_tz, &self.config())?;
                 if n > 0 {
                     tracing::info!(customer_id = %id, events = n, timezone = %new_tz.name(), "profile recomputed for new time zone");
                 }
             }
-            updated
-        };
-        txn.commit().map_err(StoreError::unavailable)?;
-        Ok(updated)
+            Ok(updated)
+        }
     }
 
     fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>> {
@@ -1164,6 +1190,19 @@ impl Store for EmbeddedStore {
         let key = id.clone();
         let out = self.run(move |s| s.put_customer(&key, patch, now)).await;
         self.inner.cache.invalidate(id.as_str());
+        out
+    }
+
+    async fn put_customers(
+        &self,
+        patches: Vec<(CustomerId, CustomerPatch)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Customer>> {
+        let ids: Vec<CustomerId> = patches.iter().map(|(id, _)| id.clone()).collect();
+        let out = self.run(move |s| s.put_customers(patches, now)).await;
+        for id in &ids {
+            self.inner.cache.invalidate(id.as_str());
+        }
         out
     }
 

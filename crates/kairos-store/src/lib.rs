@@ -380,6 +380,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<Customer>;
 
+    /// [`Store::put_customer`] for many customers in one write, in order: a
+    /// customer named twice gets both patches, the later over the earlier.
+    /// Answers each customer's attributes as they stood after its patch.
+    /// Every patch is durable once this returns.
+    async fn put_customers(
+        &self,
+        patches: Vec<(CustomerId, CustomerPatch)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Customer>>;
+
     /// The customer, or `None` if nothing at all is stored for them (with
     /// every stored reservation: see [`Reservation::holds`]).
     async fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>>;

@@ -1026,6 +1026,40 @@ impl Store for RedisStore {
         Err(contended(id))
     }
 
+    async fn put_customers(
+        &self,
+        patches: Vec<(CustomerId, CustomerPatch)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Customer>> {
+        // Customers in parallel; each customer's own patches in order.
+        let n = patches.len();
+        let mut groups: Vec<(CustomerId, Vec<(usize, CustomerPatch)>)> = Vec::new();
+        let mut slot: HashMap<CustomerId, usize> = HashMap::new();
+        for (i, (id, patch)) in patches.into_iter().enumerate() {
+            let g = *slot.entry(id.clone()).or_insert_with(|| {
+                groups.push((id, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push((i, patch));
+        }
+        let done: Vec<Vec<(usize, Customer)>> =
+            stream::iter(groups.into_iter().map(|(id, group)| async move {
+                let mut out = Vec::with_capacity(group.len());
+                for (i, patch) in group {
+                    out.push((i, self.put_customer(&id, patch, now).await?));
+                }
+                Ok::<_, StoreError>(out)
+            }))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut answers: Vec<Option<Customer>> = vec![None; n];
+        for (i, c) in done.into_iter().flatten() {
+            answers[i] = Some(c);
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
     async fn customer(&self, id: &CustomerId) -> Result<Option<CustomerRecord>> {
         let snap = self
             .snapshot(id.as_str(), Events::None, Messages::None)
