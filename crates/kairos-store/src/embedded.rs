@@ -24,14 +24,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use crate::cache::RecordCache;
 use crate::{
-    converts, customer_tz, ArmCounts, Conversion, CustomerExport, CustomerHistory, CustomerRecord,
-    Exposure, HistoryVisitor, IngestOutcome, MatchBytes, Reservation, ReserveCheck, Result, Store,
-    StoreContext, StoreError, StoredBytes,
+    converts, customer_tz, decode_customer, ArmCounts, Conversion, CustomerExport, CustomerHistory,
+    CustomerRecord, Exposure, HistoryVisitor, IngestOutcome, MatchBytes, Reservation, ReserveCheck,
+    Result, Store, StoreContext, StoreError, StoredBytes,
 };
 
 /// (customer, event id) -> event as JSON. Also the idempotency record.
 const EVENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("events");
-/// customer -> attributes as JSON.
+/// customer -> attributes (`encode_customer`; JSON before).
 const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
 /// customer -> profile state (postcard).
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
@@ -585,10 +585,6 @@ fn count(
     Ok(())
 }
 
-fn decode_customer(bytes: &[u8]) -> Result<Customer> {
-    serde_json::from_slice(bytes).map_err(StoreError::corrupt)
-}
-
 fn decode_event(bytes: &[u8]) -> Result<Event> {
     serde_json::from_slice(bytes).map_err(StoreError::corrupt)
 }
@@ -810,9 +806,9 @@ impl Inner {
             };
             let old_tz = customer_tz(current.as_ref(), self.default_tz);
             let updated = patch.apply(id.clone(), current, now);
-            let json = serde_json::to_vec(&updated).map_err(StoreError::corrupt)?;
+            let stored = crate::encode_customer(&updated)?;
             customers
-                .insert(cid, json.as_slice())
+                .insert(cid, stored.as_slice())
                 .map_err(StoreError::unavailable)?;
             let new_tz = customer_tz(Some(&updated), self.default_tz);
             drop(customers);

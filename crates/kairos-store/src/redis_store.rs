@@ -8,7 +8,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `kairos:{c}:meta` | hash | `attrs` (JSON), `profile` (postcard), `v` (version token) |
+//! | `kairos:{c}:meta` | hash | `attrs` (as the embedded store's `customers`), `profile` (postcard), `v` (version token) |
 //! | `kairos:{c}:ev` | hash | event id -> event (JSON); also the idempotency record |
 //! | `kairos:{c}:msg` | hash | `channel:message_id` -> attribution state (postcard) |
 //! | `kairos:{c}:res` | hash | decision id -> reservation (postcard) |
@@ -532,7 +532,7 @@ impl RedisStore {
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .unwrap_or_default();
         let attrs = match bytes(&next()) {
-            Some(b) => Some(serde_json::from_slice(b).map_err(StoreError::corrupt)?),
+            Some(b) => Some(crate::decode_customer(b)?),
             None => None,
         };
         let profile = match bytes(&next()) {
@@ -1004,17 +1004,17 @@ impl Store for RedisStore {
             self.index_new(id.as_str(), &snap).await?;
             let old_tz = customer_tz(snap.attrs.as_ref(), self.inner.default_tz);
             let updated = patch.clone().apply(id.clone(), snap.attrs.clone(), now);
-            let json = serde_json::to_vec(&updated).map_err(StoreError::corrupt)?;
+            let stored = crate::encode_customer(&updated)?;
             let new_tz = customer_tz(Some(&updated), self.inner.default_tz);
             let (version, change) = if new_tz != old_tz && snap.profile.is_some() {
                 let full = self
                     .snapshot(id.as_str(), Events::All, Messages::None)
                     .await?;
-                let change = self.recomputed(&full.events, new_tz, &self.config(), Some(json))?;
+                let change = self.recomputed(&full.events, new_tz, &self.config(), Some(stored))?;
                 (full.version, change)
             } else {
                 let change = Change {
-                    attrs: Some(json),
+                    attrs: Some(stored),
                     ..Change::default()
                 };
                 (snap.version, change)
