@@ -9,8 +9,11 @@
 # reuse it. WEEKS=8 seeds 8 weeks each instead, as `kairos simulate` scores
 # them (two sends a week per channel rather than one): longer histories,
 # costlier profiles and posteriors (a million take about an hour to seed).
-# Seeding writes events only, not the customers' attributes: every customer
-# is decided in the configured default zone, with every channel allowed.
+# Seeding writes each customer's attributes (time zone, reachability and
+# consent per channel) before their events, so the campaign decides every
+# customer in their own zone, on the channels they can be reached on.
+# A directory seeded before attributes were written (events only, marked
+# .seeded-N) is seeded again.
 # With TRAIN=1 the models are first trained on that history
 # (`kairos train`, once per directory), so every decision is scored by the
 # trained response model; a directory never trained decides with the model
@@ -39,7 +42,7 @@ else
 fi
 
 WEEKS=${WEEKS:-1}
-SEEDED="$DATA/.seeded-$CUSTOMERS"
+SEEDED="$DATA/.seeded-attributes-$CUSTOMERS"
 SENDS_PER_WEEK=1
 if [ "$WEEKS" != 1 ]; then
   SEEDED="$SEEDED-${WEEKS}w"
