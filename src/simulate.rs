@@ -180,8 +180,16 @@ pub fn run(args: SimulateArgs, config: kairos_server::ValidConfig) -> anyhow::Re
         base: server.trim_end_matches('/').to_string(),
         key: args.key.clone(),
     };
-    for c in &pop.customers {
-        client.send("PUT", &format!("/v1/customers/{}", c.id), &c.attributes())?;
+    for part in pop.customers.chunks(10_000) {
+        let customers: Vec<Value> = part
+            .iter()
+            .map(|c| {
+                let mut item = c.attributes();
+                item["customer_id"] = json!(c.id);
+                item
+            })
+            .collect();
+        client.send("POST", "/v1/customers", &json!({ "customers": customers }))?;
     }
     for chunk in pop.events.chunks(5000) {
         client.send("POST", "/v1/events", &json!({ "events": chunk }))?;

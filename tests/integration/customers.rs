@@ -145,3 +145,79 @@ async fn learned_traits_and_channel_rates() {
     assert_eq!(c["profile"]["activity_events"], 1);
     assert_eq!(c["profile"]["events"], 8);
 }
+
+/// `POST /v1/customers`: many customers' attributes in one request, applied
+/// in order; one invalid item refuses the whole request, naming each bad
+/// item by its index, and stores nothing.
+#[actix_web::test]
+async fn many_customers_at_once_all_or_nothing() {
+    let t = app().await;
+    // b's sessions arrive before its zone: counted in UTC until the batch.
+    let (s, _) = call(
+        &t.app,
+        post(
+            "/v1/events",
+            &json!({"events": monday_evening_sessions("batch-b")}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, before) = call(&t.app, get("/v1/customers/batch-b")).await;
+    let body = json!({"customers": [
+        {"customer_id": "batch-a", "timezone": "Asia/Kathmandu", "traits": {"plan": "gold"}},
+        {"customer_id": "batch-b", "timezone": "America/New_York"},
+        {"customer_id": "batch-a", "channels": {"push": {"reachable": false}}},
+    ]});
+    let (s, r) = call(&t.app, post("/v1/customers", &body)).await;
+    assert_eq!((s, &r), (200, &json!({"updated": 3})));
+    let (_, a) = call(&t.app, get("/v1/customers/batch-a")).await;
+    assert_eq!(a["timezone"], "Asia/Kathmandu");
+    assert_eq!(a["traits"]["plan"], "gold");
+    assert_eq!(
+        a["channels"]["push"]["reachable"], false,
+        "the later item over the earlier"
+    );
+    let (_, b) = call(&t.app, get("/v1/customers/batch-b")).await;
+    assert_eq!(b["timezone"], "America/New_York");
+    assert_ne!(
+        b["profile"]["activity"]["peak_windows"], before["profile"]["activity"]["peak_windows"],
+        "the profile recomputed in the new zone"
+    );
+
+    let bad = json!({"customers": [
+        {"customer_id": "batch-c", "timezone": "Europe/Paris"},
+        {"customer_id": "batch-d", "timezone": "Mars/Olympus"},
+        {"timezone": "Europe/Paris"},
+        "batch-e",
+        {"customer_id": "batch-a", "colour": "blue"},
+    ]});
+    let (s, e) = call(&t.app, post("/v1/customers", &bad)).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid_customers")),
+        "{e}"
+    );
+    let indexes: Vec<u64> = e["error"]["details"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|x| x["index"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(indexes, [1, 2, 3, 4], "{e}");
+    let (s, _) = call(&t.app, get("/v1/customers/batch-c")).await;
+    assert_eq!(s, 404, "nothing stored from a refused batch");
+
+    let many: Vec<_> = (0..10_001)
+        .map(|i| json!({"customer_id": format!("many-{i}")}))
+        .collect();
+    let (s, e) = call(&t.app, post("/v1/customers", &json!({"customers": many}))).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("too_many_customers")),
+        "{e}"
+    );
+    let (s, e) = call(&t.app, post("/v1/customers", &json!({"people": []}))).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{e}"
+    );
+}

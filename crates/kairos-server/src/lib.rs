@@ -163,6 +163,11 @@ pub fn create_app(
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(
+                    web::resource("/customers")
+                        .route(web::post().to(customers::put_customers))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
                     web::resource("/customers/{id}")
                         .route(web::put().to(customers::put_customer))
                         .route(web::get().to(customers::get_customer))

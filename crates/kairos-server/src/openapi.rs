@@ -127,6 +127,7 @@ impl Modify for BearerAuth {
     paths(
         events::post_events,
         customers::put_customer,
+        customers::put_customers,
         customers::get_customer,
         customers::delete_customer,
         customers::export_customer,

@@ -1,11 +1,12 @@
-//! `/v1/customers/{id}`: attributes in, attributes and learned profile out.
+//! `/v1/customers/{id}`: attributes in, attributes and learned profile out;
+//! `/v1/customers`: many customers' attributes in one request.
 
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 
-use kairos_core::{Channel, ChannelPrefs, CustomerId, CustomerPatch};
+use kairos_core::{Channel, ChannelPrefs, CoreError, CustomerId, CustomerPatch, FieldError};
 use kairos_learn::{ChannelEstimate, PeakWindow};
 use kairos_store::{customer_tz, CustomerRecord};
 use serde::Serialize;
@@ -208,6 +209,112 @@ pub async fn put_customer(
         .await?
         .ok_or_else(|| unknown(&id))?;
     Ok(HttpResponse::Ok().json(view(record, &state)))
+}
+
+/// Most customers one `POST /v1/customers` may carry.
+pub const MAX_CUSTOMERS_PER_REQUEST: usize = 10_000;
+
+/// Many customers' attributes at once.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomersBatch {
+    /// Up to 10,000 items, each a `customer_id` with the attributes to merge
+    /// (the fields of `PUT /v1/customers/{id}`), applied in order: a customer
+    /// named twice gets both, the later over the earlier.
+    #[schema(value_type = Vec<Object>)]
+    pub customers: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CustomersBatchOutcome {
+    /// Items applied (every item of the request).
+    pub updated: usize,
+}
+
+/// One item of a batch: its customer id and patch, or the rules it broke.
+fn batch_item(value: serde_json::Value) -> Result<(CustomerId, CustomerPatch), Vec<FieldError>> {
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(vec![FieldError::new(
+            "customer",
+            "must be an object with a customer_id and the attributes to merge",
+        )]);
+    };
+    let id = match fields.remove("customer_id") {
+        Some(serde_json::Value::String(s)) => CustomerId::parse(s).map_err(field_errors),
+        Some(_) => Err(vec![FieldError::new("customer_id", "must be a string")]),
+        None => Err(vec![FieldError::new("customer_id", "is required")]),
+    };
+    let patch = serde_json::from_value::<CustomerPatch>(serde_json::Value::Object(fields))
+        .map_err(|e| vec![FieldError::new("customer", e.to_string())])
+        .and_then(|p| p.validate().map(|()| p).map_err(field_errors));
+    match (id, patch) {
+        (Ok(id), Ok(patch)) => Ok((id, patch)),
+        (id, patch) => Err(id
+            .err()
+            .into_iter()
+            .flatten()
+            .chain(patch.err().into_iter().flatten())
+            .collect()),
+    }
+}
+
+fn field_errors(e: CoreError) -> Vec<FieldError> {
+    match e {
+        CoreError::Invalid { field, message } => vec![FieldError::new(field, message)],
+        CoreError::InvalidEvent(errors) => errors,
+        e @ CoreError::UnknownTimeZone(_) => vec![FieldError::new("timezone", e.to_string())],
+    }
+}
+
+/// Merges attributes into many customers in one write, as `PUT
+/// /v1/customers/{id}` does into one: all items are checked first, and if any
+/// is invalid nothing is stored. Durable before the answer.
+#[utoipa::path(post, path = "/v1/customers", tag = "customers",
+    request_body(content = CustomersBatch),
+    responses(
+        (status = 200, description = "Every item applied", body = CustomersBatchOutcome),
+        (status = 400, description = "Invalid items (each listed in `details` by its index) or too many; nothing was stored", body = ErrorResponse),
+        KeyErrors, BodyErrors, StoreErrors,
+    ),
+    security(("api_key" = ["ingest"]), ()))]
+pub async fn put_customers(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::auth::authorize(&req, &state, Scope::Ingest)?;
+    let batch: CustomersBatch = json_body(&req, payload, state.config.server()).await?;
+    if batch.customers.len() > MAX_CUSTOMERS_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            "too_many_customers",
+            format!(
+                "{} customers in one request; at most {MAX_CUSTOMERS_PER_REQUEST} are accepted",
+                batch.customers.len()
+            ),
+        ));
+    }
+    let mut patches = Vec::with_capacity(batch.customers.len());
+    let mut invalid: Vec<(usize, Vec<FieldError>)> = Vec::new();
+    for (index, value) in batch.customers.into_iter().enumerate() {
+        match batch_item(value) {
+            Ok(item) => patches.push(item),
+            Err(errors) => invalid.push((index, errors)),
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::invalid_items(
+            "invalid_customers",
+            format!(
+                "{} customer(s) are invalid; nothing was stored",
+                invalid.len()
+            ),
+            invalid,
+        ));
+    }
+    let updated = patches.len();
+    state.store.put_customers(patches, state.now()).await?;
+    tracing::info!(customers = updated, "customers updated");
+    Ok(HttpResponse::Ok().json(CustomersBatchOutcome { updated }))
 }
 
 /// The customer with their learned profile.
