@@ -474,10 +474,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<Customer>;
 
-    /// [`Store::put_customer`] for many customers in one write, in order: a
-    /// customer named twice gets both patches, the later over the earlier.
-    /// Answers each customer's attributes as they stood after its patch.
-    /// Every patch is durable once this returns.
+    /// [`Store::put_customer`] for many customers, in order: a customer named
+    /// twice gets both patches, the later over the earlier. Answers each
+    /// customer's attributes as they stood after its patch. Every patch is
+    /// durable once this returns. The embedded store writes them all in one
+    /// transaction; Redis writes each customer's on its own, several
+    /// customers at once, so an error may leave some customers updated.
     async fn put_customers(
         &self,
         patches: Vec<(CustomerId, CustomerPatch)>,

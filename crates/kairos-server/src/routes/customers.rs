@@ -266,9 +266,10 @@ fn field_errors(e: CoreError) -> Vec<FieldError> {
     }
 }
 
-/// Merges attributes into many customers in one write, as `PUT
-/// /v1/customers/{id}` does into one: all items are checked first, and if any
-/// is invalid nothing is stored. Durable before the answer.
+/// Merges attributes into many customers, as `PUT /v1/customers/{id}` does
+/// into one: all items are checked first, and if any is invalid nothing is
+/// stored. Durable before the answer; on the embedded store one write for
+/// the whole request.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers",
     request_body(content = CustomersBatch),
     responses(
