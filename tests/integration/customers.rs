@@ -214,6 +214,38 @@ async fn many_customers_at_once_all_or_nothing() {
         (400, Some("too_many_customers")),
         "{e}"
     );
+    // NDJSON too: one customer a line, an unparsable line named by its index.
+    let ndjson = |body: &str| {
+        actix_web::test::TestRequest::post()
+            .uri("/v1/customers")
+            .insert_header(("content-type", "application/x-ndjson"))
+            .set_payload(body.to_string())
+    };
+    let (s, r) = call(
+        &t.app,
+        ndjson(concat!(
+            r#"{"customer_id": "batch-n1", "timezone": "Asia/Kolkata"}"#,
+            "\n\n",
+            r#"{"customer_id": "batch-n2", "locale": "en-IN"}"#,
+            "\n"
+        )),
+    )
+    .await;
+    assert_eq!((s, &r), (200, &json!({"updated": 2})));
+    let (_, n1) = call(&t.app, get("/v1/customers/batch-n1")).await;
+    assert_eq!(n1["timezone"], "Asia/Kolkata");
+    let (s, e) = call(
+        &t.app,
+        ndjson("{\"customer_id\": \"batch-n3\"}\n{not json\n"),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["details"][0]["index"].as_u64()),
+        (400, Some(1)),
+        "{e}"
+    );
+    let (s, _) = call(&t.app, get("/v1/customers/batch-n3")).await;
+    assert_eq!(s, 404);
     let (s, e) = call(&t.app, post("/v1/customers", &json!({"people": []}))).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),

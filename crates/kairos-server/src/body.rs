@@ -141,6 +141,52 @@ pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Splits a request body into one JSON value per item: the array under
+/// `key` of a JSON object (`{"events": [...]}`), or one item a line of NDJSON
+/// (an unparsable line stays in its place as the reason).
+pub fn items(
+    kind: BodyKind,
+    bytes: &[u8],
+    key: &str,
+) -> Result<Vec<Result<serde_json::Value, String>>, ApiError> {
+    use serde_json::Value;
+    match kind {
+        BodyKind::Json => {
+            let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_json",
+                    format!("the request body is not valid JSON: {e}"),
+                )
+            })?;
+            let shape = || {
+                ApiError::bad_request(
+                    "invalid_body",
+                    format!("the body must be {{\"{key}\": [...]}}"),
+                )
+            };
+            match body {
+                Value::Object(mut map) => match map.remove(key) {
+                    Some(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
+                    _ => Err(shape()),
+                },
+                _ => Err(shape()),
+            }
+        }
+        BodyKind::Ndjson => {
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                ApiError::bad_request("invalid_body", "the NDJSON body is not UTF-8")
+            })?;
+            Ok(text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    serde_json::from_str::<Value>(l).map_err(|e| format!("not valid JSON: {e}"))
+                })
+                .collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use kairos_learn::{ChannelEstimate, PeakWindow};
 use kairos_store::{customer_tz, CustomerRecord};
 use serde::Serialize;
 
-use crate::body::json_body;
+use crate::body::{check_depth, content_kind, items, json_body, read_body};
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
 use crate::openapi::{BodyErrors, KeyErrors, StoreErrors};
@@ -214,9 +214,11 @@ pub async fn put_customer(
 /// Most customers one `POST /v1/customers` may carry.
 pub const MAX_CUSTOMERS_PER_REQUEST: usize = 10_000;
 
-/// Many customers' attributes at once.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST /v1/customers` as JSON (NDJSON, one customer a line, is accepted
+/// too). Only the document's shape: the handler reads the items one by one,
+/// to name each invalid one.
+#[allow(dead_code)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CustomersBatch {
     /// Up to 10,000 items, each a `customer_id` with the attributes to merge
     /// (the fields of `PUT /v1/customers/{id}`), applied in order: a customer
@@ -271,7 +273,7 @@ fn field_errors(e: CoreError) -> Vec<FieldError> {
 /// stored. Durable before the answer; on the embedded store one write for
 /// the whole request.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers",
-    request_body(content = CustomersBatch),
+    request_body(content = CustomersBatch, description = "JSON `{\"customers\": [...]}`; also NDJSON (`application/x-ndjson`), one customer a line"),
     responses(
         (status = 200, description = "Every item applied", body = CustomersBatchOutcome),
         (status = 400, description = "Invalid items (each listed in `details` by its index) or too many; nothing was stored", body = ErrorResponse),
@@ -284,20 +286,27 @@ pub async fn put_customers(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Ingest)?;
-    let batch: CustomersBatch = json_body(&req, payload, state.config.server()).await?;
-    if batch.customers.len() > MAX_CUSTOMERS_PER_REQUEST {
+    let kind = content_kind(&req, true)?;
+    let server = state.config.server();
+    let bytes = read_body(&req, payload, server.max_body_bytes).await?;
+    check_depth(&bytes, server.max_json_depth)?;
+    let values = items(kind, &bytes, "customers")?;
+    if values.len() > MAX_CUSTOMERS_PER_REQUEST {
         return Err(ApiError::bad_request(
             "too_many_customers",
             format!(
                 "{} customers in one request; at most {MAX_CUSTOMERS_PER_REQUEST} are accepted",
-                batch.customers.len()
+                values.len()
             ),
         ));
     }
-    let mut patches = Vec::with_capacity(batch.customers.len());
+    let mut patches = Vec::with_capacity(values.len());
     let mut invalid: Vec<(usize, Vec<FieldError>)> = Vec::new();
-    for (index, value) in batch.customers.into_iter().enumerate() {
-        match batch_item(value) {
+    for (index, value) in values.into_iter().enumerate() {
+        let item = value
+            .map_err(|m| vec![FieldError::new("customer", m)])
+            .and_then(batch_item);
+        match item {
             Ok(item) => patches.push(item),
             Err(errors) => invalid.push((index, errors)),
         }

@@ -2,53 +2,14 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use kairos_core::{Event, FieldError, RawEvent};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::body::{check_depth, content_kind, read_body, BodyKind};
+use crate::body::{check_depth, content_kind, items, read_body};
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
 use crate::openapi::{BodyErrors, KeyErrors, StoreErrors};
 use crate::openapi::{EventsRequest, IngestResponse};
 use crate::state::AppState;
-
-/// Splits a request body into one JSON value per event.
-fn event_values(kind: BodyKind, bytes: &[u8]) -> Result<Vec<Result<Value, String>>, ApiError> {
-    match kind {
-        BodyKind::Json => {
-            let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_json",
-                    format!("the request body is not valid JSON: {e}"),
-                )
-            })?;
-            match body {
-                Value::Object(mut map) => match map.remove("events") {
-                    Some(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
-                    _ => Err(ApiError::bad_request(
-                        "invalid_body",
-                        "the body must be {\"events\": [...]}",
-                    )),
-                },
-                _ => Err(ApiError::bad_request(
-                    "invalid_body",
-                    "the body must be {\"events\": [...]}",
-                )),
-            }
-        }
-        BodyKind::Ndjson => {
-            let text = std::str::from_utf8(bytes).map_err(|_| {
-                ApiError::bad_request("invalid_body", "the NDJSON body is not UTF-8")
-            })?;
-            Ok(text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| {
-                    serde_json::from_str::<Value>(l).map_err(|e| format!("not valid JSON: {e}"))
-                })
-                .collect())
-        }
-    }
-}
 
 /// Ingest events: all or nothing, idempotent per (customer, event id).
 #[utoipa::path(post, path = "/v1/events", tag = "events",
@@ -69,7 +30,7 @@ pub async fn post_events(
     let server = state.config.server();
     let bytes = read_body(&req, payload, server.max_body_bytes).await?;
     check_depth(&bytes, server.max_json_depth)?;
-    let values = event_values(kind, &bytes)?;
+    let values = items(kind, &bytes, "events")?;
     if values.len() > server.max_events_per_request {
         return Err(ApiError::bad_request(
             "too_many_events",
