@@ -141,6 +141,32 @@ pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The items of a request body of many (see [`items`]) under its size and
+/// depth limits: at most `max`, or 400 `too_many_<key>`.
+pub async fn item_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    server: &ServerConfig,
+    key: &'static str,
+    too_many: &'static str,
+    max: usize,
+) -> Result<Vec<Result<serde_json::Value, String>>, ApiError> {
+    let kind = content_kind(req, true)?;
+    let bytes = read_body(req, payload, server.max_body_bytes).await?;
+    check_depth(&bytes, server.max_json_depth)?;
+    let values = items(kind, &bytes, key)?;
+    if values.len() > max {
+        return Err(ApiError::bad_request(
+            too_many,
+            format!(
+                "{} {key} in one request; at most {max} are accepted",
+                values.len()
+            ),
+        ));
+    }
+    Ok(values)
+}
+
 /// Splits a request body into one JSON value per item: the array under
 /// `key` of a JSON object (`{"events": [...]}`), or one item a line of NDJSON
 /// (an unparsable line stays in its place as the reason).

@@ -11,7 +11,7 @@ use kairos_learn::{ChannelEstimate, PeakWindow};
 use kairos_store::{customer_tz, CustomerRecord};
 use serde::Serialize;
 
-use crate::body::{check_depth, content_kind, items, json_body, read_body};
+use crate::body::{item_body, json_body};
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
 use crate::openapi::{BodyErrors, KeyErrors, StoreErrors};
@@ -286,20 +286,15 @@ pub async fn put_customers(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Ingest)?;
-    let kind = content_kind(&req, true)?;
-    let server = state.config.server();
-    let bytes = read_body(&req, payload, server.max_body_bytes).await?;
-    check_depth(&bytes, server.max_json_depth)?;
-    let values = items(kind, &bytes, "customers")?;
-    if values.len() > MAX_CUSTOMERS_PER_REQUEST {
-        return Err(ApiError::bad_request(
-            "too_many_customers",
-            format!(
-                "{} customers in one request; at most {MAX_CUSTOMERS_PER_REQUEST} are accepted",
-                values.len()
-            ),
-        ));
-    }
+    let values = item_body(
+        &req,
+        payload,
+        state.config.server(),
+        "customers",
+        "too_many_customers",
+        MAX_CUSTOMERS_PER_REQUEST,
+    )
+    .await?;
     let mut patches = Vec::with_capacity(values.len());
     let mut invalid: Vec<(usize, Vec<FieldError>)> = Vec::new();
     for (index, value) in values.into_iter().enumerate() {

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use kairos_core::{Event, FieldError, RawEvent};
 use serde_json::json;
 
-use crate::body::{check_depth, content_kind, items, read_body};
+use crate::body::item_body;
 use crate::config::Scope;
 use crate::error::{ApiError, ErrorResponse};
 use crate::openapi::{BodyErrors, KeyErrors, StoreErrors};
@@ -26,21 +26,16 @@ pub async fn post_events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     crate::auth::authorize(&req, &state, Scope::Ingest)?;
-    let kind = content_kind(&req, true)?;
     let server = state.config.server();
-    let bytes = read_body(&req, payload, server.max_body_bytes).await?;
-    check_depth(&bytes, server.max_json_depth)?;
-    let values = items(kind, &bytes, "events")?;
-    if values.len() > server.max_events_per_request {
-        return Err(ApiError::bad_request(
-            "too_many_events",
-            format!(
-                "{} events in one request; at most {} are accepted",
-                values.len(),
-                server.max_events_per_request
-            ),
-        ));
-    }
+    let values = item_body(
+        &req,
+        payload,
+        server,
+        "events",
+        "too_many_events",
+        server.max_events_per_request,
+    )
+    .await?;
     let now = state.now();
     let mut events = Vec::with_capacity(values.len());
     let mut invalid: Vec<(usize, Vec<FieldError>)> = Vec::new();
