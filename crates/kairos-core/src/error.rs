@@ -39,6 +39,16 @@ impl CoreError {
             message: message.into(),
         }
     }
+
+    /// The rules broken, each with its field (an unknown zone is the
+    /// `timezone` field's).
+    pub fn into_field_errors(self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid { field, message } => vec![FieldError { field, message }],
+            Self::InvalidEvent(errors) => errors,
+            e @ Self::UnknownTimeZone(_) => vec![FieldError::new("timezone", e.to_string())],
+        }
+    }
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -258,10 +258,7 @@ impl Event {
     /// event, or every rule it breaks.
     pub fn from_raw(raw: RawEvent, now: DateTime<Utc>) -> Result<Event, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let mut record = |e: CoreError| match e {
-            CoreError::Invalid { field, message } => errors.push(FieldError { field, message }),
-            other => errors.push(FieldError::new("event", other.to_string())),
-        };
+        let mut record = |e: CoreError| errors.extend(e.into_field_errors());
 
         let event_id = required(raw.event_id, "event_id")
             .and_then(EventId::parse)

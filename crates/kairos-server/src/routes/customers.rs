@@ -242,13 +242,19 @@ fn batch_item(value: serde_json::Value) -> Result<(CustomerId, CustomerPatch), V
         )]);
     };
     let id = match fields.remove("customer_id") {
-        Some(serde_json::Value::String(s)) => CustomerId::parse(s).map_err(field_errors),
+        Some(serde_json::Value::String(s)) => {
+            CustomerId::parse(s).map_err(CoreError::into_field_errors)
+        }
         Some(_) => Err(vec![FieldError::new("customer_id", "must be a string")]),
         None => Err(vec![FieldError::new("customer_id", "is required")]),
     };
     let patch = serde_json::from_value::<CustomerPatch>(serde_json::Value::Object(fields))
         .map_err(|e| vec![FieldError::new("customer", e.to_string())])
-        .and_then(|p| p.validate().map(|()| p).map_err(field_errors));
+        .and_then(|p| {
+            p.validate()
+                .map(|()| p)
+                .map_err(CoreError::into_field_errors)
+        });
     match (id, patch) {
         (Ok(id), Ok(patch)) => Ok((id, patch)),
         (id, patch) => Err(id
@@ -257,14 +263,6 @@ fn batch_item(value: serde_json::Value) -> Result<(CustomerId, CustomerPatch), V
             .flatten()
             .chain(patch.err().into_iter().flatten())
             .collect()),
-    }
-}
-
-fn field_errors(e: CoreError) -> Vec<FieldError> {
-    match e {
-        CoreError::Invalid { field, message } => vec![FieldError::new(field, message)],
-        CoreError::InvalidEvent(errors) => errors,
-        e @ CoreError::UnknownTimeZone(_) => vec![FieldError::new("timezone", e.to_string())],
     }
 }
 
