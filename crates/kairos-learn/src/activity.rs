@@ -657,13 +657,10 @@ pub const WITHIN_HOUR_STRENGTH: f64 = 8.0;
 /// The smaller in size of two slopes of one sign; 0 when they differ.
 #[inline]
 fn minmod(a: f64, b: f64) -> f64 {
-    if a * b <= 0.0 {
-        0.0
-    } else if a.abs() < b.abs() {
-        a
-    } else {
-        b
-    }
+    // Without branches: the signs of a week's slopes follow no pattern a
+    // processor could predict.
+    let smaller = a.abs().min(b.abs()).copysign(a);
+    smaller * f64::from(u8::from(a * b > 0.0))
 }
 
 impl QuarterMass {
@@ -691,47 +688,60 @@ impl QuarterMass {
         };
         // Per hour of the day, the customer's own quarters as shares of the
         // hour (`own[i] / (8 + n)`, of the hour's mass) and what the slopes'
-        // shape keeps (`8 / (8 + n)`); none where the hour has no counts.
-        let mut own: [Option<([f64; 3], f64)>; 24] = [None; 24];
+        // shape keeps (`8 / (8 + n)`); where the hour has no counts, no
+        // shares and all kept, which leaves the slopes' quarters as they are.
+        let mut shares = [[0.0f64; 3]; 24];
+        let mut keep = [1.0f64; 24];
         if let Ok(counts) = <&[f32; QUARTERS_PER_DAY]>::try_from(quarter_of_day) {
-            for (o, c) in own.iter_mut().zip(counts.chunks_exact(4)) {
+            for ((s, k), c) in shares.iter_mut().zip(&mut keep).zip(counts.chunks_exact(4)) {
                 let c = [c[0], c[1], c[2], c[3]].map(|v| f64::from(v).max(0.0));
                 let n = c[0] + c[1] + c[2] + c[3];
                 if n > 0.0 {
                     let total = WITHIN_HOUR_STRENGTH + n;
-                    *o = Some((
-                        [c[0] / total, c[1] / total, c[2] / total],
-                        WITHIN_HOUR_STRENGTH / total,
-                    ));
+                    *s = [c[0] / total, c[1] / total, c[2] / total];
+                    *k = WITHIN_HOUR_STRENGTH / total;
                 }
             }
         }
-        let mut prefix = Vec::with_capacity(q + 1);
-        prefix.push(0.0);
-        let mut acc = 0.0;
-        for (h, &p) in week.iter().enumerate() {
-            let before = week[if h == 0 { H - 1 } else { h - 1 }];
-            let after = week[if h == H - 1 { 0 } else { h + 1 }];
-            // The density at the quarters' centres, -3/8 to 3/8 of an hour
-            // from the hour's: p + slope · x sums to p over the four.
-            let bound = p * (8.0 / 3.0);
-            let slope = minmod(p - before, after - p).clamp(-bound, bound);
-            let mut w = [
-                (p + slope * -0.375) / 4.0,
-                (p + slope * -0.125) / 4.0,
-                (p + slope * 0.125) / 4.0,
-            ];
-            // The hour's own quarters of the day, each count a share of `p`;
-            // the fourth is what the hour's mass leaves, as before.
-            if let Some((shares, keep)) = own[h % 24] {
-                for (w, share) in w.iter_mut().zip(shares) {
-                    *w = keep * *w + p * share;
-                }
+        // Each hour's first three quarters, in a loop of their own over the
+        // week's days, which the processor runs two hours at a time.
+        let mut previous = [0.0f64; H];
+        previous[1..].copy_from_slice(&week[..H - 1]);
+        previous[0] = week[H - 1];
+        let mut next = [0.0f64; H];
+        next[..H - 1].copy_from_slice(&week[1..]);
+        next[H - 1] = week[0];
+        let mut quarters = [[0.0f64; 3]; H];
+        let days = week
+            .chunks_exact(24)
+            .zip(previous.chunks_exact(24))
+            .zip(next.chunks_exact(24))
+            .zip(quarters.chunks_exact_mut(24));
+        for (((week, previous), next), quarters) in days {
+            let hours = week.iter().zip(previous).zip(next).zip(quarters);
+            for ((((&p, &previous), &next), w), (keep, shares)) in
+                hours.zip(keep.iter().zip(&shares))
+            {
+                // The density at the quarters' centres, -3/8 to 3/8 of an
+                // hour from the hour's: p + slope · x sums to p over the four.
+                let bound = p * (8.0 / 3.0);
+                let slope = minmod(p - previous, next - p).max(-bound).min(bound);
+                // The hour's own quarters of the day, each count a share of
+                // `p`; the fourth is what the hour's mass leaves, as before.
+                *w = [
+                    keep * ((p + slope * -0.375) / 4.0) + p * shares[0],
+                    keep * ((p + slope * -0.125) / 4.0) + p * shares[1],
+                    keep * ((p + slope * 0.125) / 4.0) + p * shares[2],
+                ];
             }
+        }
+        let mut prefix = vec![0.0; q + 1];
+        let mut acc = 0.0;
+        for ((out, &p), w) in prefix[1..].chunks_exact_mut(4).zip(week).zip(&quarters) {
             let second = w[0] + w[1];
             // Each quarter from the hour's own start (no chain of additions
             // through the week), the last one exact.
-            prefix.extend_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
+            out.copy_from_slice(&[acc + w[0], acc + second, acc + (second + w[2]), acc + p]);
             acc += p;
         }
         Self { prefix }
@@ -791,6 +801,24 @@ pub fn smooth64(counts: &[f64], bandwidth_hours: f64) -> Vec<f64> {
         return counts.to_vec();
     }
     let reach = (3.0 * bandwidth_hours).ceil() as usize;
+    KERNEL.with_borrow_mut(|(bandwidth, kernel)| {
+        // A model smooths every customer with one bandwidth: its kernel
+        // once per thread rather than its exponentials every time.
+        if *bandwidth != bandwidth_hours.to_bits() || kernel.is_empty() {
+            *bandwidth = bandwidth_hours.to_bits();
+            *kernel = gaussian_kernel(bandwidth_hours, reach);
+        }
+        smooth_with(counts, kernel, reach)
+    })
+}
+
+thread_local! {
+    /// The last kernel [`smooth64`] used, by its bandwidth's bits.
+    static KERNEL: std::cell::RefCell<(u64, Vec<f64>)> = const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
+/// The circular Gaussian's weights at -reach..=reach hours, summing to 1.
+fn gaussian_kernel(bandwidth_hours: f64, reach: usize) -> Vec<f64> {
     let mut kernel: Vec<f64> = (0..=2 * reach)
         .map(|k| {
             let d = k as f64 - reach as f64;
@@ -799,6 +827,12 @@ pub fn smooth64(counts: &[f64], bandwidth_hours: f64) -> Vec<f64> {
         .collect();
     let norm: f64 = kernel.iter().sum();
     kernel.iter_mut().for_each(|w| *w /= norm);
+    kernel
+}
+
+/// [`smooth64`] with its kernel (`2·reach + 1` weights).
+fn smooth_with(counts: &[f64], kernel: &[f64], reach: usize) -> Vec<f64> {
+    let n = counts.len();
     if kernel.len() > n {
         // The kernel wraps the counts more than once: index by index.
         let mut out = vec![0.0; n];
@@ -819,7 +853,7 @@ pub fn smooth64(counts: &[f64], bandwidth_hours: f64) -> Vec<f64> {
         if c == 0.0 {
             continue;
         }
-        for (o, w) in wide[i..i + kernel.len()].iter_mut().zip(&kernel) {
+        for (o, w) in wide[i..i + kernel.len()].iter_mut().zip(kernel) {
             *o += c * w;
         }
     }
@@ -871,6 +905,7 @@ mod tests {
     use super::*;
 
     /// The smaller slope of one sign, 0 where the signs differ or one is 0.
+
     #[test]
     fn minmod_by_cases() {
         for (a, b, want) in [
