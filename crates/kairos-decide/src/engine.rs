@@ -615,6 +615,38 @@ fn slot_runs(
     clock.for_each_run(first_aligned, deadline, &mut keep);
 }
 
+/// Calls `visit(i, m)` for each of `slots` at or above `bar` (above it,
+/// if `strict`), in order; `visit` returns the bar from then on. Blocks of
+/// slots all below the bar cost a comparison each and no branch: after the
+/// first good slots, most of a week is below the best so far.
+fn visit_above(
+    slots: &[f64],
+    mut bar: f64,
+    strict: bool,
+    mut visit: impl FnMut(usize, f64) -> f64,
+) -> f64 {
+    const BLOCK: usize = 8;
+    let passes = |m: f64, bar: f64| if strict { m > bar } else { m >= bar };
+    let mut blocks = slots.chunks_exact(BLOCK);
+    for (b, block) in blocks.by_ref().enumerate() {
+        if !block.iter().fold(false, |any, &m| any | passes(m, bar)) {
+            continue;
+        }
+        for (k, &m) in block.iter().enumerate() {
+            if passes(m, bar) {
+                bar = visit(b * BLOCK + k, m);
+            }
+        }
+    }
+    let done = slots.len() - blocks.remainder().len();
+    for (k, &m) in blocks.remainder().iter().enumerate() {
+        if passes(m, bar) {
+            bar = visit(done + k, m);
+        }
+    }
+    bar
+}
+
 /// Per-decision work space: the slots' runs, and per distinct window length
 /// the mass after each local quarter of the week and its log-lift (NaN
 /// until needed).
@@ -868,13 +900,23 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
         let mut above = f64::NEG_INFINITY;
         let mut at: Option<(usize, usize)> = None;
         for (r, run) in runs.iter().enumerate() {
-            for (i, &m) in ms[run.quarter..run.quarter + run.n].iter().enumerate() {
-                let m = m + boost(run.j + i);
+            let slots = &ms[run.quarter..run.quarter + run.n];
+            // The slots a session boosts one by one (and the very first),
+            // then the rest without a boost, by blocks.
+            let boosted = boosts.len().saturating_sub(run.j).min(slots.len());
+            let first = boosted.max(usize::from(at.is_none())).min(slots.len());
+            let mut bar = above;
+            let mut consider = |i: usize, m: f64| {
                 if m > above || at.is_none() {
                     above = m + TIE * m.abs().max(1e-12);
                     at = Some((r, i));
                 }
+                above
+            };
+            for (i, &m) in slots[..first].iter().enumerate() {
+                bar = consider(i, m + boost(run.j + i));
             }
+            visit_above(&slots[first..], bar, true, |i, m| consider(first + i, m));
         }
         top[k] = at.map(|(r, i)| runs[r].slot(i));
     }
@@ -922,14 +964,15 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             }
         }
         for run in runs.iter() {
-            for (i, &m) in ms[run.quarter..run.quarter + run.n].iter().enumerate() {
-                if m >= floor {
-                    let t = run.t + i as i64 * SLOT_SECS;
-                    if let Some(f) = visit(t, run.quarter + i, run.day, m) {
-                        floor = f;
-                    }
+            let slots = &ms[run.quarter..run.quarter + run.n];
+            let mut current = floor;
+            floor = visit_above(slots, floor, false, |i, m| {
+                let t = run.t + i as i64 * SLOT_SECS;
+                if let Some(f) = visit(t, run.quarter + i, run.day, m) {
+                    current = f;
                 }
-            }
+                current
+            });
         }
         best_uncapped_key[i] = best;
     }

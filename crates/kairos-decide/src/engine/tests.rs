@@ -963,3 +963,33 @@ fn the_exposure_form_scores_slots() {
     // Without past sends on record, each counts as one.
     assert!((score_with(&CapState::default()) - usual).abs() < 1e-12);
 }
+
+proptest! {
+    /// Skipping blocks below the bar visits exactly the slots a plain scan
+    /// does, in order, with the bar rising as the visits return it.
+    #[test]
+    fn visit_above_visits_what_a_plain_scan_does(
+        slots in prop::collection::vec(prop_oneof![Just(0.0), 0.0..1.0f64, Just(f64::NAN)], 0..60),
+        start in -0.5..1.0f64,
+        raise in 0.0..0.2f64,
+        strict: bool,
+    ) {
+        let passes = |m: f64, bar: f64| if strict { m > bar } else { m >= bar };
+        // Each visit raises the bar a little above the slot it saw.
+        let mut plain = Vec::new();
+        let mut bar = start;
+        for (i, &m) in slots.iter().enumerate() {
+            if passes(m, bar) {
+                plain.push(i);
+                bar = m + raise;
+            }
+        }
+        let mut blocks = Vec::new();
+        let end = visit_above(&slots, start, strict, |i, m| {
+            blocks.push(i);
+            m + raise
+        });
+        prop_assert_eq!(blocks, plain);
+        prop_assert_eq!(end.to_bits(), bar.to_bits());
+    }
+}
