@@ -893,7 +893,6 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
     let mut top: Vec<Option<(usize, i64, LocalReading)>> = vec![None; lens.len()];
     for (k, len) in lens.iter().enumerate() {
         mass.windows(*len, &mut masses[k]);
-        ln_lifts[k].resize(QUARTERS_PER_WEEK, f64::NAN);
         let ms = &masses[k];
         // The earliest of slots tied with it, as `improves` has it: the
         // first slot, then each that beats the best so far by more than a tie.
@@ -938,6 +937,9 @@ pub fn decide(input: &DecisionInput<'_>, params: &ValidDecideParams) -> Decision
             continue;
         };
         let (ms, lns) = (&masses[k], &mut ln_lifts[k]);
+        // Log-lifts only for the channels scored by the logistic form: the
+        // first for a window length sets them all unknown.
+        lns.resize(QUARTERS_PER_WEEK, f64::NAN);
         let mut floor = f64::NEG_INFINITY;
         let mut best: Option<Slot> = None;
         let mut visit = |t: i64, quarter: usize, day: i64, m: f64| {

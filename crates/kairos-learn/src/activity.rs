@@ -594,6 +594,9 @@ pub fn pool_days(c: &[f64], likeness: &DayLikeness, g: f64) -> Vec<f64> {
     if c.len() != H || n <= 0.0 || g <= 0.0 {
         return c.to_vec();
     }
+    // Days without a count add nothing but their weight.
+    let counted: [bool; 7] =
+        std::array::from_fn(|e| c[e * 24..e * 24 + 24].iter().any(|v| *v != 0.0));
     let mut pooled = Vec::with_capacity(H);
     for (d, w) in likeness.iter().enumerate() {
         // The other days' counts, each by its likeness to this one.
@@ -604,6 +607,9 @@ pub fn pool_days(c: &[f64], likeness: &DayLikeness, g: f64) -> Vec<f64> {
                 continue;
             }
             weight += w;
+            if !counted[e] {
+                continue;
+            }
             for (s, v) in shared.iter_mut().zip(day) {
                 *s += w * v;
             }
