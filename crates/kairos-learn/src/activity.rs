@@ -854,12 +854,12 @@ fn smooth_with(counts: &[f64], kernel: &[f64], reach: usize) -> Vec<f64> {
     }
     // Spread into the counts extended by `reach` on each side, then fold
     // the ends back onto the week's other end: no index wraps in the loop.
+    // A pass per kernel weight, the last first: each output adds its counts'
+    // shares in the counts' order, as spreading count after count would,
+    // but no addition waits on a store the one before has just made.
     let mut wide = vec![0.0; n + 2 * reach];
-    for (i, &c) in counts.iter().enumerate() {
-        if c == 0.0 {
-            continue;
-        }
-        for (o, w) in wide[i..i + kernel.len()].iter_mut().zip(kernel) {
+    for (k, &w) in kernel.iter().enumerate().rev() {
+        for (o, &c) in wide[k..k + n].iter_mut().zip(counts) {
             *o += c * w;
         }
     }
