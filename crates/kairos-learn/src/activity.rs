@@ -496,9 +496,12 @@ pub fn day_likeness(c: &[f64], concentration: f64) -> DayLikeness {
     if c.len() != H || n <= 0.0 || concentration <= 0.0 {
         return likeness;
     }
+    // Day by day, so that the hours add up side by side.
     let mut by_hour = [0.0f64; 24];
-    for (i, v) in c.iter().enumerate() {
-        by_hour[i % 24] += v.max(0.0);
+    for day in c.chunks_exact(24) {
+        for (b, v) in by_hour.iter_mut().zip(day) {
+            *b += v.max(0.0);
+        }
     }
     let a = by_hour.map(|v| concentration * (v + 0.1) / (n + 2.4));
     // Only hours with activity on some day enter the sums below.
