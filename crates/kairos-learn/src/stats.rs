@@ -28,7 +28,7 @@ pub fn ln_gamma(x: f64) -> f64 {
     for (i, c) in C.iter().enumerate().skip(1) {
         a += c / (x + i as f64);
     }
-    // (`a / x` overflows for x below about 1e-307.)
+    // (`a / x` overflows for x below about 1e-306.)
     let ln_a = if divisor > 1e-290 {
         (a / divisor).ln()
     } else {
