@@ -180,7 +180,10 @@ pub fn run(args: SimulateArgs, config: kairos_server::ValidConfig) -> anyhow::Re
         base: server.trim_end_matches('/').to_string(),
         key: args.key.clone(),
     };
-    for part in pop.customers.chunks(10_000) {
+    for part in pop
+        .customers
+        .chunks(kairos_server::MAX_CUSTOMERS_PER_REQUEST)
+    {
         let customers: Vec<Value> = part
             .iter()
             .map(|c| {

@@ -27,6 +27,7 @@ use tracing::Instrument;
 pub use config::{Config, ConfigError, ValidConfig};
 pub use error::ApiError;
 pub use routes::admin::{retrain, summary, train_options, write_artifact, TrainSummary};
+pub use routes::customers::MAX_CUSTOMERS_PER_REQUEST;
 pub use state::{AppState, Clock, StartError};
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
